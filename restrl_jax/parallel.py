@@ -1,0 +1,127 @@
+"""Device mesh, logical-axis rules and sharding helpers.
+
+Every parameter and activation dimension carries a *logical* name ("batch", "embed", "heads", ...);
+`LOGICAL_RULES` maps logical names to the mesh axes `data`, `fsdp`, `tensor`. A dimension whose size
+the mesh axes do not divide is left unsharded, so tiny test models run on any mesh.
+
+Activations are constrained with `constrain(x, names)` inside model code; it is a no-op unless a
+`sharding_context(mesh)` is active while the function is traced, so the same model code runs on one
+device and on a pod.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# logical name -> mesh axis (or tuple of axes, or None = replicated)
+LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
+    ("batch", ("data", "fsdp")),
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("mlp", "tensor"),
+    ("head_dim", None),
+    ("seq", None),
+    ("cache_seq", None),
+    ("act_embed", None),
+    ("layers", None),
+)
+
+_CONTEXT: contextvars.ContextVar[tuple[Mesh, tuple] | None] = contextvars.ContextVar(
+    "restrl_jax_sharding_context", default=None)
+
+
+def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A mesh with axes (data, fsdp, tensor); `-1` in one place takes the remaining devices."""
+  devices = list(devices if devices is not None else jax.devices())
+  shape = list(shape)
+  if len(shape) != len(MESH_AXES):
+    raise ValueError(f"mesh shape needs {len(MESH_AXES)} entries {MESH_AXES}, got {shape}")
+  if shape.count(-1) > 1:
+    raise ValueError(f"at most one mesh axis may be -1, got {shape}")
+  if -1 in shape:
+    known = math.prod(s for s in shape if s != -1)
+    if len(devices) % known:
+      raise ValueError(f"{len(devices)} devices do not divide into mesh {shape}")
+    shape[shape.index(-1)] = len(devices) // known
+  if math.prod(shape) != len(devices):
+    raise ValueError(
+        f"mesh shape {tuple(shape)} needs {math.prod(shape)} devices, {len(devices)} available")
+  return Mesh(np.asarray(devices).reshape(shape), MESH_AXES)
+
+
+def _mesh_axes_for(name: str | None, rules) -> tuple[str, ...]:
+  if name is None:
+    return ()
+  for logical, physical in rules:
+    if logical == name:
+      if physical is None:
+        return ()
+      return (physical,) if isinstance(physical, str) else tuple(physical)
+  raise KeyError(f"logical axis {name!r} has no rule; known: {[r[0] for r in rules]}")
+
+
+def logical_to_spec(names: Sequence[str | None], shape: Sequence[int] | None, mesh: Mesh,
+                    rules=LOGICAL_RULES) -> PartitionSpec:
+  """PartitionSpec for an array whose dims carry `names`; axes that do not divide stay unsharded."""
+  used: set[str] = set()
+  spec = []
+  for i, name in enumerate(names):
+    axes = tuple(a for a in _mesh_axes_for(name, rules) if a not in used and mesh.shape[a] > 1)
+    if shape is not None and axes:
+      # keep the longest prefix of axes whose product divides the dim
+      while axes and shape[i] % math.prod(mesh.shape[a] for a in axes):
+        axes = axes[:-1]
+    used.update(axes)
+    spec.append(None if not axes else axes[0] if len(axes) == 1 else axes)
+  return PartitionSpec(*spec)
+
+
+def logical_to_sharding(names, shape, mesh: Mesh, rules=LOGICAL_RULES) -> NamedSharding:
+  return NamedSharding(mesh, logical_to_spec(names, shape, mesh, rules))
+
+
+def tree_shardings(logical_tree, shape_tree, mesh: Mesh, rules=LOGICAL_RULES):
+  """Shardings for a pytree (e.g. params) from a matching pytree of logical-name tuples."""
+  return jax.tree.map(
+      lambda names, x: logical_to_sharding(names, x.shape, mesh, rules),
+      logical_tree, shape_tree, is_leaf=lambda n: isinstance(n, tuple))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+@contextlib.contextmanager
+def sharding_context(mesh: Mesh, rules=LOGICAL_RULES):
+  """Within this context, `constrain` pins activations to the mesh while tracing."""
+  token = _CONTEXT.set((mesh, tuple(rules)))
+  try:
+    yield mesh
+  finally:
+    _CONTEXT.reset(token)
+
+
+def current_mesh() -> Mesh | None:
+  ctx = _CONTEXT.get()
+  return None if ctx is None else ctx[0]
+
+
+def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
+  """`with_sharding_constraint` by logical names; identity outside a sharding_context."""
+  ctx = _CONTEXT.get()
+  if ctx is None:
+    return x
+  mesh, rules = ctx
+  if len(names) != x.ndim:
+    raise ValueError(f"constrain: {len(names)} names {tuple(names)} for an array of rank {x.ndim}")
+  return jax.lax.with_sharding_constraint(x, logical_to_sharding(names, x.shape, mesh, rules))

