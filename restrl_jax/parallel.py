@@ -125,3 +125,13 @@ def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
   if len(names) != x.ndim:
     raise ValueError(f"constrain: {len(names)} names {tuple(names)} for an array of rank {x.ndim}")
   return jax.lax.with_sharding_constraint(x, logical_to_sharding(names, x.shape, mesh, rules))
+
+
+def shard_tree(tree, logical_tree, mesh: Mesh, rules=LOGICAL_RULES):
+  """Place every leaf of `tree` on the mesh by its logical axis names."""
+  return jax.device_put(tree, tree_shardings(logical_tree, tree, mesh, rules))
+
+
+def batch_sharding(mesh: Mesh, rank: int = 2) -> NamedSharding:
+  """Leading (batch) dimension over ('data', 'fsdp'), the rest replicated."""
+  return NamedSharding(mesh, logical_to_spec(("batch",) + (None,) * (rank - 1), None, mesh))

@@ -1,0 +1,14 @@
+"""Embedded default: the whole pipeline on CPU with the tiny model and the synthetic suite.
+
+python -m restrl_jax.main --config=configs/demo.py [--config.quick=True]
+"""
+from restrl_jax import config_defaults
+
+
+def get_config():
+  c = config_defaults.base()
+  c.workdir = "runs/demo"
+  c.stages = ("smoke",)
+  c.sampling.max_new_tokens = 64
+  c.sampling.batch_size = 8
+  return c

@@ -1,0 +1,43 @@
+"""Process-level set-up before any stage runs: config validation and JAX start-up.
+
+Multi-host: when `config.distributed.enabled` is true (or "auto" on a TPU VM pod), JAX's own
+`jax.distributed.initialize` joins the processes; nothing home-made replaces it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import ml_collections
+
+from restrl_jax.config_checks import ConfigError, check_required, get_field
+
+# Fields every pipeline config must set (placeholders in configs/*.py).
+REQUIRED = ("workdir", "stages", "seed")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  check_required(config, REQUIRED + tuple(config.get("required_fields", ())))
+  if not config.stages:
+    raise ConfigError("config.stages is empty: name at least one stage")
+  if isinstance(config.stages, str):
+    raise ConfigError(f"config.stages must be a tuple of stage names, got the string {config.stages!r}")
+  from restrl_jax.pipeline.runner import check_stages
+  check_stages(config.stages)
+  for path in config.get("required_paths", ()):
+    value = get_field(config, path)
+    if value is None:
+      raise ConfigError(f"config field {path} is not set: give a local path with --config.{path}=...")
+    if not os.path.exists(os.path.expanduser(str(value))):
+      raise ConfigError(f"config field {path}={value!r}: no such file or folder")
+
+
+def initialize(config: ml_collections.ConfigDict) -> None:
+  import jax
+  dist = config.get("distributed", None)
+  if dist is not None and dist.get("enabled", False):
+    kwargs = {k: dist[k] for k in ("coordinator_address", "num_processes", "process_id")
+              if dist.get(k) is not None}
+    jax.distributed.initialize(**kwargs)
+  logging.info("JAX %s: %d process(es), %d device(s) (%s)", jax.__version__, jax.process_count(),
+               jax.device_count(), jax.default_backend())

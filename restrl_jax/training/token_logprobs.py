@@ -1,0 +1,34 @@
+"""Per-token log-probabilities of a sequence under the policy, and the SFT loss built on them."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from restrl_jax import models
+
+
+def token_logprobs(config: models.ModelConfig, params, tokens: jax.Array,
+                   attention_mask: jax.Array, temperature: float = 1.0,
+                   remat: bool = False) -> jax.Array:
+  """log pi(tokens[:, t+1] | tokens[:, :t+1]) for t < T-1 -> [B, T-1] float32.
+
+  `temperature` divides the logits (the distribution the sampler drew from).
+  """
+  logits = models.logits(config, params, tokens, attention_mask, remat=remat)[:, :-1]  # [B, T-1, V]
+  logits = logits / temperature
+  targets = tokens[:, 1:]                                                  # [B, T-1]
+  picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+  return picked - jax.nn.logsumexp(logits, axis=-1)
+
+
+def sft_loss(config: models.ModelConfig, params, batch: dict, remat: bool = False):
+  """Mean negative log-likelihood over target tokens.
+
+  batch: tokens [B, T] int32, attention_mask [B, T], loss_mask [B, T] (1 on tokens to learn,
+  e.g. the solution; position t's loss predicts tokens[:, t]).
+  """
+  logp = token_logprobs(config, params, batch["tokens"], batch["attention_mask"], remat=remat)
+  weights = batch["loss_mask"][:, 1:].astype(jnp.float32)                   # [B, T-1]
+  count = jnp.maximum(weights.sum(), 1.0)
+  loss = -(logp * weights).sum() / count
+  return loss, {"loss": loss, "tokens": weights.sum()}
