@@ -1,0 +1,49 @@
+"""Model sizes used by the benchmarks, their FLOP counts and this machine's matmul peak."""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+
+from restrl_jax import models
+
+# ~100M parameters: Qwen2-style, 12 layers of width 768, 32k vocabulary (tied).
+_100M = dict(vocab_size=32000, hidden_size=768, num_layers=12, num_heads=12, num_kv_heads=4,
+             head_dim=64, intermediate_size=2048, tie_word_embeddings=True)
+
+
+def bench_config(size: str) -> models.ModelConfig:
+  tiny = models.get_preset("tiny")
+  if size == "tiny":
+    return tiny
+  if size == "100m":
+    return dataclasses.replace(tiny, **_100M)
+  raise ValueError(f"unknown bench size {size!r}; choose tiny or 100m")
+
+
+def num_params(config: models.ModelConfig) -> int:
+  shapes = jax.eval_shape(lambda key: models.init_params(config, key), jax.random.key(0))
+  return sum(x.size for x in jax.tree.leaves(shapes))
+
+
+def flops_per_token(config: models.ModelConfig, context: int) -> float:
+  """Forward FLOPs per token: 2 * matmul params + attention (2 * 2 * layers * context * H * Dh)."""
+  embed = config.vocab_size * config.hidden_size
+  matmul_params = num_params(config) - (0 if config.tie_word_embeddings else embed)
+  attention = 4 * config.num_layers * context * config.num_heads * config.head_dim
+  return 2.0 * matmul_params + attention
+
+
+def matmul_peak_flops(n: int = 1024, repeats: int = 10) -> float:
+  """Measured float32 matmul FLOP/s of this machine through XLA (the best of `repeats`)."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  f = jax.jit(lambda x: x @ x)
+  f(a).block_until_ready()
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    f(a).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * n ** 3 / best

@@ -1,0 +1,85 @@
+"""The embedded tokenizer: a small byte-level BPE trained on the synthetic suite.
+
+Trained with `tokenizers` and saved as a standard Hugging Face tokenizer folder
+(`tokenizer.json`, `tokenizer_config.json`, `special_tokens_map.json`), so the rest of the code
+loads it with `transformers.AutoTokenizer.from_pretrained(folder)` exactly like a real model's.
+
+Byte-level pre-tokenization keeps every byte, so code indentation and newlines round-trip:
+`decode(encode(s)) == s` for any text. Special tokens (ids fixed in this order):
+  0 <|endoftext|>  end of sequence and padding
+  1 <|im_start|>   2 <|im_end|>   ChatML turn markers, used by `chat_template`
+The chat template is ChatML (as Qwen2.5's), so the paper's prompt path (user turn + pre-filled
+assistant turn cut after the pre-fill) works unchanged.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+EOS = "<|endoftext|>"
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+SPECIAL_TOKENS = (EOS, IM_START, IM_END)
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+MIN_VOCAB = 256 + len(SPECIAL_TOKENS)
+MODEL_MAX_LENGTH = 2048
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | os.PathLike,
+                    min_frequency: int = 2):
+  """Train a byte-level BPE on `texts`, save it to `out_dir`, return it (transformers fast).
+
+  Deterministic for the same texts in the same order.
+  """
+  # pylint: disable=import-outside-toplevel
+  import tokenizers
+  from tokenizers import decoders, models, pre_tokenizers, trainers
+  import transformers
+
+  if vocab_size < MIN_VOCAB:
+    raise ValueError(f"vocab_size must be >= {MIN_VOCAB} (256 bytes + special tokens), "
+                     f"got {vocab_size}")
+  texts = list(texts)
+  if not texts or not any(texts):
+    raise ValueError("train_tokenizer: texts is empty")
+  tok = tokenizers.Tokenizer(models.BPE())
+  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  tok.decoder = decoders.ByteLevel()
+  trainer = trainers.BpeTrainer(
+      vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS),
+      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+  tok.train_from_iterator(texts, trainer=trainer)
+  fast = transformers.PreTrainedTokenizerFast(
+      tokenizer_object=tok, eos_token=EOS, pad_token=EOS, bos_token=None, unk_token=None,
+      additional_special_tokens=[IM_START, IM_END], clean_up_tokenization_spaces=False,
+      model_max_length=MODEL_MAX_LENGTH)
+  fast.chat_template = CHAT_TEMPLATE
+  os.makedirs(out_dir, exist_ok=True)
+  fast.save_pretrained(str(out_dir))
+  return fast
+
+
+def load_tokenizer(path: str | os.PathLike):
+  """A saved tokenizer folder through `transformers.AutoTokenizer` (what every caller uses)."""
+  import transformers  # pylint: disable=import-outside-toplevel
+  if not os.path.isfile(os.path.join(path, "tokenizer_config.json")):
+    raise FileNotFoundError(f"{path}: not a tokenizer folder (no tokenizer_config.json)")
+  return transformers.AutoTokenizer.from_pretrained(str(path))
+
+
+def embedded_tokenizer(path: str | os.PathLike | None = None, vocab_size: int = 1024,
+                       num_problems: int = 2000, seed: int = 0):
+  """The tokenizer for the synthetic suite: trained on its train split once, then loaded.
+
+  `path` defaults to `$RESTRL_CACHE/tokenizer/synthetic-v<generator>-<vocab>-<num>-<seed>`.
+  """
+  from restrl_jax.data import io, synthetic  # pylint: disable=import-outside-toplevel
+  if path is None:
+    name = f"synthetic-v{synthetic.GENERATOR_VERSION}-{vocab_size}-{num_problems}-{seed}"
+    path = io.cache_dir() / "tokenizer" / name
+  if not os.path.isfile(os.path.join(path, "tokenizer_config.json")):
+    train_tokenizer(synthetic.spec_corpus("train", num_problems, seed), vocab_size, path)
+  return load_tokenizer(path)
