@@ -1,0 +1,32 @@
+"""The sandbox: runs generated programs against their tests and returns graded rewards.
+
+Public API: `ExecutionPool`, `run_programs`, `TestSuite`, `ExecResult`, `Limits`.
+Import-light (no JAX): workers are fresh `python -I` processes running the modules listed in
+`payload.MODULES`.
+
+Why a verdict cannot be forged (threat model: the program is adversarial).
+  * stdio / call tests: the program's process returns only data (stdout text; return values as
+    plain builtin data, see `plain`), and the comparison with the expected output, which never
+    enters the sandbox, happens on the host.
+  * assert / check tests: the judge (in the zygote: root in the sandbox, no candidate code ever
+    runs there) runs the test code; the program's functions are stand-ins that ship plain-data
+    arguments to the program process (another uid) and plain data back. Always-equal objects
+    cannot cross, monkeypatching the
+    program's own interpreter (or ctypes tricks) cannot touch the judge, and expected values are
+    not in the program's memory.
+  * unittest tests (and the rare asserts that need non-plain objects) must run in the program's
+    process: a test counts only if the reply carries a random nonce drawn after the program's top
+    level ran and sent only when that test starts, and an integrity check (builtins, unittest
+    classes, trace hooks) turns every later test into an error once tampering is seen. This is the
+    weakest channel: code that rewrites the runner itself (ctypes) could still forge it.
+  * In every mode, missing replies are failures: exiting early, crashing, killing processes, or
+    printing "passed" scores 0 for the tests not reported through the channel.
+Isolation (see `isolation`): bubblewrap namespaces, a minimal read-only filesystem, private /tmp,
+no network, unprivileged per-worker uids, rlimits, per-test and per-program deadlines, and every
+process of the program's uid killed after each program.
+"""
+from restrl_jax.execution.jobs import Limits
+from restrl_jax.execution.pool import ExecutionPool, run_programs
+from restrl_jax.execution.spec import ExecResult, TestSuite
+
+__all__ = ["ExecutionPool", "run_programs", "TestSuite", "ExecResult", "Limits"]

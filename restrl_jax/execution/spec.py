@@ -8,7 +8,8 @@ Kinds:
   stdio     APPS standard-input problems: feed `inputs[i]` on stdin, compare stdout with
             `outputs[i]` using APPS' tolerant comparison.
   call      call-based problems (APPS `fn_name`, MBPP+): call `fn_name(*inputs[i])` (or
-            `Solution().fn_name`) and compare with `outputs[i]` (float tolerance `atol`).
+            `Solution().fn_name`) and compare with `outputs[i]`: `match="apps"` uses APPS' rules,
+            `match="exact"` EvalPlus' (equality; floats within `atol`, 1e-6 when atol is 0).
   assert    MBPP: `setup_code` then each statement of `asserts` is one test.
   check     HumanEval: `source` defines `check(candidate)`; called with `entry_point`; one test.
   unittest  BigCodeBench: `source` defines `unittest.TestCase` classes; each test method is a test.
@@ -20,10 +21,12 @@ from typing import Any
 
 KINDS = ("stdio", "call", "assert", "check", "unittest")
 STATUSES = ("pass", "fail", "error", "timeout", "skipped")
+MATCHES = ("apps", "exact")
 
 
 @dataclasses.dataclass(frozen=True)
 class TestSuite:
+  __test__ = False  # not a pytest test class
   kind: str
   inputs: tuple[Any, ...] = ()
   outputs: tuple[Any, ...] = ()
@@ -34,6 +37,7 @@ class TestSuite:
   entry_point: str | None = None
   atol: float = 0.0
   timeout_s: float = 4.0
+  match: str = "apps"
 
   def __post_init__(self):
     if self.kind not in KINDS:
@@ -45,6 +49,12 @@ class TestSuite:
       raise ValueError("TestSuite(call) needs fn_name")
     if self.kind in ("check", "unittest") and not self.source:
       raise ValueError(f"TestSuite({self.kind}) needs source")
+    if self.kind == "check" and not self.entry_point:
+      raise ValueError("TestSuite(check) needs entry_point")
+    if self.match not in MATCHES:
+      raise ValueError(f"TestSuite.match must be one of {MATCHES}, got {self.match!r}")
+    if not self.timeout_s > 0:
+      raise ValueError(f"TestSuite.timeout_s must be positive, got {self.timeout_s!r}")
 
   def to_json(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
