@@ -24,6 +24,9 @@ EXTRAS = {
     "parity": ["torch>=2.4"],
     "tpu": ["jax[tpu]>=0.7"],
     "gpu": ["jax[cuda12]>=0.7"],
+    # Benchmarks as array_record TFDS data sets (restrl_jax.data.tfds_builder); no TensorFlow
+    # needed. importlib_resources: imported by tensorflow-datasets 4.9.x but not declared by it.
+    "tfds": ["tensorflow-datasets>=4.9.4", "array_record>=0.5", "importlib_resources>=6"],
 }
 
 setup(

