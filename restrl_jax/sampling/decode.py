@@ -1,0 +1,135 @@
+"""The device side of generation: prefill and a decode loop, as pure functions to be jitted.
+
+`prefill` writes the prompt's first P-1 tokens into a fresh KV cache (its logits are unused, so
+XLA drops the vocabulary projection); every generated token, the first included, then comes from
+the same one-token `decode_body`, fed the last prompt token first. `decode_chunk` runs
+`decode_body` in a `jax.lax.while_loop` until every row is done, `max_new` tokens were made, or the
+step reaches `chunk_end` (the host-side stop-string check runs between chunks). All state is one
+`DecodeState` pytree, donated to `decode_chunk` so the cache is updated in place.
+
+Cache slots: [0, P) hold the left-padded prompt, slot P-1+i the i-th generated token.
+Row states: `finish` is RUNNING until the row emits an end-of-sequence id (EOS, kept in `tokens`)
+or reaches `max_new` tokens (LENGTH). Rows that are done keep computing (the batch is static)
+but write PAD / 0 into their outputs.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from restrl_jax import models
+from restrl_jax.parallel import constrain
+from restrl_jax.sampling.transforms import SamplingMode, draw, row_keys
+
+RUNNING, EOS, LENGTH, STOP = 0, 1, 2, 3
+
+
+class DecodeState(NamedTuple):
+  cache: models.KVCache
+  kv_mask: jax.Array       # [B, S] bool, slots holding real tokens
+  last_token: jax.Array    # [B] int32, the token fed at the next step
+  position: jax.Array      # [B] int32, its RoPE position
+  step: jax.Array          # [] int32, tokens generated so far
+  tokens: jax.Array        # [B, N] int32
+  logprobs: jax.Array      # [B, N] float32, log pi_T (untruncated)
+  raw_logprobs: jax.Array  # [B, N] float32, log pi_1
+  lengths: jax.Array       # [B] int32
+  done: jax.Array          # [B] bool
+  finish: jax.Array        # [B] int32: RUNNING / EOS / LENGTH
+  rng: jax.Array           # PRNG key
+  row_ids: jax.Array       # [B] int32, global row index: row r draws with fold_in(key, row_ids[r])
+  temperature: jax.Array   # [] float32
+  top_p: jax.Array         # [] float32
+  max_new: jax.Array       # [] int32 (<= N)
+  eos_ids: jax.Array       # [E] int32 end-of-sequence ids, padded with -1
+
+
+def _cache_names(config: models.ModelConfig) -> tuple[str, ...]:
+  if models.resolve_cache_layout(config) == "bhsd":
+    return ("layers", "batch", "kv_heads", "cache_seq", "head_dim")
+  return ("layers", "batch", "cache_seq", "kv_heads", "head_dim")
+
+
+def _constrain_state(config: models.ModelConfig, s: DecodeState) -> DecodeState:
+  names = _cache_names(config)
+  cache = models.KVCache(constrain(s.cache.k, names), constrain(s.cache.v, names))
+  rows = lambda x: constrain(x, ("batch",) + (None,) * (x.ndim - 1))
+  return s._replace(cache=cache, kv_mask=rows(s.kv_mask), last_token=rows(s.last_token),
+                    position=rows(s.position), tokens=rows(s.tokens), logprobs=rows(s.logprobs),
+                    raw_logprobs=rows(s.raw_logprobs), lengths=rows(s.lengths),
+                    done=rows(s.done), finish=rows(s.finish), row_ids=rows(s.row_ids))
+
+
+def prefill(config: models.ModelConfig, params, prompt_tokens: jax.Array,
+            prompt_mask: jax.Array, done: jax.Array, row_ids: jax.Array, rng: jax.Array,
+            temperature: jax.Array,
+            top_p: jax.Array, max_new: jax.Array, eos_ids: jax.Array, *, num_new: int,
+            pad_id: int) -> DecodeState:
+  """Cache the prompt [B, P] (left-padded) and return the initial decode state."""
+  b, p = prompt_tokens.shape
+  mask = prompt_mask.astype(bool)                                           # [B, P]
+  positions = jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=1) - 1, 0)  # [B, P]
+  kv_mask = jnp.zeros((b, p + num_new), bool).at[:, :p].set(mask)          # [B, S]
+  names = _cache_names(config)
+  cache = models.init_cache(config, b, p + num_new)
+  cache = models.KVCache(constrain(cache.k, names), constrain(cache.v, names))
+  if p > 1:
+    _, cache = models.forward_step(config, params, prompt_tokens[:, :-1], positions[:, :-1],
+                                   cache, jnp.int32(0), kv_mask)
+  state = DecodeState(
+      cache=cache, kv_mask=kv_mask, last_token=prompt_tokens[:, -1].astype(jnp.int32),
+      position=positions[:, -1], step=jnp.int32(0),
+      tokens=jnp.full((b, num_new), pad_id, jnp.int32),
+      logprobs=jnp.zeros((b, num_new), jnp.float32),
+      raw_logprobs=jnp.zeros((b, num_new), jnp.float32),
+      lengths=jnp.zeros((b,), jnp.int32), done=done.astype(bool),
+      finish=jnp.zeros((b,), jnp.int32), rng=rng, row_ids=row_ids.astype(jnp.int32),
+      temperature=jnp.asarray(temperature, jnp.float32), top_p=jnp.asarray(top_p, jnp.float32),
+      max_new=jnp.asarray(max_new, jnp.int32), eos_ids=jnp.asarray(eos_ids, jnp.int32))
+  return _constrain_state(config, state)
+
+
+def _write_column(buf: jax.Array, col: jax.Array, step: jax.Array) -> jax.Array:
+  """buf[:, step] = col for buf [B, N], col [B]."""
+  return jax.lax.dynamic_update_slice(buf, col[:, None].astype(buf.dtype),
+                                      (jnp.int32(0), step))
+
+
+def decode_body(config: models.ModelConfig, params, s: DecodeState, *, mode: SamplingMode,
+                pad_id: int) -> DecodeState:
+  """Feed `last_token`, draw the next token for every row, record it for rows still running."""
+  prompt_len = s.kv_mask.shape[1] - s.tokens.shape[1]
+  slot = prompt_len - 1 + s.step
+  kv_mask = jax.lax.dynamic_update_slice(s.kv_mask, jnp.ones((s.kv_mask.shape[0], 1), bool),
+                                         (jnp.int32(0), slot))
+  logits, cache = models.forward_step(config, params, s.last_token[:, None], s.position[:, None],
+                                      s.cache, slot, kv_mask)
+  keys = row_keys(jax.random.fold_in(s.rng, s.step), s.row_ids)            # [B]
+  d = draw(keys, logits[:, 0], s.temperature, s.top_p, mode)
+  live = ~s.done                                                            # [B]
+  is_eos = live & jnp.any(d.tokens[:, None] == s.eos_ids[None, :], axis=1)  # [B]
+  at_len = live & (s.step + 1 >= s.max_new)
+  finish = jnp.where(is_eos, EOS, jnp.where(at_len, LENGTH, s.finish))
+  return s._replace(
+      cache=cache, kv_mask=kv_mask, last_token=d.tokens, position=s.position + 1,
+      step=s.step + 1,
+      tokens=_write_column(s.tokens, jnp.where(live, d.tokens, pad_id), s.step),
+      logprobs=_write_column(s.logprobs, jnp.where(live, d.logprobs, 0.0), s.step),
+      raw_logprobs=_write_column(s.raw_logprobs, jnp.where(live, d.raw_logprobs, 0.0), s.step),
+      lengths=s.lengths + live.astype(jnp.int32), done=s.done | is_eos | at_len, finish=finish)
+
+
+def decode_chunk(config: models.ModelConfig, params, state: DecodeState, chunk_end: jax.Array,
+                 *, mode: SamplingMode, pad_id: int) -> DecodeState:
+  """Run decode steps until all rows are done or the step reaches min(chunk_end, max_new)."""
+  limit = jnp.minimum(jnp.asarray(chunk_end, jnp.int32), state.max_new)
+
+  def cond(s: DecodeState):
+    return (s.step < limit) & ~jnp.all(s.done)
+
+  def body(s: DecodeState):
+    return decode_body(config, params, s, mode=mode, pad_id=pad_id)
+
+  return jax.lax.while_loop(cond, body, state)

@@ -1,0 +1,300 @@
+"""`Sampler`: batched generation with a KV cache, jitted once per shape bucket.
+
+Typical use:
+
+  sampler = Sampler(config, params, tokenizer, mesh=None)
+  outs = sampler.generate(["def f(x):\n"], SamplingParams(temperature=0.7, stop_strings=("```",)))
+  out = sampler.sample_tokens(prompt_tokens, prompt_mask, SamplingParams(...))  # token arrays
+
+Prompts are left-padded and rounded up to shape buckets (`Buckets`), so batches of other sizes
+and prompt lengths inside the same buckets reuse the compiled programs (`num_compilations`
+counts traces per function). Without stop strings the whole decode loop is one device call; with
+stop strings the loop runs `stop_check_interval` steps at a time and the host decodes the new
+text in between, marking rows that hit a stop string as done (see `stops.py` for the cut rule).
+With a `mesh`, params are sharded by `param_logical_axes`, the batch over ("data", "fsdp"), and
+tracing happens inside `parallel.sharding_context(mesh)`.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from restrl_jax import models, parallel
+from restrl_jax.sampling import decode
+from restrl_jax.sampling.buckets import Buckets, left_pad, repad
+from restrl_jax.sampling.params import SamplingParams, eos_ids as merge_eos_ids
+from restrl_jax.sampling.stops import CONTEXT_TOKENS, StopWatcher, Tokenizer, detokenize
+from restrl_jax.sampling.transforms import mode_of
+
+FINISH_REASONS = {decode.EOS: "eos", decode.LENGTH: "length", decode.STOP: "stop"}
+
+
+class SampleOutput(NamedTuple):
+  """Token-level result (host numpy); entries past `lengths` are pad / 0."""
+  tokens: np.ndarray        # [B, max_new_tokens] int32
+  logprobs: np.ndarray      # [B, max_new_tokens] float32, log pi_T (untruncated)
+  raw_logprobs: np.ndarray  # [B, max_new_tokens] float32, log pi_1
+  lengths: np.ndarray       # [B] int32
+  finish: np.ndarray        # [B] int32: decode.EOS / LENGTH / STOP
+  texts: tuple[str, ...] | None  # completion texts (only when a tokenizer is present)
+
+
+class Completion(NamedTuple):
+  prompt_tokens: list[int]
+  tokens: list[int]
+  logprobs: np.ndarray      # [len(tokens)] float32, log pi_T
+  raw_logprobs: np.ndarray  # [len(tokens)] float32, log pi_1
+  text: str
+  finish_reason: str        # "stop" | "eos" | "length"
+
+
+def _as_key(rng, seed: int) -> jax.Array:
+  if rng is None:
+    return jax.random.key(seed)
+  if isinstance(rng, (int, np.integer)):
+    return jax.random.key(rng)
+  return rng
+
+
+class Sampler:
+  """Batched KV-cache generation for one model config; see the module docstring."""
+
+  def __init__(self, config: models.ModelConfig, params=None, tokenizer: Tokenizer | None = None,
+               *, mesh: jax.sharding.Mesh | None = None, buckets: Buckets = Buckets(),
+               max_batch: int | None = None):
+    if max_batch is not None and max_batch < 1:
+      raise ValueError(f"Sampler.max_batch must be >= 1 or None, got {max_batch}")
+    self.config = config
+    self.max_batch = max_batch
+    self.tokenizer = tokenizer
+    self.mesh = mesh
+    self.buckets = buckets
+    self.pad_id = int(config.pad_token_id if config.pad_token_id is not None else 0)
+    self._traces: collections.Counter = collections.Counter()
+    self._prefill = jax.jit(self._counted("prefill", functools.partial(decode.prefill, config)),
+                            static_argnames=("num_new", "pad_id"))
+    self._decode = jax.jit(
+        self._counted("decode", functools.partial(decode.decode_chunk, config)),
+        static_argnames=("mode", "pad_id"), donate_argnames=("state",))
+    self.params = None if params is None else self.place_params(params)
+
+  # -- bookkeeping -------------------------------------------------------------------------
+
+  def _counted(self, name: str, fn):
+    @functools.wraps(fn)
+    def traced(*args, **kwargs):
+      self._traces[name] += 1  # runs only while tracing, i.e. once per compilation
+      return fn(*args, **kwargs)
+    return traced
+
+  @property
+  def num_compilations(self) -> dict[str, int]:
+    """How many times `prefill` / `decode` were traced so far; each new shape bucket or static
+    setting (greedy, top_k, top-p on/off, pad id) is traced and compiled once."""
+    return dict(self._traces)
+
+  def _context(self):
+    return parallel.sharding_context(self.mesh) if self.mesh is not None else (
+        contextlib.nullcontext())
+
+  def _batch_multiple(self) -> int:
+    if self.mesh is None:
+      return 1
+    return int(self.mesh.shape["data"] * self.mesh.shape["fsdp"])
+
+  def place_params(self, params):
+    """Params on the mesh by their logical axes (unchanged without a mesh)."""
+    if self.mesh is None:
+      return params
+    axes = models.param_logical_axes(self.config)
+    return jax.device_put(params, parallel.tree_shardings(axes, params, self.mesh))
+
+  def _place_rows(self, x: np.ndarray) -> jax.Array:
+    if self.mesh is None:
+      return jnp.asarray(x)
+    names = ("batch",) + (None,) * (x.ndim - 1)
+    return jax.device_put(x, parallel.logical_to_sharding(names, x.shape, self.mesh))
+
+  def _place_scalar(self, x) -> jax.Array:
+    if self.mesh is None:
+      return jnp.asarray(x)
+    return jax.device_put(x, parallel.replicated(self.mesh))
+
+  def _params(self, params):
+    if params is None:
+      if self.params is None:
+        raise ValueError("Sampler has no params: pass params= to the call or the constructor")
+      return self.params
+    return self.place_params(params)
+
+  # -- public API ----------------------------------------------------------------------------
+
+  def sample_tokens(self, prompt_tokens, prompt_mask, sampling_params: SamplingParams,
+                    rng=None, params=None) -> SampleOutput:
+    """Generate from left-padded prompt_tokens [B, P] / prompt_mask [B, P] (1 = real token)."""
+    tokens = np.asarray(jax.device_get(prompt_tokens)).astype(np.int32)
+    mask = np.asarray(jax.device_get(prompt_mask)).astype(bool)
+    if tokens.ndim != 2 or len(tokens) == 0:
+      raise ValueError(f"prompt_tokens must be [B, P] with B >= 1, got shape {tokens.shape}")
+    outs = [self._run(tokens[rows], mask[rows], sampling_params, rng, params, rows)
+            for rows in self._chunks(np.arange(len(tokens)))]
+    return _concat(outs)
+
+  def generate(self, prompts: Sequence[str | Sequence[int]], sampling_params: SamplingParams,
+               rng=None, params=None) -> list[Completion]:
+    """Generate one completion per prompt (text, or token ids to continue from exactly)."""
+    ids = [self._encode(p, i) for i, p in enumerate(prompts)]
+    results: list[Completion | None] = [None] * len(ids)
+    # batches of similar lengths (less padding); row i always draws with row id i
+    by_length = np.argsort([len(p) for p in ids], kind="stable")
+    for rows in self._chunks(by_length):
+      chunk = [ids[i] for i in rows]
+      tokens, mask = left_pad(chunk, max(len(p) for p in chunk), len(chunk), self.pad_id)
+      out = self._run(tokens, mask, sampling_params, rng, params, rows)
+      for j, i in enumerate(rows):
+        results[i] = _completion(ids[i], out, j)
+    return results
+
+  def _chunks(self, rows: np.ndarray) -> list[np.ndarray]:
+    size = self.max_batch or max(len(rows), 1)
+    return [rows[i:i + size] for i in range(0, len(rows), size)]
+
+  # -- internals -----------------------------------------------------------------------------
+
+  def _encode(self, prompt, index: int) -> list[int]:
+    if isinstance(prompt, str):
+      if self.tokenizer is None:
+        raise ValueError(f"prompt {index} is text but the Sampler has no tokenizer")
+      ids = list(self.tokenizer.encode(prompt))
+    else:
+      ids = [int(t) for t in prompt]
+    if not ids:
+      raise ValueError(f"prompt {index} is empty; give at least one token (e.g. BOS)")
+    return ids
+
+  def _check_request(self, mask: np.ndarray, sp: SamplingParams) -> None:
+    if sp.stop_strings and self.tokenizer is None:
+      raise ValueError("SamplingParams.stop_strings need a tokenizer; the Sampler has none")
+    longest = int(mask.sum(axis=1).max()) + sp.max_new_tokens
+    if longest > self.config.max_position_embeddings:
+      raise ValueError(f"prompt length + max_new_tokens = {longest} exceeds the model's "
+                       f"max_position_embeddings {self.config.max_position_embeddings}")
+
+  def _run(self, tokens: np.ndarray, mask: np.ndarray, sp: SamplingParams, rng, params,
+           row_ids: np.ndarray) -> SampleOutput:
+    params = self._params(params)
+    b0, p0 = tokens.shape
+    batch = self.buckets.batch(b0, self._batch_multiple())
+    tokens, mask = repad(tokens, mask, self.buckets.prompt_len(p0), batch, self.pad_id)
+    self._check_request(mask, sp)
+    eos = merge_eos_ids(self.config.eos_token_ids, sp)
+    contexts = [t[m][-CONTEXT_TOKENS:].tolist() for t, m in zip(tokens[:b0], mask[:b0])]
+    watcher = StopWatcher(self.tokenizer, sp.stop_strings, contexts, eos) if (
+        sp.stop_strings) else None
+    with self._context():
+      ids = np.concatenate([row_ids, -1 - np.arange(batch - b0)]).astype(np.int32)
+      state = self._start(params, tokens, mask, ids, sp, rng, eos)
+      state = self._decode_all(params, state, sp, watcher)
+    return self._collect(state, b0, sp, contexts, eos, watcher)
+
+  def _start(self, params, tokens: np.ndarray, mask: np.ndarray, row_ids: np.ndarray,
+             sp: SamplingParams, rng, eos: tuple[int, ...]) -> decode.DecodeState:
+    """Place the padded batch on the devices and run the jitted prefill (filler rows have
+    negative row ids and start done)."""
+    rows, scalar = self._place_rows, self._place_scalar
+    return self._prefill(
+        params, rows(tokens), rows(mask), rows(row_ids < 0), rows(row_ids),
+        scalar(_as_key(rng, sp.seed)),
+        scalar(np.float32(sp.temperature)), scalar(np.float32(sp.top_p)),
+        scalar(np.int32(sp.max_new_tokens)), scalar(_pad_ids(eos)),
+        num_new=self.buckets.new_tokens(sp.max_new_tokens), pad_id=self.pad_id)
+
+  def _decode_all(self, params, state: decode.DecodeState, sp: SamplingParams,
+                  watcher: StopWatcher | None) -> decode.DecodeState:
+    """The decode loop: one device call, or chunks with a host stop-string check in between.
+
+    The check is synchronous (the next chunk starts after it): overlapping it with the next
+    chunk would save the host's few milliseconds but waste a whole chunk of decode steps once
+    every row has hit a stop string, which is the common end of a code completion.
+    """
+    mode = mode_of(sp, self.config.vocab_size)
+    run = functools.partial(self._decode, params, mode=mode, pad_id=self.pad_id)
+    if watcher is None:
+      return run(state=state, chunk_end=np.int32(sp.max_new_tokens))
+    step = 0
+    while True:
+      step = min(step + sp.stop_check_interval, sp.max_new_tokens)
+      state = run(state=state, chunk_end=np.int32(step))
+      toks, lengths, done = jax.device_get((state.tokens, state.lengths, state.done))
+      hits = watcher.update(toks, lengths, done)
+      if hits:
+        done = np.array(done)
+        done[hits] = True
+        state = state._replace(done=self._place_rows(done))
+      if done.all() or step >= sp.max_new_tokens:
+        return state
+
+  def _collect(self, state: decode.DecodeState, b0: int, sp: SamplingParams,
+               contexts: list[list[int]], eos: tuple[int, ...],
+               watcher: StopWatcher | None) -> SampleOutput:
+    n = sp.max_new_tokens
+    host = jax.device_get((state.tokens, state.logprobs, state.raw_logprobs, state.lengths,
+                           state.finish))
+    toks, lps, raws = (np.array(x[:b0, :n]) for x in host[:3])
+    lengths, finish = np.array(host[3][:b0]), np.array(host[4][:b0])
+    for row, cut in (watcher.cuts.items() if watcher else ()):
+      lengths[row], finish[row] = cut.num_tokens, decode.STOP
+      toks[row, cut.num_tokens:], lps[row, cut.num_tokens:] = self.pad_id, 0.0
+      raws[row, cut.num_tokens:] = 0.0
+    texts = None
+    if self.tokenizer is not None:
+      texts = tuple(
+          watcher.cuts[r].text if watcher and r in watcher.cuts else
+          _text(self.tokenizer, toks[r, :lengths[r]], contexts[r], eos) for r in range(b0))
+    return SampleOutput(toks, lps, raws, lengths, finish, texts)
+
+
+def _concat(outs: list[SampleOutput]) -> SampleOutput:
+  if len(outs) == 1:
+    return outs[0]
+  arrays = [np.concatenate(xs) for xs in zip(*(o[:5] for o in outs))]
+  texts = None if outs[0].texts is None else sum((o.texts for o in outs), ())
+  return SampleOutput(*arrays, texts)
+
+
+def _pad_ids(ids: tuple[int, ...]) -> np.ndarray:
+  """End-of-sequence ids as int32 [E], E a power of two >= 4, padded with -1 (no recompile
+  when the set changes size within the bucket)."""
+  out = np.full(max(4, 1 << max(len(ids) - 1, 0).bit_length()), -1, np.int32)
+  out[:len(ids)] = ids
+  return out
+
+
+def _text(tokenizer: Tokenizer, tokens: np.ndarray, context: list[int],
+          eos: tuple[int, ...]) -> str:
+  toks = tokens.tolist()
+  if toks and toks[-1] in eos:
+    toks = toks[:-1]
+  return detokenize(tokenizer, toks, context)
+
+
+def _completion(prompt: list[int], out: SampleOutput, row: int) -> Completion:
+  n = int(out.lengths[row])
+  return Completion(
+      prompt_tokens=prompt, tokens=out.tokens[row, :n].tolist(),
+      logprobs=out.logprobs[row, :n], raw_logprobs=out.raw_logprobs[row, :n],
+      text=out.texts[row] if out.texts is not None else "",
+      finish_reason=FINISH_REASONS[int(out.finish[row])])
+
+
+def generate(config: models.ModelConfig, params, tokenizer: Tokenizer | None,
+             prompts: Sequence[str | Sequence[int]], sampling_params: SamplingParams, rng=None,
+             mesh: jax.sharding.Mesh | None = None) -> list[Completion]:
+  """One-shot convenience; keep a `Sampler` to reuse compiled programs across calls."""
+  return Sampler(config, params, tokenizer, mesh=mesh).generate(prompts, sampling_params, rng)
