@@ -1,0 +1,107 @@
+"""Generation tokens/s of our sampler vs transformers' PyTorch `generate()` (KV cache), and the
+train step (forward + backward + AdamW) vs a PyTorch step, on the same random model, batch and
+lengths, on this machine in the same run. Also each side's FLOP/s as a fraction of the measured
+float32 matmul peak.
+
+python bench/sampler.py [--sizes tiny,100m] [--batch 8] [--prompt 64] [--new 128] [--no-train]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax
+import numpy as np
+
+from bench import common, train_step
+from bench.model_sizes import bench_config, flops_per_token, matmul_peak_flops
+from restrl_jax import models
+from restrl_jax.sampling import Buckets, Sampler, SamplingParams
+
+
+def _prompts(config, batch: int, prompt_len: int) -> np.ndarray:
+  rng = np.random.default_rng(0)
+  return rng.integers(3, config.vocab_size, (batch, prompt_len), dtype=np.int32)
+
+
+def ours_seconds(config, params, prompts: np.ndarray, new_tokens: int, repeats: int) -> float:
+  sampler = Sampler(config, params, buckets=Buckets(min_prompt=prompts.shape[1],
+                                                   min_new_tokens=new_tokens))
+  sp = SamplingParams(max_new_tokens=new_tokens, temperature=0.0)
+  mask = np.ones_like(prompts, dtype=bool)
+
+  def run():
+    out = sampler.sample_tokens(prompts, mask, sp)
+    assert int(out.lengths.min()) == new_tokens
+
+  return common.timeit(run, repeats=repeats)
+
+
+def torch_seconds(hf_dir: str, prompts: np.ndarray, new_tokens: int, repeats: int) -> float:
+  import torch
+  import transformers
+  model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, torch_dtype=torch.float32)
+  model.eval()
+  ids = torch.from_numpy(prompts.astype(np.int64))
+  mask = torch.ones_like(ids)
+
+  def run():
+    with torch.inference_mode():
+      out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
+                           min_new_tokens=new_tokens, do_sample=False, use_cache=True,
+                           pad_token_id=0)
+    assert out.shape[1] == ids.shape[1] + new_tokens
+
+  return common.timeit(run, repeats=repeats)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--sizes", default="tiny,100m")
+  parser.add_argument("--batch", type=int, default=8)
+  parser.add_argument("--prompt", type=int, default=64)
+  parser.add_argument("--new", type=int, default=128)
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--train-seq", type=int, default=256)
+  parser.add_argument("--no-train", action="store_true")
+  args = parser.parse_args()
+  report = common.Report("sampler")
+  peak = matmul_peak_flops()
+  for size in args.sizes.split(","):
+    # no EOS: both sides generate exactly --new tokens
+    config = dataclasses.replace(bench_config(size), eos_token_id=None)
+    params = models.init_params(config, jax.random.key(0))
+    prompts = _prompts(config, args.batch, args.prompt)
+    with tempfile.TemporaryDirectory() as hf_dir:
+      models.save_hf(config, params, hf_dir)
+      peer = torch_seconds(hf_dir, prompts, args.new, args.repeats)
+    ours = ours_seconds(config, params, prompts, args.new, args.repeats)
+    generated = args.batch * args.new
+    flops = flops_per_token(config, args.prompt + args.new // 2) * (
+        args.batch * (args.prompt + args.new))
+    report.add(f"sampler_{size}", generated / ours, generated / peer, "generated tokens/s",
+               ours_peak_fraction=round(flops / ours / peak, 4),
+               peer_peak_fraction=round(flops / peer / peak, 4),
+               batch=args.batch, prompt=args.prompt, new=args.new)
+    if not args.no_train:
+      tokens = args.batch * args.train_seq
+      t_ours = train_step.ours_step_seconds(bench_config(size), args.batch, args.train_seq,
+                                            args.repeats)
+      t_peer = train_step.torch_step_seconds(bench_config(size), args.batch, args.train_seq,
+                                             args.repeats)
+      tflops = 3 * flops_per_token(bench_config(size), args.train_seq) * tokens
+      report.add(f"train_step_{size}", tokens / t_ours, tokens / t_peer, "tokens/s",
+                 ours_peak_fraction=round(tflops / t_ours / peak, 4),
+                 peer_peak_fraction=round(tflops / t_peer / peak, 4),
+                 batch=args.batch, seq=args.train_seq)
+  report.add("matmul_peak", peak / 1e9, peak / 1e9, "GFLOP/s (f32, 1024^3 via XLA)")
+  report.save()
+
+
+if __name__ == "__main__":
+  main()
