@@ -8,7 +8,8 @@ from restrl_jax import config_defaults
 def get_config():
   c = config_defaults.base()
   c.workdir = "runs/demo"
-  c.stages = ("smoke",)
+  c.stages = ("warmstart",)
+  c.warmstart = config_defaults.warmstart()
   c.sampling.max_new_tokens = 64
   c.sampling.batch_size = 8
   return c

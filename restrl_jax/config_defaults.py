@@ -38,6 +38,28 @@ def distributed() -> ml_collections.ConfigDict:
       process_id=config_dict.placeholder(int)))
 
 
+def warmstart() -> ml_collections.ConfigDict:
+  """The base policy: the shipped demo checkpoint, or SFT on the synthetic train split."""
+  return ml_collections.ConfigDict(dict(
+      use_shipped=True,                           # copy the shipped policy instead of training
+      policy_path=config_dict.placeholder(str),   # an HF folder to use instead of the shipped one
+      tokenizer_path=config_dict.placeholder(str),  # None: the embedded synthetic tokenizer
+      preset="tiny",
+      num_train_problems=2000, difficulty="mixed", data_seed=0, max_len=256, pad_multiple=32,
+      steps=1500, batch_size=32, learning_rate=3e-3, warmup_steps=100, schedule="constant",
+      weight_decay=0.0, grad_clip=1.0, seed=0,
+      checkpoint_every=250, keep_checkpoints=2, log_every=25, tensorboard=False,
+      eval_num_problems=200, eval_samples=5, eval_seed=0))
+
+
+def evaluate() -> ml_collections.ConfigDict:
+  """The `evaluate` stage: sample the newest policy on a benchmark and score it in the sandbox."""
+  return ml_collections.ConfigDict(dict(
+      benchmark="synthetic",                      # restrl_jax.data.registry name
+      data_path=config_dict.placeholder(str),     # local file/folder (None: the default source)
+      split="test", num_problems=200, num_samples=5, ks=(1, 5), seed=0, method="policy"))
+
+
 def base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.workdir = config_dict.placeholder(str)
@@ -49,6 +71,7 @@ def base() -> ml_collections.ConfigDict:
   c.sampling = sampling()
   c.execution = execution()
   c.distributed = distributed()
+  c.evaluate = evaluate()
   c.required_fields = ()
   c.required_paths = ()
   return c

@@ -57,6 +57,7 @@ def main(argv: list[str]) -> None:
   from restrl_jax.pipeline import run_pipeline
   try:
     setup_runtime.validate(config)
+    setup_runtime.apply_quick(config)
     setup_runtime.initialize(config)
     run_pipeline(config)
   except ConfigError as e:

@@ -1,0 +1,22 @@
+"""Registers the pipeline's stages. Each wrapper imports its stage lazily, so that listing or
+validating stages stays cheap.
+
+Stages of the full method (README, issue tracker): warmstart -> rest_grpo -> collect_values ->
+train_value -> evaluate. Only stages that exist are registered; config validation names the
+known ones.
+"""
+from __future__ import annotations
+
+from restrl_jax.pipeline.stages import StageContext, register_stage
+
+
+@register_stage("warmstart")
+def _warmstart(ctx: StageContext) -> dict:
+  from restrl_jax.warmstart.stage import warmstart_stage
+  return warmstart_stage(ctx)
+
+
+@register_stage("evaluate")
+def _evaluate(ctx: StageContext) -> dict:
+  from restrl_jax.pipeline.evaluate_stage import evaluate_stage
+  return evaluate_stage(ctx)

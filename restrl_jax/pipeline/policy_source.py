@@ -1,0 +1,30 @@
+"""Which policy a stage uses: an explicit HF folder, or the newest one an earlier stage wrote."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import ml_collections
+
+from restrl_jax.config_checks import ConfigError
+
+# Stages that leave a policy as an HF folder at <workdir>/<stage>/policy, newest last.
+POLICY_STAGES = ("warmstart", "rest_grpo")
+
+
+def resolve_policy(config: ml_collections.ConfigDict, workdir: Path) -> Path:
+  if config.model.hf_path:
+    path = Path(config.model.hf_path).expanduser()
+    if not (path / "config.json").is_file():
+      raise ConfigError(f"config.model.hf_path={str(path)!r}: no config.json there "
+                        "(expected a local Hugging Face model folder)")
+    return path
+  for stage in reversed(POLICY_STAGES):
+    path = workdir / stage / "policy"
+    if (path / "config.json").is_file():
+      return path
+  raise ConfigError("no policy to use: set --config.model.hf_path=<local HF folder>, or run a "
+                    f"stage that writes one first ({', '.join(POLICY_STAGES)})")
+
+
+def resolve_tokenizer(config: ml_collections.ConfigDict, policy: Path) -> Path:
+  return Path(config.model.tokenizer_path).expanduser() if config.model.tokenizer_path else policy

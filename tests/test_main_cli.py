@@ -1,0 +1,64 @@
+"""The entry point's config handling: overrides, unknown keys, missing fields, bad stages."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_main(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  return subprocess.run([sys.executable, "-m", "restrl_jax.main", *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def test_unknown_override_names_the_key():
+  out = run_main("--config=configs/demo.py", "--config.sampling.temprature=0.5")
+  assert out.returncode != 0
+  assert "unknown config key 'sampling.temprature'" in out.stderr
+  assert "temperature" in out.stderr  # the known keys are listed
+
+
+def test_missing_required_path_names_the_field(tmp_path):
+  out = run_main("--config=configs/humaneval.py", f"--config.workdir={tmp_path}")
+  assert out.returncode != 0
+  assert "model.hf_path" in out.stderr and "--config.model.hf_path=" in out.stderr
+
+
+def test_nonexistent_path_is_reported(tmp_path):
+  out = run_main("--config=configs/humaneval.py", f"--config.workdir={tmp_path}",
+                 f"--config.model.hf_path={tmp_path}/nowhere")
+  assert out.returncode != 0 and "no such file or folder" in out.stderr
+  assert "model.hf_path" in out.stderr
+
+
+def test_unknown_stage_is_named(tmp_path):
+  out = run_main("--config=configs/demo.py", f"--config.workdir={tmp_path}",
+                 "--config.stages=('warmstart','train_everything')")
+  assert out.returncode != 0
+  assert "train_everything" in out.stderr and "warmstart" in out.stderr
+
+
+def test_bad_override_type_is_reported():
+  out = run_main("--config=configs/demo.py", "--config.seed=abc")
+  assert out.returncode != 0 and "config.seed" in out.stderr
+
+
+def test_config_files_load_and_validate():
+  sys.path.insert(0, str(REPO))
+  from restrl_jax import setup_runtime
+  from restrl_jax.config_checks import ConfigError
+  import importlib.util
+  for name in ("demo", "apps", "humaneval"):
+    spec = importlib.util.spec_from_file_location(name, REPO / "configs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    if name == "demo":
+      setup_runtime.validate(config)
+    else:
+      with pytest.raises(ConfigError, match="model.hf_path"):
+        setup_runtime.validate(config)
