@@ -6,12 +6,15 @@ Import-light (no JAX): workers are fresh `python -I` processes running the modul
 
 Why a verdict cannot be forged (threat model: the program is adversarial).
   * stdio / call tests: the program's process returns only data (stdout text; return values as
-    plain builtin data, see `plain`), and the comparison with the expected output, which never
-    enters the sandbox, happens on the host.
+    plain data: builtins and a few stdlib value types such as Counter or deque, rebuilt from the
+    trusted side's own classes, see `plain`), and the comparison with the expected output, which
+    never enters the sandbox, happens on the host. APPS stdin programs that only compile inside
+    APPS' `code()` wrapper (top-level `return`) are run wrapped (see `wrapping`).
   * assert / check tests: the judge (in the zygote: root in the sandbox, no candidate code ever
     runs there) runs the test code; the program's functions are stand-ins that ship plain-data
-    arguments to the program process (another uid) and plain data back. Always-equal objects
-    cannot cross, monkeypatching the
+    arguments to the program process (another uid) and plain data back; a returned value that is
+    not plain arrives as an inert marker on which only `is` works (`re.Match` vs None), every
+    other use errors. Always-equal objects cannot cross, monkeypatching the
     program's own interpreter (or ctypes tricks) cannot touch the judge, and expected values are
     not in the program's memory.
   * unittest tests (and the rare asserts that need non-plain objects) must run in the program's
@@ -23,7 +26,8 @@ Why a verdict cannot be forged (threat model: the program is adversarial).
     printing "passed" scores 0 for the tests not reported through the channel.
 Isolation (see `isolation`): bubblewrap namespaces, a minimal read-only filesystem, private /tmp,
 no network, unprivileged per-worker uids, rlimits, per-test and per-program deadlines, and every
-process of the program's uid killed after each program.
+process of the program's uid killed after each program. The whole standard library imports at both
+levels (at the rlimits level as root through descriptors, see `reroot`).
 """
 from restrl_jax.execution.jobs import Limits
 from restrl_jax.execution.pool import ExecutionPool, run_programs

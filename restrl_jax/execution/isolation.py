@@ -13,7 +13,8 @@ uids); programs never hold a capability. `--die-with-parent` ties the sandbox to
 
 rlimits level ("rlimits"): the same zygote as a plain child process in its own session with a
 private temp directory and a cleared environment; uid separation only where the host runs as
-root. No filesystem or network isolation.
+root (the program then reaches the Python installation through descriptors, see `reroot`). No
+filesystem or network isolation.
 """
 from __future__ import annotations
 
@@ -53,6 +54,19 @@ def python_roots() -> list[str]:
     if not _inside(path, ["/usr"] + roots):
       roots.append(path)
   return roots
+
+
+def import_roots() -> list[list[str]]:
+  """[prefix, real directory] pairs covering the interpreter's import paths (see `reroot`): the
+  `python_roots`, and the unresolved spellings (symlinks) of prefixes and `sys.path` entries."""
+  roots = python_roots()
+  pairs = [[r, r] for r in roots]
+  spellings = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *sys.path]
+  for path in sorted({p for p in spellings if isinstance(p, str) and os.path.isabs(p)}):
+    real = os.path.realpath(path)
+    if real != path and os.path.isdir(real) and _inside(real, roots):
+      pairs.append([path, real])
+  return pairs
 
 
 def hidden_paths(roots: Sequence[str], names: Sequence[str] = HIDDEN_PACKAGES) -> list[str]:

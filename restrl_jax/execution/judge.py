@@ -2,7 +2,9 @@
 
 The judge runs in the zygote (trusted, never runs candidate code, other uid than the program).
 Names the program defined are replaced by stand-ins: functions become `RemoteFunction`s that call
-into the program server with plain-data arguments and get plain data back; modules and library
+into the program server with plain-data arguments and get plain data back (a returned value that
+is not plain arrives as an inert `plain.Opaque`: identity checks work, any other use errors);
+modules and library
 objects the program imported are the zygote's own (already loaded) ones; plain values are copied.
 Each test runs under a real-time timer. So every comparison an assert makes happens on fresh
 builtin objects in a process no candidate code ever ran in: objects that compare equal to
@@ -36,14 +38,14 @@ class RemoteFunction:
   def __call__(self, *args, **kwargs):
     try:
       request = {"call": self._name, "args": plain.encode(list(args)),
-                 "kwargs": plain.encode(dict(kwargs))}
+                 "kwargs": plain.encode(dict(kwargs)), "opaque": True}
     except (plain.NotPlain, RecursionError) as exc:
       raise Unsupported(f"argument of {self._name}: {exc}") from None
     try:
       wire.send(self._channel[0], request)
       reply = wire.recv(self._channel[1])
       if "ok" in reply:
-        return plain.decode(reply["ok"])
+        return plain.decode(reply["ok"], opaque=True)
     except (wire.WireError, OSError, ValueError) as exc:
       raise CandidateGone(str(exc)) from None
     raise RuntimeError(f"{self._name} raised {reply.get('exc', 'an error')}")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import pathlib
 
-MODULES = ("plain", "wire", "sandbox_proc", "program_server", "judge", "inproc", "zygote")
+MODULES = ("plain", "wire", "wrapping", "reroot", "sandbox_proc", "program_server", "judge",
+           "inproc", "zygote")
 
 _BOOT = '''import sys, types
 def _install(sources):

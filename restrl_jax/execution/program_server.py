@@ -1,18 +1,20 @@
 """Roles that run the candidate program itself (inside the sandbox, unprivileged).
 
-`stdio_role` runs the program once as `__main__` with stdin/stdout already redirected to files.
+`stdio_role` runs the program once as `__main__` with stdin/stdout already redirected to files
+(APPS-wrapped in `code()` when it only compiles that way, see `wrapping`).
 `server_role` runs the program's top level, reports a summary of its globals, then answers calls
 `{"call": name, "args": ..., "kwargs": ...}` with `{"ok": plain value}` or `{"exc": text}`. Only
 plain data crosses (see `plain`), so whatever the program does to its own interpreter, all the
 judging side ever sees is the data it returned.
 
-Standalone apart from the payload modules `plain` and `wire`.
+Standalone apart from the payload modules `plain`, `wire` and `wrapping`.
 """
+import atexit
 import inspect
 import sys
 import types
 
-from restrl_jax.execution import plain, wire
+from restrl_jax.execution import plain, wire, wrapping
 
 # APPS' customary import header (sys, itertools, collections, math, numpy, heapq, ...).
 HEADER = """\
@@ -37,26 +39,48 @@ except ImportError:
 """
 
 
-def run_program(source: str, header: bool, name: str = "__main__") -> dict:
+def run_program(source: str, header: bool, name: str = "__main__", stdio: bool = False) -> dict:
+  """Run `source` as module `name` (after APPS' header if `header`). A stdin program (`stdio`) also
+  gets APPS' `stdin`/`stdout` globals and, when it only compiles that way, its `code()` wrapper."""
   namespace = {"__name__": name, "__builtins__": __builtins__}
   if header:
     exec(compile(HEADER, "<header>", "exec"), namespace)  # pylint: disable=exec-used
-  exec(compile(source, "<program>", "exec"), namespace)  # pylint: disable=exec-used
+  if stdio:
+    namespace.update(stdin=sys.stdin, stdout=sys.stdout)
+  code = wrapping.compile_program(source, "<program>", allow_wrap=stdio)
+  exec(code, namespace)  # pylint: disable=exec-used
   return namespace
 
 
+def _shut_down_like_python() -> None:
+  """What the interpreter does at exit before flushing stdout: join the program's non-daemon
+  threads (solutions that run `main` in a big-stack thread), then run its `atexit` handlers
+  (solutions that buffer their output and write it at exit)."""
+  threading = sys.modules.get("threading")
+  if threading is not None:
+    threading._shutdown()  # pylint: disable=protected-access
+  atexit._run_exitfuncs()  # pylint: disable=protected-access
+
+
 def stdio_role(source: str, header: bool) -> None:
+  atexit._clear()  # pylint: disable=protected-access  # the zygote's handlers are not the program's
   code = 0
   try:
-    run_program(source, header)
+    run_program(source, header, stdio=True)
   except SystemExit as exc:
     code = 0 if exc.code in (None, 0) else 1
   except BaseException:  # pylint: disable=broad-except
     code = 1
   try:
-    sys.stdout.flush()
+    _shut_down_like_python()
   except BaseException:  # pylint: disable=broad-except
     code = 1
+  for stream in dict.fromkeys((sys.stdout, sys.__stdout__)):  # the program may have swapped them
+    try:
+      if not getattr(stream, "closed", False):  # closing it (`stdout.close()`) already flushed it
+        stream.flush()
+    except BaseException:  # pylint: disable=broad-except
+      code = 1
   raise SystemExit(code)
 
 
@@ -109,7 +133,7 @@ def _answer(resolve, request) -> dict:
     fn = resolve(request["call"])
     value = fn(*plain.decode(request.get("args", [])), **plain.decode(request.get("kwargs", {
         "d": []})))
-    return {"ok": plain.encode(value)}
+    return {"ok": plain.encode(value, opaque=request.get("opaque") is True)}
   except SystemExit:
     return {"exc": "SystemExit"}
   except BaseException as exc:  # pylint: disable=broad-except

@@ -57,6 +57,7 @@ class Worker:
     self.tmp_root = iso.SANDBOX_TMP
     self.private_tmp: str | None = None
     self.uids: dict[str, int | None] = {"program": None}
+    self.import_roots: list[list[str]] = []
 
   def _command(self) -> list[str]:
     python = [sys.executable, "-I", "-c", payload.bootstrap_source()]
@@ -65,6 +66,8 @@ class Worker:
   def start(self) -> None:
     root = os.geteuid() == 0
     self.uids = _fresh_uids() if root or self.level == "bwrap" else {"program": None}
+    separate_uid = self.level == "rlimits" and self.uids["program"] is not None
+    self.import_roots = iso.import_roots() if separate_uid else []
     cwd = None
     if self.level == "rlimits":
       self.private_tmp = tempfile.mkdtemp(prefix="restrl_sandbox_")
@@ -80,11 +83,13 @@ class Worker:
 
   def run(self, job: dict[str, Any]) -> dict[str, Any]:
     """The zygote's reply to `job`; `{"error": ...}` when the sandbox failed (it is restarted)."""
-    job = dict(job, uids=self.uids, tmp_root=self.tmp_root)
     budget = float(job["program_timeout_s"]) + REPLY_SLACK_S
     try:
-      if self.proc is None or self.proc.poll() is not None:
-        self.start()
+      if self.proc is not None and self.proc.poll() is not None:
+        self.kill()  # the zygote died: clean up after it before a fresh start
+      if self.proc is None:
+        self.start()  # before the job names its uids: a (re)start draws new ones
+      job = dict(job, uids=self.uids, tmp_root=self.tmp_root, import_roots=self.import_roots)
       wire.send(self.proc.stdin.fileno(), job)
       reply = wire.recv(self.proc.stdout.fileno(), budget)
       if reply.get("id") != job["id"]:

@@ -9,7 +9,8 @@ channel no child holds.
 
 Job: {"id", "mode": "stdio"|"call"|"judged"|"inproc", "kind", "program", "tests": [...], "header",
       "fn_name", "entry_point", "setup_code", "source", "timeout_s", "program_timeout_s",
-      "limits", "uids": {"program"}, "tmp_root", "max_output_bytes"}
+      "limits", "uids": {"program"}, "tmp_root", "max_output_bytes",
+      "import_roots": [[prefix, real dir], ...] (see `reroot`; rlimits level as root only)}
 Reply: {"id", "results": [{"status": ..., "stdout"|"value": ...}, ...], "detail"}
 """
 import gc
@@ -19,7 +20,7 @@ import secrets
 import shutil
 import time
 
-from restrl_jax.execution import inproc, judge, program_server, sandbox_proc, wire
+from restrl_jax.execution import inproc, judge, program_server, reroot, sandbox_proc, wire
 
 PRELOAD = ("numpy", "unittest", "unittest.mock", "collections", "itertools", "functools",
            "heapq", "bisect", "math", "fractions", "decimal", "random", "re", "string", "typing",
@@ -51,13 +52,23 @@ class _Job:
     self.results = [None] * len(job["tests"])
     self.detail = ""
     self.workdir = _fresh_dir(os.path.join(job["tmp_root"], "job"), job["uids"]["program"])
+    self.reroot, self.root_fds = reroot.open_roots(job.get("import_roots") or [])
 
   def test_timeout(self) -> float:
     return max(0.0, min(float(self.job["timeout_s"]), self.deadline - time.monotonic()))
 
   def fork(self, role, fds: dict) -> int:
-    return sandbox_proc.fork_role(role, fds, self.workdir, self.job["uids"]["program"],
+    table = self.reroot
+
+    def rerooted():
+      reroot.apply(table)
+      role()
+    fds = dict(fds, keep=list(fds.get("keep", ())) + self.root_fds)
+    return sandbox_proc.fork_role(rerooted, fds, self.workdir, self.job["uids"]["program"],
                                   self.job["limits"])
+
+  def close(self) -> None:
+    _close(*self.root_fds)
 
   def set(self, i: int, status: str, **extra) -> None:
     self.results[i] = dict(status=status, **extra)
@@ -264,6 +275,7 @@ def run_job(job: dict, own_namespace: bool = False) -> dict:
       _run_inproc(state, list(range(len(job["tests"]))))
   finally:
     _cleanup(job, own_namespace)
+    state.close()
   state.fill(0, "error", "no result")
   return {"id": job["id"], "results": state.results, "detail": state.detail}
 
