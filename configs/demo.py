@@ -10,6 +10,6 @@ def get_config():
   c.workdir = "runs/demo"
   c.stages = ("warmstart",)
   c.warmstart = config_defaults.warmstart()
-  c.sampling.max_new_tokens = 64
+  c.sampling.max_new_tokens = 128   # the longest reference solution is ~105 tokens
   c.sampling.batch_size = 8
   return c
