@@ -18,7 +18,9 @@ class Checkpointer:
   """Thin wrapper over `ocp.CheckpointManager` with a fixed (state, meta) layout."""
 
   def __init__(self, directory: str | os.PathLike, max_to_keep: int = 3):
-    self.directory = os.path.abspath(os.fspath(directory))
+    directory = os.fspath(directory)
+    # remote paths (gs://...) go to orbax/tensorstore as they are
+    self.directory = directory if "://" in directory else os.path.abspath(directory)
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))

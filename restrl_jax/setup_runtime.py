@@ -59,10 +59,10 @@ def apply_quick(config: ml_collections.ConfigDict) -> None:
 
 def initialize(config: ml_collections.ConfigDict) -> None:
   import jax
-  dist = config.get("distributed", None)
-  if dist is not None and dist.get("enabled", False):
-    kwargs = {k: dist[k] for k in ("coordinator_address", "num_processes", "process_id")
-              if dist.get(k) is not None}
-    jax.distributed.initialize(**kwargs)
+  from restrl_jax import distributed, mesh_presets
+  distributed.initialize(config.get("distributed", None))
+  hardware = mesh_presets.apply(config)  # --config.mesh.preset=v5e-16 -> mesh shape, remat, bf16
+  if hardware is not None:
+    mesh_presets.check_devices(hardware, jax.device_count())
   logging.info("JAX %s: %d process(es), %d device(s) (%s)", jax.__version__, jax.process_count(),
                jax.device_count(), jax.default_backend())

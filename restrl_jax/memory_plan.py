@@ -1,0 +1,374 @@
+"""Memory plan per device for a model on a hardware preset: analytic bytes, checked by XLA.
+
+    python -m restrl_jax.memory_plan --model qwen2.5-coder-7b-instruct --hardware v5e-16
+
+Two views of the same training set-up (bf16 weights; fp32 master copy and fp32 Adam moments;
+bf16 reference weights for the KL term; layer rematerialisation; sharded by `parallel` rules):
+
+* `analytic_plan`: bytes per device of every part, from the parameter shapes, the logical-axis
+  rules and the mesh shape alone (exact for state; a stated formula for activations).
+* `compiled_plan`: `jax.jit(...).lower(abstract args).compile().memory_analysis()` of the real
+  sharded train step (`training.make_train_step` on `sft_loss`, the same forward/backward as the
+  GRPO policy loss) and sample step (`sampling.decode` prefill + decode loop) on the devices at
+  hand, with `jax.ShapeDtypeStruct` inputs (no weights are allocated). Depth can be reduced and
+  extrapolated linearly (`extrapolate`), since every per-layer array grows with the layer count.
+
+Precision note: with the paper's learning rate (1e-7) a bf16-only AdamW step is lost to rounding
+(bf16 spacing near a weight of 0.02 is ~1e-4), so the plan keeps an fp32 master copy in the
+optimizer state (`fp32_master`), as DeepSpeed's bf16 mode does.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import math
+import time
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import AbstractMesh, Mesh, NamedSharding
+
+from restrl_jax import mesh_presets, models, parallel
+from restrl_jax.sampling import decode
+from restrl_jax.sampling.transforms import SamplingMode
+from restrl_jax.training import TrainState, make_train_step, sft_loss
+
+GIB = 1024**3
+
+
+class Workload(NamedTuple):
+  """Batch shapes of one GRPO step (defaults: the paper's 2 prompts x 8 samples, 1024 + 1024)."""
+  train_batch: int = 16
+  train_len: int = 2048
+  sample_batch: int = 16
+  prompt_len: int = 1024
+  new_tokens: int = 1024
+
+
+# -- the optimizer the plan assumes -------------------------------------------------------------
+
+class MasterState(NamedTuple):
+  master: Any  # fp32 copy of the params
+  inner: Any   # the wrapped optimizer's state, built on the fp32 copy
+
+
+def fp32_master(inner: optax.GradientTransformation) -> optax.GradientTransformation:
+  """Run `inner` on an fp32 copy of low-precision params; the params follow the copy rounded.
+
+  The returned update is `round(master') - params`, exact in bf16 for small steps (Sterbenz), so
+  `optax.apply_updates` lands on the rounded master weights and no step is lost to rounding.
+  """
+  def init(params):
+    master = jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params)
+    return MasterState(master, inner.init(master))
+
+  def update(grads, state, params=None):
+    if params is None:
+      raise ValueError("fp32_master.update needs params (the low-precision weights)")
+    grads = jax.tree.map(lambda g: g.astype(jnp.float32), grads)
+    updates, inner_state = inner.update(grads, state.inner, state.master)
+    master = optax.apply_updates(state.master, updates)
+    out = jax.tree.map(lambda m, p: m.astype(p.dtype) - p, master, params)
+    return out, MasterState(master, inner_state)
+
+  return optax.GradientTransformation(init, update)
+
+
+def plan_optimizer() -> optax.GradientTransformation:
+  return fp32_master(optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-7)))
+
+
+# -- analytic bytes -----------------------------------------------------------------------------
+
+def _local(shape: Sequence[int], names: Sequence[str | None], mesh) -> int:
+  """Elements of one device's shard of an array laid out by logical `names` on `mesh`."""
+  spec = parallel.logical_to_spec(names, shape, mesh)
+  n = 1
+  for dim, axes in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
+    axes = () if axes is None else (axes,) if isinstance(axes, str) else axes
+    n *= -(-dim // math.prod(mesh.shape[a] for a in axes))
+  return n
+
+
+def param_elements(config: models.ModelConfig, mesh=None) -> int:
+  """Parameter count (per device when a mesh is given)."""
+  shapes = models.param_shapes(config)
+  names = models.param_logical_axes(config)
+  leaves = zip(jax.tree.leaves(shapes, is_leaf=lambda x: isinstance(x, tuple)),
+               jax.tree.leaves(names, is_leaf=lambda x: isinstance(x, tuple)))
+  if mesh is None:
+    return sum(math.prod(s) for s, _ in leaves)
+  return sum(_local(s, n, mesh) for s, n in leaves)
+
+
+def abstract_mesh(shape: Sequence[int]) -> AbstractMesh:
+  return AbstractMesh(tuple(shape), parallel.MESH_AXES)
+
+
+def _batch_local(b: int, mesh) -> int:
+  return _local((b,), ("batch",), mesh)
+
+
+def train_activation_bytes(config: models.ModelConfig, mesh, wl: Workload) -> int:
+  """Rematerialised forward/backward: saved layer inputs + one layer's working set + logits.
+
+  saved:   L x [b, T, D] bf16 (the scan carry kept per layer by `jax.checkpoint`)
+  layer:   q, k, v, attn out, 3 MLP [b, T, F] tensors in bf16, scores + probs [b, H, T, T] in
+           fp32 + bf16 (the recomputed layer whose backward runs)
+  logits:  3 x [b, T, V] fp32 (logits, log-softmax, its gradient)
+  """
+  b, t = _batch_local(wl.train_batch, mesh), wl.train_len
+  h = _local((config.num_heads,), ("heads",), mesh)
+  kvh = _local((config.num_kv_heads,), ("kv_heads",), mesh)
+  f = _local((config.intermediate_size,), ("mlp",), mesh)
+  v = _local((config.vocab_size,), ("vocab",), mesh)
+  d, dh = config.hidden_size, config.head_dim
+  saved = config.num_layers * b * t * d * 2
+  layer = b * t * (2 * h + 2 * kvh) * dh * 2 + 3 * b * t * f * 2 + b * h * t * t * 6
+  return saved + layer + 3 * b * t * v * 4
+
+
+def kv_cache_bytes(config: models.ModelConfig, mesh, wl: Workload) -> int:
+  """K and V: [L, B, S, KVH, Dh] bf16, batch over (data, fsdp), kv heads over tensor."""
+  shape = (config.num_layers, wl.sample_batch, wl.prompt_len + wl.new_tokens,
+           config.num_kv_heads, config.head_dim)
+  return 2 * _local(shape, ("layers", "batch", "cache_seq", "kv_heads", "head_dim"), mesh) * 2
+
+
+def sample_activation_bytes(config: models.ModelConfig, mesh, wl: Workload) -> int:
+  """Prefill of one layer (the largest step): q/k/v, MLP [b, P, F], scores [b, H, P, S] fp32."""
+  b, p = _batch_local(wl.sample_batch, mesh), wl.prompt_len
+  s = wl.prompt_len + wl.new_tokens
+  h = _local((config.num_heads,), ("heads",), mesh)
+  f = _local((config.intermediate_size,), ("mlp",), mesh)
+  return b * p * config.hidden_size * 2 * 2 + 3 * b * p * f * 2 + b * h * p * s * 6
+
+
+TRAIN_PEAK = "peak: train step"
+SAMPLE_PEAK = "peak: sample step (train state resident)"
+
+
+def analytic_plan(config: models.ModelConfig, mesh_shape: Sequence[int],
+                  wl: Workload = Workload()) -> dict[str, int]:
+  """Bytes per device of each part of a GRPO set-up on a mesh of `mesh_shape`."""
+  mesh = abstract_mesh(mesh_shape)
+  n = param_elements(config, mesh)
+  rows = {
+      "params (bf16)": 2 * n,
+      "reference params (bf16, KL)": 2 * n,
+      "fp32 master copy": 4 * n,
+      "Adam mu + nu (fp32)": 8 * n,
+      # bf16 grads, their fp32 cast and the bf16 update are alive together in the update
+      "grads + fp32 update temporaries": 8 * n,
+      "train activations (remat)": train_activation_bytes(config, mesh, wl),
+      "KV cache (sampling)": kv_cache_bytes(config, mesh, wl),
+      # XLA hoists the loop-invariant FSDP all-gather out of the decode loop: each device holds
+      # the weights gathered over fsdp (sharded over tensor only) while sampling
+      "weights gathered over fsdp (sampling)": 2 * (gathered_elements(config, mesh_shape) - n),
+      "sample activations (prefill)": sample_activation_bytes(config, mesh, wl),
+  }
+  state = sum(rows[k] for k in list(rows)[:4])
+  rows[TRAIN_PEAK] = state + sum(rows[k] for k in list(rows)[4:6])
+  rows[SAMPLE_PEAK] = state + sum(rows[k] for k in list(rows)[6:9])
+  return rows
+
+
+def gathered_elements(config: models.ModelConfig, mesh_shape: Sequence[int]) -> int:
+  """Parameter elements per device once FSDP shards are gathered (tensor sharding kept)."""
+  d, _, t = mesh_shape
+  return param_elements(config, abstract_mesh((d, 1, t)))
+
+
+# -- compiled memory analysis -------------------------------------------------------------------
+
+class Compiled(NamedTuple):
+  argument: int   # bytes per device
+  output: int
+  alias: int
+  temp: int
+  seconds: float  # lower + compile time
+
+  @property
+  def peak(self) -> int:
+    return self.argument + self.output - self.alias + self.temp
+
+
+def _analysis(lowered, start: float) -> Compiled:
+  m = lowered.compile().memory_analysis()
+  return Compiled(int(m.argument_size_in_bytes), int(m.output_size_in_bytes),
+                  int(m.alias_size_in_bytes), int(m.temp_size_in_bytes),
+                  time.perf_counter() - start)
+
+
+def _abstract_params(config: models.ModelConfig, mesh: Mesh):
+  shapes = jax.eval_shape(lambda k: models.init_params(config, k), jax.random.key(0))
+  shardings = parallel.tree_shardings(models.param_logical_axes(config), shapes, mesh)
+  return shapes, shardings
+
+
+def abstract_train_state(config: models.ModelConfig, mesh: Mesh,
+                         optimizer: optax.GradientTransformation):
+  """(TrainState of ShapeDtypeStructs, TrainState of shardings) from shapes alone."""
+  params, p_shard = _abstract_params(config, mesh)
+  opt_state = jax.eval_shape(optimizer.init, params)
+  rep = parallel.replicated(mesh)
+  opt_shard = optax.tree_map_params(optimizer, lambda _, s: s, opt_state, p_shard,
+                                    transform_non_params=lambda _: rep)
+  state = TrainState(jax.ShapeDtypeStruct((), jnp.int32), params, opt_state)
+  return state, TrainState(rep, p_shard, opt_shard)
+
+
+def compile_train_step(config: models.ModelConfig, mesh: Mesh, wl: Workload,
+                       optimizer: optax.GradientTransformation | None = None) -> Compiled:
+  start = time.perf_counter()
+  optimizer = optimizer or plan_optimizer()
+  state, shardings = abstract_train_state(config, mesh, optimizer)
+  loss = functools.partial(_sft_remat, config)
+  step = make_train_step(loss, optimizer, mesh, shardings)
+  rows = jax.ShapeDtypeStruct((wl.train_batch, wl.train_len), jnp.int32)
+  batch = {"tokens": rows, "attention_mask": rows, "loss_mask": rows}
+  return _analysis(step.lower(state, batch), start)
+
+
+def _sft_remat(config, params, batch):
+  return sft_loss(config, params, batch, remat=True)
+
+
+def _sample(config: models.ModelConfig, new_tokens: int, params, tokens, mask, rng):
+  """Prefill + full decode loop (temperature sampling); the sampler's device program."""
+  b = tokens.shape[0]
+  state = decode.prefill(
+      config, params, tokens, mask, jnp.zeros((b,), bool), jnp.arange(b, dtype=jnp.int32), rng,
+      jnp.float32(1.0), jnp.float32(1.0), jnp.int32(new_tokens), jnp.full((4,), -1, jnp.int32),
+      num_new=new_tokens, pad_id=0)
+  state = decode.decode_chunk(config, params, state, jnp.int32(new_tokens),
+                              mode=SamplingMode(False, 0, False), pad_id=0)
+  return state.tokens, state.logprobs
+
+
+def compile_sample_step(config: models.ModelConfig, mesh: Mesh, wl: Workload) -> Compiled:
+  start = time.perf_counter()
+  params, p_shard = _abstract_params(config, mesh)
+  rows = parallel.batch_sharding(mesh, 2)
+  fn = functools.partial(_sample, config, wl.new_tokens)
+
+  def run(*args):
+    with parallel.sharding_context(mesh):
+      return fn(*args)
+
+  prompts = jax.ShapeDtypeStruct((wl.sample_batch, wl.prompt_len), jnp.int32)
+  key = jax.eval_shape(lambda: jax.random.key(0))
+  jitted = jax.jit(run, in_shardings=(p_shard, rows, rows, parallel.replicated(mesh)),
+                   out_shardings=(rows, rows))
+  return _analysis(jitted.lower(params, prompts, prompts, key), start)
+
+
+def compiled_plan(config: models.ModelConfig, mesh: Mesh, wl: Workload) -> dict[str, Compiled]:
+  """Train and sample step memory per device, compiled for `mesh` with the TPU cache layout."""
+  config = dataclasses.replace(config, cache_layout="bshd")
+  return {"train": compile_train_step(config, mesh, wl),
+          "sample": compile_sample_step(config, mesh, wl)}
+
+
+# -- simulated mesh for a hardware preset ---------------------------------------------------------
+
+def simulated_setup(hw: mesh_presets.Hardware, wl: Workload, devices: Sequence[jax.Device]
+                    ) -> tuple[tuple[int, int, int], Workload]:
+  """The preset's mesh if enough devices exist, else one with fewer FSDP shards and the global
+  batch cut by the same factor (the per-device batch stays that of the real slice)."""
+  d, f, t = hw.mesh_shape
+  if d * f * t <= len(devices):
+    return hw.mesh_shape, wl
+  fit = len(devices) // (d * t)
+  if fit < 1 or f % fit:
+    raise ValueError(f"cannot simulate {hw.name} mesh {hw.mesh_shape} on {len(devices)} devices")
+  cut = f // fit
+  return (d, fit, t), wl._replace(train_batch=wl.train_batch // cut,
+                                  sample_batch=wl.sample_batch // cut)
+
+
+def cpu_upcast_bytes(config: models.ModelConfig, mesh_shape: Sequence[int]) -> int:
+  """XLA:CPU has no bf16 matmul: it keeps fp32 copies of the embedding and unembedding shards
+  and of the fsdp-gathered unembedding, hoisted out of the decode loop (not on TPU/GPU)."""
+  d, _, t = mesh_shape
+  vd = ((config.vocab_size, config.hidden_size), ("vocab", "embed"))
+  local = _local(*vd, abstract_mesh(mesh_shape))
+  gathered = _local(*vd, abstract_mesh((d, 1, t)))
+  return 4 * (local * (1 if config.tie_word_embeddings else 2) + gathered)
+
+
+def expected_compiled(config: models.ModelConfig, mesh_shape: Sequence[int], wl: Workload,
+                      backend: str | None = None) -> dict[str, tuple[int, int]]:
+  """Analytic (argument, temp) bytes per device to hold against `compiled_plan` (the compiled
+  steps have no reference model; their arguments include the token batch)."""
+  rows = analytic_plan(config, mesh_shape, wl)
+  mesh = abstract_mesh(mesh_shape)
+  state = sum(rows[k] for k in ("params (bf16)", "fp32 master copy", "Adam mu + nu (fp32)"))
+  train_batch = 3 * _batch_local(wl.train_batch, mesh) * wl.train_len * 4
+  prompts = 2 * _batch_local(wl.sample_batch, mesh) * wl.prompt_len * 4
+  train_temp = rows["grads + fp32 update temporaries"] + rows["train activations (remat)"]
+  sample_temp = sum(rows[k] for k in ("KV cache (sampling)", "weights gathered over fsdp (sampling)",
+                                      "sample activations (prefill)"))
+  if (backend or jax.default_backend()) == "cpu":
+    sample_temp += cpu_upcast_bytes(config, mesh_shape)
+  return {"train": (state + train_batch, train_temp),
+          "sample": (rows["params (bf16)"] + prompts, sample_temp)}
+
+
+def _gib(n: float) -> str:
+  return f"{n / GIB:8.2f}"
+
+
+def format_plan(name: str, hw: mesh_presets.Hardware, rows: dict[str, int]) -> str:
+  lines = [f"{name} on {hw.name}: mesh (data, fsdp, tensor) = {hw.mesh_shape}, "
+           f"{hw.hbm_gib:g} GiB per device; GiB per device:"]
+  lines += [f"  {k:<44s}{_gib(v)}" for k, v in rows.items()]
+  for key in (TRAIN_PEAK, SAMPLE_PEAK):
+    fits = "yes" if rows[key] <= hw.hbm_bytes else "NO"
+    lines.append(f"  {'fits: ' + key.split(': ')[1]:<44s}{fits:>8s}")
+  return "\n".join(lines)
+
+
+def format_compiled(config: models.ModelConfig, mesh_shape, wl: Workload,
+                    got: dict[str, Compiled]) -> str:
+  want = expected_compiled(config, mesh_shape, wl)
+  lines = [f"compiled on {math.prod(mesh_shape)} {jax.default_backend()} devices, mesh "
+           f"{tuple(mesh_shape)}, {config.num_layers} layers, train batch {wl.train_batch}, "
+           f"sample batch {wl.sample_batch}; GiB per device (analytic in brackets):"]
+  for name, c in got.items():
+    arg, temp = want[name]
+    lines.append(f"  {name:<7s} arguments {_gib(c.argument)} [{_gib(arg)}]  temp "
+                 f"{_gib(c.temp)} [{_gib(temp)}]  compile {c.seconds:.1f} s")
+  return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--model", default="qwen2.5-coder-7b-instruct", choices=sorted(models.PRESETS))
+  ap.add_argument("--hardware", default="v5e-16", choices=sorted(mesh_presets.PRESETS))
+  for field, default in Workload()._asdict().items():
+    ap.add_argument("--" + field.replace("_", "-"), type=int, default=default)
+  ap.add_argument("--compile", action="store_true",
+                  help="also compile the sharded steps on the local devices (simulate 8 CPU "
+                       "devices with XLA_FLAGS=--xla_force_host_platform_device_count=8)")
+  ap.add_argument("--layers", type=int, default=None,
+                  help="with --compile: compile this many layers (default: the model's)")
+  args = ap.parse_args(argv)
+  config, hw = models.get_preset(args.model), mesh_presets.get(args.hardware)
+  wl = Workload(*(getattr(args, f) for f in Workload._fields))
+  print(format_plan(args.model, hw, analytic_plan(config, hw.mesh_shape, wl)))
+  if args.compile:
+    if args.layers:
+      config = dataclasses.replace(config, num_layers=args.layers)
+    devices = jax.devices()
+    shape, sim_wl = simulated_setup(hw, wl, devices)
+    mesh = parallel.make_mesh(shape, devices[:math.prod(shape)])
+    print(format_compiled(config, shape, sim_wl, compiled_plan(config, mesh, sim_wl)))
+
+
+if __name__ == "__main__":
+  main()

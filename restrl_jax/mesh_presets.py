@@ -1,0 +1,100 @@
+"""Named hardware presets: chips, hosts, memory, and the `(data, fsdp, tensor)` mesh to use.
+
+Pick one with `--config.mesh.preset=v5e-16`; `apply(config)` then sets `config.mesh.shape`, turns
+on layer rematerialisation for training and bf16 weights, and `check_devices` fails early when the
+machine does not have the preset's device count.
+
+Layout rule: FSDP over the large axis, tensor parallelism only within a host. A single-host slice
+is pure FSDP over its chips; a multi-host slice puts FSDP over the hosts and tensor parallelism
+over each host's chips (4 on v5e / v5p), so tensor-parallel all-reduces never cross hosts. The
+`data` axis stays 1: at 7-8B the whole model state fits once per slice, and FSDP over more chips
+lowers memory per chip at no extra communication volume per step.
+
+Device counts are JAX devices: a v4 or v5p chip is one device (megacore), so `v4-8` and `v5p-8`
+(8 TensorCores) are 4 devices.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+
+GIB = 1024**3
+
+
+@dataclasses.dataclass(frozen=True)
+class Hardware:
+  """One accelerator slice or GPU host group."""
+  name: str
+  platform: str                  # "tpu" | "gpu"
+  devices: int                   # JAX devices (chips)
+  hosts: int
+  hbm_gib: float                 # memory per device
+  mesh_shape: tuple[int, int, int]
+  accelerator_type: str = ""     # gcloud --accelerator-type
+  runtime_version: str = ""      # gcloud --version (TPU software image)
+  peak_bf16_tflops: float = 0.0  # per device, for MFU estimates
+
+  def __post_init__(self):
+    d, f, t = self.mesh_shape
+    if d * f * t != self.devices:
+      raise ValueError(f"Hardware {self.name}: mesh {self.mesh_shape} has {d * f * t} devices, "
+                       f"the slice has {self.devices}")
+    if t > self.devices // self.hosts:
+      raise ValueError(f"Hardware {self.name}: tensor axis {t} exceeds the "
+                       f"{self.devices // self.hosts} devices of one host")
+
+  @property
+  def devices_per_host(self) -> int:
+    return self.devices // self.hosts
+
+  @property
+  def hbm_bytes(self) -> int:
+    return int(self.hbm_gib * GIB)
+
+
+def _tpu(name, devices, hosts, hbm, tflops, accel, version) -> Hardware:
+  per_host = devices // hosts
+  mesh = (1, devices, 1) if hosts == 1 else (1, hosts, per_host)
+  return Hardware(name, "tpu", devices, hosts, hbm, mesh, accel, version, tflops)
+
+
+PRESETS: dict[str, Hardware] = {h.name: h for h in (
+    _tpu("v4-8", 4, 1, 32, 275, "v4-8", "tpu-ubuntu2204-base"),
+    _tpu("v5e-8", 8, 1, 16, 197, "v5litepod-8", "v2-alpha-tpuv5-lite"),
+    _tpu("v5e-16", 16, 4, 16, 197, "v5litepod-16", "v2-alpha-tpuv5-lite"),
+    _tpu("v5e-64", 64, 16, 16, 197, "v5litepod-64", "v2-alpha-tpuv5-lite"),
+    _tpu("v5p-8", 4, 1, 95, 459, "v5p-8", "v2-alpha-tpuv5"),
+    _tpu("v5p-128", 64, 16, 95, 459, "v5p-128", "v2-alpha-tpuv5"),
+    Hardware("gpu-1", "gpu", 1, 1, 80, (1, 1, 1), peak_bf16_tflops=989),   # one H100 80GB
+    Hardware("gpu-8", "gpu", 8, 1, 80, (1, 8, 1), peak_bf16_tflops=989),   # one 8xH100 host
+)}
+
+
+def get(name: str) -> Hardware:
+  if name not in PRESETS:
+    raise KeyError(f"unknown hardware preset {name!r} (config.mesh.preset); known: "
+                   f"{sorted(PRESETS)}")
+  return PRESETS[name]
+
+
+def apply(config: ml_collections.ConfigDict) -> Hardware | None:
+  """Fill `config.mesh.shape` (and remat / bf16) from `config.mesh.preset`; no-op without one."""
+  name = config.get("mesh", {}).get("preset", None)
+  if not name:
+    return None
+  hw = get(name)
+  config.mesh.shape = hw.mesh_shape
+  if "model" in config and hw.platform in ("tpu", "gpu"):
+    config.model.dtype = "bfloat16"
+  for section in ("grpo", "value"):
+    if section in config and "remat" in config[section]:
+      config[section].remat = True
+  return hw
+
+
+def check_devices(hw: Hardware, device_count: int) -> None:
+  if device_count != hw.devices:
+    raise ValueError(f"config.mesh.preset={hw.name!r} expects {hw.devices} devices "
+                     f"({hw.hosts} host(s)), but JAX sees {device_count}; on a multi-host "
+                     f"slice set --config.distributed.enabled=True on every worker")
