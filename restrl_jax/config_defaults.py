@@ -16,8 +16,9 @@ def model() -> ml_collections.ConfigDict:
 
 
 def mesh() -> ml_collections.ConfigDict:
-  # (data, fsdp, tensor); -1 takes the remaining devices
-  return ml_collections.ConfigDict(dict(shape=(1, -1, 1)))
+  # (data, fsdp, tensor); -1 takes the remaining devices. `preset` (restrl_jax.mesh_presets, e.g.
+  # "v5e-16") replaces the shape and turns on remat and bf16 weights.
+  return ml_collections.ConfigDict(dict(shape=(1, -1, 1), preset=config_dict.placeholder(str)))
 
 
 def sampling() -> ml_collections.ConfigDict:
@@ -46,9 +47,9 @@ def warmstart() -> ml_collections.ConfigDict:
       tokenizer_path=config_dict.placeholder(str),  # None: the embedded synthetic tokenizer
       preset="tiny",
       num_train_problems=2000, difficulty="mixed", data_seed=0, max_len=256, pad_multiple=32,
-      steps=1500, batch_size=32, learning_rate=3e-3, warmup_steps=100, schedule="constant",
+      steps=800, batch_size=32, learning_rate=3e-3, warmup_steps=100, schedule="constant",
       weight_decay=0.0, grad_clip=1.0, seed=0,
-      checkpoint_every=250, keep_checkpoints=2, log_every=25, tensorboard=False,
+      checkpoint_every=200, keep_checkpoints=2, log_every=25, tensorboard=False,
       eval_num_problems=200, eval_samples=5, eval_seed=0))
 
 
@@ -58,6 +59,104 @@ def evaluate() -> ml_collections.ConfigDict:
       benchmark="synthetic",                      # restrl_jax.data.registry name
       data_path=config_dict.placeholder(str),     # local file/folder (None: the default source)
       split="test", num_problems=200, num_samples=5, ks=(1, 5), seed=0, method="policy"))
+
+
+def rest() -> ml_collections.ConfigDict:
+  """Stage `rest_grpo` (RESTRL_SPEC.md §4): the ReST outer loop and its data (the paper's values).
+
+  `method`: "rest_grpo" (σ0 filter + partial states), "grpo" (naive: every problem, no partial
+  states), "dapo" (naive data + dynamic sampling), "rest_dpo" (chosen = best, rejected = worst).
+  """
+  return ml_collections.ConfigDict(dict(
+      method="rest_grpo", rounds=2,
+      # collection: N samples per training problem (§4.1)
+      num_samples=5, temperature=0.7, top_p=1.0, top_k=0, max_new_tokens=1024,
+      # assembly (§4.2); mode "sample" (default) or "all" (every prefix) for rest_grpo
+      sigma0=0.05, r0=0.9, alpha=0.95, beta=0.5, mode="sample", dedup=False, shuffle_seed=42,
+      # training problems (restrl_jax.data.registry name, local path, split, limit)
+      benchmark="synthetic", data_path=config_dict.placeholder(str), split="train",
+      num_problems=config_dict.placeholder(int),
+      seed=0, max_steps_per_round=config_dict.placeholder(int),
+      checkpoint_every=50, keep_checkpoints=2, tensorboard=True,
+      # ReST-DPO (§4.4; TRL DPOTrainer defaults, the repo's LR)
+      dpo_beta=0.1, dpo_label_smoothing=0.0, dpo_learning_rate=2e-5, dpo_pairs_per_step=2,
+      dpo_max_completion_tokens=1024))
+
+
+def grpo() -> ml_collections.ConfigDict:
+  """GRPO optimisation of stage `rest_grpo` (RESTRL_SPEC.md §3.1, §4.3; TRL 0.18.2 defaults)."""
+  return ml_collections.ConfigDict(dict(
+      group_size=8, prompts_per_step=2, epochs=1.0,
+      max_prompt_tokens=1024, max_new_tokens=1024, temperature=0.7, top_p=1.0, top_k=0,
+      stop_at_fence=False,                       # False: no stop strings, as the paper
+      learning_rate=1e-7, schedule="linear", warmup_steps=0, grad_clip=1.0, weight_decay=0.0,
+      beta_kl=0.04, kl_estimator="k3", kl_in_loss=True, kl_clamp=config_dict.placeholder(float),
+      kl_reward_reduce="sum",
+      epsilon=0.2, epsilon_high=config_dict.placeholder(float),   # clip-higher (DAPO: 0.28)
+      dual_clip_c=config_dict.placeholder(float), num_iterations=1, old_logprobs="auto",
+      policy_loss="ppo-clip", loss_aggregation="token-mean",
+      advantage="grpo", advantage_scale="group", advantage_ddof=1, advantage_eps=1e-4,
+      symbol_reward=1e-3, trailing_penalty=1e-6,
+      dynamic_max_candidate_batches=4, dynamic_min_std=0.0, remat=False))
+
+
+def demo_rest() -> ml_collections.ConfigDict:
+  """`rest` sized for the CPU demo (tiny model, synthetic train split)."""
+  c = rest()
+  c.update(dict(num_samples=4, max_new_tokens=64, num_problems=64, max_steps_per_round=16,
+                checkpoint_every=8, dpo_learning_rate=1e-4, dpo_max_completion_tokens=64))
+  return c
+
+
+def demo_grpo() -> ml_collections.ConfigDict:
+  """`grpo` sized for the CPU demo: 2 prompts x 4 completions of <= 64 tokens per step."""
+  c = grpo()
+  c.update(dict(group_size=4, prompts_per_step=2, max_prompt_tokens=256, max_new_tokens=64,
+                learning_rate=5e-5, schedule="constant"))
+  return c
+
+
+def mcts() -> ml_collections.ConfigDict:
+  """Value-target collection (spec §5) and VM-MCTS decoding + baselines (spec §7)."""
+  return ml_collections.ConfigDict(dict(
+      collect_iterations=100, collect_samples=5, collect_width=3, collect_c=0.2,
+      decode_iterations=15, decode_samples=5, decode_width=5, decode_c=0.1, eps=0.1,
+      batch_trees=8,                              # B trees searched together
+      max_steps_factor=4,                         # decoding: loop cap = factor x iterations
+      seed=0,
+      collect_benchmark="synthetic", collect_data_path=config_dict.placeholder(str),
+      collect_split="train", collect_num_problems=200,
+      # decoding: methods compared at an equal budget of sampled programs per problem
+      decode_methods=("sampling", "best_of_n", "orm_mcts", "vm_mcts"),
+      decode_budget=config_dict.placeholder(int),  # None: decode_iterations x decode_samples
+      decode_benchmark="synthetic", decode_data_path=config_dict.placeholder(str),
+      decode_split="test", decode_num_problems=200))
+
+
+def demo_mcts() -> ml_collections.ConfigDict:
+  """Small searches for the CPU demo."""
+  c = mcts()
+  c.collect_iterations, c.collect_num_problems = 12, 32
+  c.decode_iterations, c.decode_num_problems = 4, 32
+  return c
+
+
+def value() -> ml_collections.ConfigDict:
+  """Value model training (spec §6): LR 1e-7, 2 epochs, batch 1, 2048 tokens, 95/5 split."""
+  return ml_collections.ConfigDict(dict(
+      learning_rate=1e-7, epochs=2, batch_size=1, max_length=2048, eval_fraction=0.05,
+      min_eval=100, accuracy_tol=0.05, evals=2, weight_decay=0.0, grad_clip=1.0,
+      schedule="constant", warmup_steps=0, seed=0,
+      dtype=config_dict.placeholder(str),         # None: config.model.dtype
+      kinds=("node", "program"), remat=False, score_batch_size=16, pad_multiple=32,
+      keep_checkpoints=2, log_every=50,
+      shard=False))                               # train on the config.mesh (FSDP like the policy)
+
+
+def demo_value() -> ml_collections.ConfigDict:
+  c = value()
+  c.learning_rate, c.batch_size, c.max_length, c.min_eval = 3e-4, 16, 512, 32
+  return c
 
 
 def base() -> ml_collections.ConfigDict:
