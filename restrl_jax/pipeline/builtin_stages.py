@@ -20,3 +20,21 @@ def _warmstart(ctx: StageContext) -> dict:
 def _evaluate(ctx: StageContext) -> dict:
   from restrl_jax.pipeline.evaluate_stage import evaluate_stage
   return evaluate_stage(ctx)
+
+
+@register_stage("collect_values")
+def _collect_values(ctx: StageContext) -> dict:
+  from restrl_jax.search.stages import collect_values_stage
+  return collect_values_stage(ctx)
+
+
+@register_stage("train_value")
+def _train_value(ctx: StageContext) -> dict:
+  from restrl_jax.search.stages import train_value_stage
+  return train_value_stage(ctx)
+
+
+@register_stage("decode")
+def _decode(ctx: StageContext) -> dict:
+  from restrl_jax.search.stages import decode_stage
+  return decode_stage(ctx)

@@ -147,16 +147,23 @@ class Sampler:
     return _concat(outs)
 
   def generate(self, prompts: Sequence[str | Sequence[int]], sampling_params: SamplingParams,
-               rng=None, params=None) -> list[Completion]:
-    """Generate one completion per prompt (text, or token ids to continue from exactly)."""
+               rng=None, params=None, row_ids: Sequence[int] | None = None) -> list[Completion]:
+    """Generate one completion per prompt (text, or token ids to continue from exactly).
+
+    Prompt i draws with row id `row_ids[i]` (default i): give global ids so that a row's samples
+    do not depend on which other prompts share the call.
+    """
     ids = [self._encode(p, i) for i, p in enumerate(prompts)]
+    if row_ids is not None and len(row_ids) != len(ids):
+      raise ValueError(f"generate: row_ids has {len(row_ids)} entries for {len(ids)} prompts")
+    global_ids = np.arange(len(ids)) if row_ids is None else np.asarray(row_ids, np.int64)
     results: list[Completion | None] = [None] * len(ids)
     # batches of similar lengths (less padding); row i always draws with row id i
     by_length = np.argsort([len(p) for p in ids], kind="stable")
     for rows in self._chunks(by_length):
       chunk = [ids[i] for i in rows]
       tokens, mask = left_pad(chunk, max(len(p) for p in chunk), len(chunk), self.pad_id)
-      out = self._run(tokens, mask, sampling_params, rng, params, rows)
+      out = self._run(tokens, mask, sampling_params, rng, params, global_ids[rows])
       for j, i in enumerate(rows):
         results[i] = _completion(ids[i], out, j)
     return results
