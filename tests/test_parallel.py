@@ -61,7 +61,7 @@ def test_sharded_gradient_and_train_step_match(setup, shape):
   config, params, tokens, mask = setup
   batch = dict(tokens=tokens, attention_mask=mask, loss_mask=mask)
   loss_fn = functools.partial(sft_loss, config)
-  ref_grads = jax.grad(lambda p: loss_fn(p, batch)[0])(params)
+  ref_grads = jax.jit(jax.grad(lambda p: loss_fn(p, batch)[0]))(params)
   # SGD: the update is linear in the gradient, so 1e-4 agreement of gradients carries over
   # (Adam's first step is ~lr*sign(g) and flips on near-zero gradients).
   optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.5))
