@@ -11,5 +11,5 @@ def get_config():
   c.stages = ("warmstart",)
   c.warmstart = config_defaults.warmstart()
   c.sampling.max_new_tokens = 128   # the longest reference solution is ~105 tokens
-  c.sampling.batch_size = 8
+  c.sampling.batch_size = 256
   return c

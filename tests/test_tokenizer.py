@@ -99,3 +99,17 @@ def test_bad_arguments(tmp_path):
     T.train_tokenizer([], 512, tmp_path / "b")
   with pytest.raises(FileNotFoundError, match="tokenizer_config"):
     T.load_tokenizer(tmp_path / "missing")
+
+
+def test_policy_folder_serves_the_saved_segmentation(tmp_path):
+  """Next to a qwen2 config.json, AutoTokenizer would re-segment with Qwen2's rule; the
+  embedded tokenizer must come back exactly as trained."""
+  import json
+  from restrl_jax import models
+  from restrl_jax.tokenizer import load_tokenizer, train_tokenizer
+  texts = ["def solve(xs):\n    return [x*12 for x in xs if x > 345]\n"] * 50
+  trained = train_tokenizer(texts, 300, tmp_path)
+  (tmp_path / "config.json").write_text(json.dumps(models.get_preset("tiny").to_hf_config()))
+  served = load_tokenizer(tmp_path)
+  for text in texts[:1] + ["  x = 12345  # 678\n", "ünïcode 42"]:
+    assert served.encode(text) == trained.encode(text)

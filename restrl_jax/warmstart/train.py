@@ -1,0 +1,154 @@
+"""Warm-start SFT: train the tiny policy on the synthetic train split's reference solutions.
+
+`train_policy(cfg, out_dir)` runs `cfg.steps` optimizer steps (AdamW, schedule from `cfg`),
+appends metrics to `out_dir/metrics.jsonl`, saves orbax checkpoints to `out_dir/checkpoints`
+every `cfg.checkpoint_every` steps and at the end, and resumes from the newest one when re-run
+(batches are a function of the step, so a resumed run matches an uninterrupted one). Finally it
+writes the policy as a Hugging Face folder (`out_dir/policy`: config.json, safetensors,
+tokenizer files) that loads with `models.load_hf` + `transformers.AutoTokenizer`.
+
+`cfg` is the `warmstart` config section (`config_defaults.warmstart()`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import ml_collections
+
+from restrl_jax import io_utils, models, training
+from restrl_jax.checkpoint import Checkpointer
+from restrl_jax.data.synthetic import load_synthetic
+from restrl_jax.metrics_writer import MetricsWriter
+from restrl_jax.tokenizer import embedded_tokenizer, load_tokenizer
+from restrl_jax.warmstart import data
+
+POLICY_DIR, CHECKPOINT_DIR, METRICS_FILE = "policy", "checkpoints", "metrics.jsonl"
+SERVED_TOKENIZER_DIR = "served_tokenizer"
+StepCallback = Callable[[int, dict], None]
+
+
+def policy_config(tokenizer: Any, preset: str = "tiny") -> models.ModelConfig:
+  """`preset` with the tokenizer's vocabulary size and special-token ids."""
+  return dataclasses.replace(
+      models.get_preset(preset), vocab_size=len(tokenizer),
+      bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+      pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else
+      tokenizer.eos_token_id)
+
+
+def warmstart_tokenizer(cfg: ml_collections.ConfigDict):
+  """The tokenizer folder `cfg.tokenizer_path`, or the embedded synthetic-suite tokenizer."""
+  if cfg.get("tokenizer_path"):
+    return load_tokenizer(cfg.tokenizer_path)
+  return embedded_tokenizer()
+
+
+def served_tokenizer(config: models.ModelConfig, tokenizer: Any, folder: str | Path):
+  """`tokenizer` as a consumer of the exported policy will load it: saved next to the model's
+  config.json and read back with `AutoTokenizer` (transformers picks the tokenizer class from
+  the model type, e.g. Qwen2Tokenizer for qwen2, which re-segments text its own way), so the
+  warm start trains on exactly the token ids the policy later sees."""
+  folder = Path(folder)
+  folder.mkdir(parents=True, exist_ok=True)
+  (folder / "config.json").write_text(json.dumps(config.to_hf_config(), indent=2))
+  tokenizer.save_pretrained(str(folder))
+  served = load_tokenizer(folder)
+  if len(served) != len(tokenizer) or served.eos_token_id != tokenizer.eos_token_id:
+    raise ValueError(f"{folder}: the tokenizer reloaded with AutoTokenizer has a different "
+                     "vocabulary or EOS than the one saved")
+  return served
+
+
+def make_optimizer(cfg: ml_collections.ConfigDict):
+  return training.make_optimizer(cfg.learning_rate, cfg.steps, cfg.warmup_steps, cfg.schedule,
+                                 cfg.weight_decay, cfg.grad_clip)
+
+
+def _check(cfg: ml_collections.ConfigDict) -> None:
+  for field in ("steps", "batch_size", "checkpoint_every", "log_every", "max_len",
+                "pad_multiple"):
+    if int(cfg[field]) < 1:
+      raise ValueError(f"config.warmstart.{field} must be >= 1, got {cfg[field]}")
+
+
+def _trim_metrics(path: Path, last_step: int) -> None:
+  """Drop records past the checkpoint we resume from (they will be written again)."""
+  if path.exists():
+    kept = [r for r in io_utils.read_jsonl(path) if r.get("step", 0) <= last_step]
+    io_utils.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _resume(ckpt: Checkpointer, state: training.TrainState, metrics_path: Path):
+  restored = ckpt.restore_latest(state)
+  if restored is None:
+    return state, 0
+  state, _, step = restored
+  logging.info("warm start: resuming from checkpoint step %d", step)
+  _trim_metrics(metrics_path, step)
+  return state, step
+
+
+def restore_params(cfg: ml_collections.ConfigDict, config: models.ModelConfig,
+                   out_dir: str | Path, step: int | None = None) -> tuple[Any, int]:
+  """(params, step) of a warm-start checkpoint under `out_dir` (default: the newest)."""
+  like = training.init_train_state(models.init_params(config, jax.random.key(0)),
+                                   make_optimizer(cfg))
+  with Checkpointer(Path(out_dir) / CHECKPOINT_DIR, max_to_keep=cfg.keep_checkpoints) as ckpt:
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"{Path(out_dir) / CHECKPOINT_DIR}: no warm-start checkpoint")
+    state, _ = ckpt.restore(step, like)
+  return state.params, step
+
+
+def export_policy(config: models.ModelConfig, params: Any, tokenizer: Any,
+                  path: str | Path) -> Path:
+  """The policy as a Hugging Face folder: config.json + model.safetensors + tokenizer files."""
+  path = Path(path)
+  models.save_hf(config, params, path)
+  tokenizer.save_pretrained(str(path))
+  return path
+
+
+def train_policy(cfg: ml_collections.ConfigDict, out_dir: str | Path,
+                 on_step: StepCallback | None = None) -> dict:
+  """Run (or resume) the warm start; returns a summary dict with the exported policy path."""
+  _check(cfg)
+  out_dir = Path(out_dir)
+  config = policy_config(warmstart_tokenizer(cfg), cfg.preset)
+  tokenizer = served_tokenizer(config, warmstart_tokenizer(cfg), out_dir / SERVED_TOKENIZER_DIR)
+  problems = load_synthetic("train", cfg.num_train_problems, cfg.data_seed, cfg.difficulty)
+  examples, dropped = data.make_examples(problems, tokenizer, cfg.max_len)
+  optimizer = make_optimizer(cfg)
+  params = models.init_params(config, jax.random.key(cfg.seed))
+  state = training.init_train_state(params, optimizer)
+  step_fn = training.make_train_step(functools.partial(training.sft_loss, config), optimizer)
+  start_time = time.time()
+  with Checkpointer(out_dir / CHECKPOINT_DIR, max_to_keep=cfg.keep_checkpoints) as ckpt:
+    state, first = _resume(ckpt, state, out_dir / METRICS_FILE)
+    with MetricsWriter(out_dir, tensorboard=cfg.tensorboard) as writer:
+      for step in range(first, cfg.steps):
+        batch = data.batch_for_step(examples, step, cfg.batch_size, cfg.seed, config.pad_token_id,
+                                     cfg.pad_multiple)
+        state, metrics = step_fn(state, batch)
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+          metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+          writer.write(done, metrics)
+          logging.info("warm start step %d: loss %.4f", done, metrics["loss"])
+          if on_step is not None:
+            on_step(done, metrics)
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+          ckpt.save(done, state, {"num_examples": len(examples)})
+  policy = export_policy(config, state.params, tokenizer, out_dir / POLICY_DIR)
+  return {"policy_path": str(policy), "steps": int(cfg.steps), "resumed_from": first,
+          "num_examples": len(examples), "dropped_examples": dropped,
+          "num_params": sum(x.size for x in jax.tree.leaves(state.params)),
+          "train_seconds": round(time.time() - start_time, 1)}
