@@ -38,3 +38,9 @@ def _train_value(ctx: StageContext) -> dict:
 def _decode(ctx: StageContext) -> dict:
   from restrl_jax.search.stages import decode_stage
   return decode_stage(ctx)
+
+
+@register_stage("rest_grpo")
+def _rest_grpo(ctx: StageContext) -> dict:
+  from restrl_jax.rl.stage import rest_grpo_stage
+  return rest_grpo_stage(ctx)

@@ -1,0 +1,371 @@
+"""The ReST outer loop (RESTRL_SPEC.md §4.1-4.4): per round collect -> assemble -> train -> save.
+
+Round r (folder `<out_dir>/round_<r>`):
+
+ 1. collect: N samples per training problem from the round's start policy (T = 0.7, stop at the
+    end marker), executed in the sandbox -> `samples.jsonl` (every record) and `collect.jsonl`
+    (`ProblemSamples`, read back on resume instead of re-sampling);
+ 2. assemble: `rest_data.assemble` (method "rest_grpo": σ0 filter + partial states; "grpo" and
+    "dapo": every original prompt) or `dpo.dpo_pairs` ("rest_dpo"), shuffled with a seed ->
+    `rows.jsonl`;
+ 3. train `ceil(epochs * rows / batch)` steps with a fresh optimizer (linear decay over the round),
+    the reference policy = the round's start policy; metrics -> `metrics.jsonl` (+ TensorBoard),
+    every step's completions and rewards -> `train_samples.jsonl`; orbax checkpoints (params,
+    optimizer state, step, RNG key, data position, round) every `checkpoint_every` steps and at
+    the end, keep-last-N, resumed automatically;
+ 4. save the policy as an HF folder `round_<r>/policy` (written to a temporary folder, renamed).
+
+The next round starts from that folder; the last one is copied to `<out_dir>/policy`. A round
+whose policy exists is skipped, so a killed run resumes where it stopped and (on CPU, fixed seed)
+ends with bitwise the same parameters as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+import optax
+
+from restrl_jax import io_utils, models, parallel, training
+from restrl_jax.checkpoint import Checkpointer
+from restrl_jax.data.problem import Problem
+from restrl_jax.metrics_writer import MetricsWriter
+from restrl_jax.rl import dpo, rest_data
+from restrl_jax.rl.trainer import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, Request
+from restrl_jax.rollout import rollout, summarize_records
+from restrl_jax.sampling import Sampler, SamplingParams
+
+METHODS = ("rest_grpo", "grpo", "dapo", "rest_dpo")
+POLICY_DIR = "policy"
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundsConfig:
+  method: str = "rest_grpo"              # rest_grpo | grpo | dapo | rest_dpo
+  rounds: int = 2
+  num_samples: int = 5                   # N per problem in collection
+  collect_batch: int | None = None       # rows per sampling call; None: the GRPO batch B*G
+  collect: SamplingParams = SamplingParams(max_new_tokens=1024, temperature=0.7)
+  data: rest_data.RestDataConfig = rest_data.RestDataConfig()
+  shuffle_seed: int = 42
+  seed: int = 0
+  epochs: float = 1.0
+  max_steps_per_round: int | None = None
+  learning_rate: float = 1e-7
+  schedule: str = "linear"
+  warmup_steps: int = 0
+  weight_decay: float = 0.0
+  grad_clip: float = 1.0
+  checkpoint_every: int = 50
+  keep_checkpoints: int = 2
+  tensorboard: bool = False
+  dtype: str = "float32"
+
+  def __post_init__(self):
+    if self.method not in METHODS:
+      raise ValueError(f"rest.method={self.method!r}; choose from {METHODS}")
+    for name in ("rounds", "num_samples", "checkpoint_every", "keep_checkpoints"):
+      if int(getattr(self, name)) < 1:
+        raise ValueError(f"rest.{name} must be >= 1, got {getattr(self, name)}")
+    if self.epochs <= 0:
+      raise ValueError(f"epochs (config.grpo.epochs) must be > 0, got {self.epochs}")
+
+  @property
+  def data_config(self) -> rest_data.RestDataConfig:
+    """ReST-GRPO keeps `data.mode` ("sample" or "all"); the baselines use "basic" data."""
+    if self.method == "rest_grpo":
+      return self.data
+    return dataclasses.replace(self.data, mode="basic")
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """What every round shares."""
+  problems: tuple[Problem, ...]
+  tokenizer: Any
+  pool: Any
+  cfg: RoundsConfig
+  grpo: GRPOConfig = GRPOConfig()
+  dpo: DPOConfig = DPOConfig()
+  mesh: jax.sharding.Mesh | None = None
+
+
+# -- params --------------------------------------------------------------------------------------
+
+def place_params(config: models.ModelConfig, host_params: Any, mesh) -> Any:
+  """A fresh device copy of host (numpy) params, sharded by logical axes on `mesh` (committed to
+  the first device without one: committed and uncommitted inputs compile separately)."""
+  if mesh is None:
+    return jax.device_put(host_params, jax.devices()[0])
+  return parallel.shard_tree(host_params, models.param_logical_axes(config), mesh)
+
+
+def export_policy(config: models.ModelConfig, params: Any, tokenizer: Any, path: Path) -> Path:
+  """HF folder at `path`, written to `<path>.tmp` first and renamed (a crash leaves none)."""
+  tmp = path.with_name(path.name + ".tmp")
+  shutil.rmtree(tmp, ignore_errors=True)
+  models.save_hf(config, jax.device_get(params), tmp)
+  tokenizer.save_pretrained(str(tmp))
+  shutil.rmtree(path, ignore_errors=True)
+  tmp.rename(path)
+  return path
+
+
+def has_policy(path: Path) -> bool:
+  return (path / "config.json").is_file()
+
+
+# -- 1. collect ----------------------------------------------------------------------------------
+
+def _sample_row(record) -> dict:
+  return {"problem_id": record.problem_id, "sample_index": record.sample_index,
+          "completion": record.completion, "program": record.program, "reward": record.reward,
+          "finish_reason": record.finish_reason, "num_tokens": len(record.tokens)}
+
+
+def collect(setup: Setup, sampler: Sampler, params: Any, round_dir: Path,
+            key: jax.Array) -> tuple[list[rest_data.ProblemSamples], dict]:
+  """N executed samples per problem (read back from `collect.jsonl` when present)."""
+  path = round_dir / "collect.jsonl"
+  if path.is_file():
+    rows = io_utils.read_jsonl(path)
+    meta = json.loads((round_dir / "collect_summary.json").read_text())
+    return [rest_data.ProblemSamples(r["problem_id"], r["init_state"], tuple(r["samples"]),
+                                     tuple(r["rewards"])) for r in rows], meta
+  chunk = setup.cfg.collect_batch or setup.grpo.prompts_per_step * setup.grpo.group_size
+  records = rollout(sampler, setup.pool, setup.problems, setup.cfg.collect,
+                    setup.cfg.num_samples, rng=key, chunk_size=chunk, params=params)
+  by_problem: dict[str, list] = {}
+  for r in records:
+    by_problem.setdefault(r.problem_id, []).append(r)
+  samples = [rest_data.ProblemSamples(
+      p.id, p.starter_code, tuple(r.program[len(r.state):] for r in by_problem[p.id]),
+      tuple(float(r.reward) for r in by_problem[p.id])) for p in setup.problems]
+  summary = summarize_records(records, ks=(1,), std_threshold=setup.cfg.data.sigma0)
+  io_utils.atomic_write_text(round_dir / "samples.jsonl",
+                             "".join(json.dumps(_sample_row(r)) + "\n" for r in records))
+  io_utils.atomic_write_json(round_dir / "collect_summary.json", summary)
+  io_utils.atomic_write_text(path, "".join(json.dumps(dataclasses.asdict(s)) + "\n"
+                                           for s in samples))
+  return samples, summary
+
+
+# -- 2. assemble ---------------------------------------------------------------------------------
+
+def assemble(setup: Setup, samples: Sequence[rest_data.ProblemSamples], round_index: int,
+             round_dir: Path) -> tuple[list, dict]:
+  """Shuffled training rows (RestRow) or DPO pairs, written to rows.jsonl."""
+  cfg = setup.cfg
+  if cfg.method == "rest_dpo":
+    rows: list = dpo.dpo_pairs(samples)
+    facts = {"rows": len(rows), "pairs": len(rows)}
+  else:
+    rows = rest_data.assemble(samples, cfg.data_config,
+                              rng=np.random.default_rng([cfg.seed, round_index]))
+    facts = rest_data.summarize(rows)
+  order = np.random.default_rng([cfg.shuffle_seed, round_index]).permutation(len(rows))
+  rows = [rows[i] for i in order]
+  io_utils.atomic_write_text(round_dir / "rows.jsonl", "".join(
+      json.dumps(dataclasses.asdict(r)) + "\n" for r in rows))
+  return rows, facts
+
+
+class DataStream:
+  """Rows handed out in order, wrapping around; `position` counts rows handed out."""
+
+  def __init__(self, rows: Sequence, position: int = 0):
+    if not rows:
+      raise ValueError("DataStream needs at least one row")
+    self.rows, self.position = list(rows), int(position)
+
+  def take(self, n: int) -> list:
+    out = [self.rows[(self.position + i) % len(self.rows)] for i in range(n)]
+    self.position += n
+    return out
+
+
+# -- 3. train ------------------------------------------------------------------------------------
+
+def num_steps(cfg: RoundsConfig, num_rows: int, batch: int) -> int:
+  steps = math.ceil(cfg.epochs * num_rows / batch) if num_rows else 0
+  return steps if cfg.max_steps_per_round is None else min(steps, cfg.max_steps_per_round)
+
+
+def _trim_jsonl(path: Path, last_step: int) -> None:
+  """Drop records past the checkpoint we resume from (they are written again)."""
+  if path.exists():
+    kept = [r for r in io_utils.read_jsonl(path) if r.get("step", 0) <= last_step]
+    io_utils.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _train_sample_rows(step: int, ro) -> list[dict]:
+  g = len(ro.prompts) // len(ro.requests)
+  return [{"step": step, "problem_id": ro.requests[i // g].problem.id, "group": i // g,
+           "state": ro.requests[i // g].state, "completion": ro.texts[i],
+           "reward": float(ro.reward[i]), "exec_reward": float(ro.exec_reward[i]),
+           "bonus": float(ro.bonus[i]), "closed": bool(ro.closed[i])}
+          for i in range(len(ro.prompts))]
+
+
+def round_optimizer(cfg: RoundsConfig) -> optax.GradientTransformation:
+  """AdamW (β 0.9/0.999, eps 1e-8) + global-norm clipping with the learning rate as optimizer
+  STATE (`optax.inject_hyperparams`): every round sets its own schedule through
+  `with_learning_rate`, and all rounds share one compiled train step."""
+  adamw = optax.inject_hyperparams(optax.adamw, static_args=("b1", "b2", "eps", "weight_decay"))(
+      learning_rate=cfg.learning_rate, b1=0.9, b2=0.999, eps=1e-8,
+      weight_decay=cfg.weight_decay)
+  clip = [optax.clip_by_global_norm(cfg.grad_clip)] if cfg.grad_clip and cfg.grad_clip > 0 else []
+  return optax.chain(*clip, adamw)
+
+
+def with_learning_rate(state: training.TrainState, lr: float) -> training.TrainState:
+  """`state` with the injected learning rate set to `lr` (same dtype and placement)."""
+  opt = list(state.opt_state)
+  inject = opt[-1]
+  old = inject.hyperparams["learning_rate"]
+  new = jax.device_put(np.asarray(lr, old.dtype), old.sharding)
+  opt[-1] = inject._replace(hyperparams={**inject.hyperparams, "learning_rate": new})
+  return state._replace(opt_state=tuple(opt))
+
+
+class Runtime:
+  """The compiled pieces every round shares: one Sampler and one train step (built on first
+  use, from the first state's shardings)."""
+
+  def __init__(self, setup: Setup, model_config: models.ModelConfig):
+    self.setup, self.model_config = setup, model_config
+    self.sampler = Sampler(model_config, None, setup.tokenizer, mesh=setup.mesh)
+    self.optimizer = round_optimizer(setup.cfg)
+    self._step_fn: Callable | None = None
+
+  @property
+  def batch_size(self) -> int:
+    s = self.setup
+    return s.dpo.pairs_per_step if s.cfg.method == "rest_dpo" else s.grpo.prompts_per_step
+
+  def step_fn(self, state: training.TrainState) -> Callable:
+    """step(state, ref, stream, key) -> (state, metrics, Rollouts or None)."""
+    if self._step_fn is None:
+      shardings = training.state_shardings(state) if self.setup.mesh is not None else None
+      self._step_fn = self._build(shardings)
+    return self._step_fn
+
+  def _build(self, shardings) -> Callable:
+    s, by_id = self.setup, {p.id: p for p in self.setup.problems}
+    if s.cfg.method == "rest_dpo":
+      dpo_trainer = DPOTrainer(self.model_config, s.tokenizer, s.dpo, self.optimizer, by_id,
+                               s.mesh, shardings)
+
+      def dpo_step(state, ref, stream, key):
+        state, metrics = dpo_trainer.step(state, ref, stream.take(s.dpo.pairs_per_step))
+        return state, metrics, None
+      return dpo_step
+    gcfg = dataclasses.replace(s.grpo, dynamic_sampling=s.cfg.method == "dapo")
+    trainer = GRPOTrainer(self.model_config, s.tokenizer, gcfg, self.optimizer, s.pool, s.mesh,
+                          shardings, sampler=self.sampler)
+
+    def grpo_step(state, ref, stream, key):
+      requests = lambda n: [Request(by_id[r.problem_id], r.state) for r in stream.take(n)]
+      return trainer.step(state, ref, requests, key)
+    return grpo_step
+
+
+def train_round(runtime: Runtime, host_params, rows: list, round_index: int, round_dir: Path,
+                on_step: Callable | None = None) -> tuple:
+  """Train one round (resuming from its checkpoints); returns (params, facts)."""
+  setup, cfg, model_config = runtime.setup, runtime.setup.cfg, runtime.model_config
+  steps = num_steps(cfg, len(rows), runtime.batch_size)
+  ref = place_params(model_config, host_params, setup.mesh)
+  if steps == 0:
+    return ref, {"steps": 0, "resumed_from": 0}
+  schedule = training.optim.make_schedule(cfg.learning_rate, steps, cfg.warmup_steps,
+                                          cfg.schedule)
+  state = training.init_train_state(place_params(model_config, host_params, setup.mesh),
+                                    runtime.optimizer, setup.mesh)
+  if setup.mesh is None:   # the step counter as committed as the train step's outputs
+    state = jax.device_put(state, jax.devices()[0])
+  step_fn = runtime.step_fn(state)
+  key = jax.random.fold_in(jax.random.key(cfg.seed), 1000 + round_index)
+  first, position = 0, 0
+  with Checkpointer(round_dir / "checkpoints", cfg.keep_checkpoints) as ckpt:
+    restored = ckpt.restore_latest({"train": state, "rng": jax.random.key_data(key)})
+    if restored is not None:
+      tree, meta, first = restored
+      state, key = tree["train"], jax.random.wrap_key_data(tree["rng"])
+      position = int(meta["data_pos"])
+      logging.info("round %d: resuming from step %d", round_index, first)
+      for name in ("metrics.jsonl", "train_samples.jsonl"):
+        _trim_jsonl(round_dir / name, first)
+    stream = DataStream(rows, position)
+    with MetricsWriter(round_dir, tensorboard=cfg.tensorboard) as writer:
+      for step in range(first, steps):
+        key, sub = jax.random.split(key)
+        lr = float(schedule(step))
+        state, metrics, ro = step_fn(with_learning_rate(state, lr), ref, stream, sub)
+        done = step + 1
+        metrics = dict(metrics, round=round_index, data_pos=stream.position, learning_rate=lr)
+        writer.write(done, metrics)
+        if ro is not None:
+          io_utils.append_jsonl(round_dir / "train_samples.jsonl", _train_sample_rows(done, ro))
+        if on_step is not None:
+          on_step(round_index, done, metrics)
+        if done % cfg.checkpoint_every == 0 or done == steps:
+          ckpt.save(done, {"train": state, "rng": jax.random.key_data(key)},
+                    {"round": round_index, "data_pos": stream.position, "steps": steps})
+  return state.params, {"steps": steps, "resumed_from": first}
+
+
+# -- the loop ------------------------------------------------------------------------------------
+
+def run_round(runtime: Runtime, policy: Path, round_index: int, out_dir: Path,
+              on_step: Callable | None = None) -> dict:
+  setup = runtime.setup
+  round_dir = out_dir / f"round_{round_index}"
+  round_dir.mkdir(parents=True, exist_ok=True)
+  model_config, params = models.load_hf(policy, dtype=setup.cfg.dtype)
+  host_params = jax.device_get(params)
+  start = place_params(model_config, host_params, setup.mesh)
+  key = jax.random.fold_in(jax.random.key(setup.cfg.seed), round_index)
+  samples, collected = collect(setup, runtime.sampler, start, round_dir, key)
+  del start
+  rows, assembled = assemble(setup, samples, round_index, round_dir)
+  params, trained = train_round(runtime, host_params, rows, round_index, round_dir, on_step)
+  export_policy(model_config, params, setup.tokenizer, round_dir / POLICY_DIR)
+  facts = {"round": round_index, "start_policy": str(policy),
+           **{f"collect/{k}": v for k, v in collected.items()},
+           **{f"data/{k}": v for k, v in assembled.items()}, **trained}
+  io_utils.atomic_write_json(round_dir / "round.json", facts)
+  return facts
+
+
+def run_rounds(setup: Setup, start_policy: Path, out_dir: Path,
+               on_step: Callable | None = None) -> dict:
+  """All rounds from `start_policy`; the final policy ends up at `<out_dir>/policy`."""
+  out_dir, policy = Path(out_dir), Path(start_policy)
+  runtime = Runtime(setup, models.read_hf_config(policy, dtype=setup.cfg.dtype,
+                                                 param_dtype=setup.cfg.dtype))
+  per_round = []
+  for r in range(setup.cfg.rounds):
+    round_dir = out_dir / f"round_{r}"
+    if has_policy(round_dir / POLICY_DIR) and (round_dir / "round.json").is_file():
+      per_round.append(json.loads((round_dir / "round.json").read_text()))
+    else:
+      per_round.append(run_round(runtime, policy, r, out_dir, on_step))
+    policy = round_dir / POLICY_DIR
+  final = out_dir / POLICY_DIR
+  if not has_policy(final):
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(policy, tmp)
+    tmp.rename(final)
+  io_utils.atomic_write_text(out_dir / "rounds.jsonl",
+                             "".join(json.dumps(f, default=str) + "\n" for f in per_round))
+  return {"method": setup.cfg.method, "rounds": setup.cfg.rounds, "policy_path": str(final),
+          "steps": sum(f.get("steps", 0) for f in per_round), "per_round": per_round}

@@ -1,0 +1,161 @@
+"""The `rest_grpo` pipeline stage: ReST rounds of GRPO (or a baseline) from the newest policy.
+
+`config.rest.method` picks the variant: "rest_grpo" (the paper), "grpo" (naive GRPO), "dapo"
+(naive data + dynamic sampling) or "rest_dpo". The sections `config.rest` / `config.grpo` are
+read over `config_defaults.rest()` / `grpo()`, so a config sets only what it changes (a field
+the defaults do not know is an error naming it). The start policy is `config.model.hf_path` or
+the newest earlier policy (`resolve_policy`), recorded in `<stage_dir>/start_policy.json` so a
+resumed run starts from the same one. Outputs: `<stage_dir>/round_<r>/...` (see rounds.py) and
+the trained policy at `<stage_dir>/policy`.
+
+Also runnable on its own (used by the kill-and-resume test):
+  python -m restrl_jax.rl.stage CONFIG_JSON WORKDIR
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+
+from restrl_jax import config_defaults, io_utils, parallel
+from restrl_jax.config_checks import ConfigError
+from restrl_jax.data.registry import load_problems
+from restrl_jax.execution import ExecutionPool
+from restrl_jax.pipeline.policy_source import resolve_policy, resolve_tokenizer
+from restrl_jax.pipeline.stages import StageContext
+from restrl_jax.rl import rest_data
+from restrl_jax.rl.advantages import AdvantageConfig
+from restrl_jax.rl.losses import GRPOLossConfig
+from restrl_jax.rl.rounds import RoundsConfig, Setup, run_rounds
+from restrl_jax.rl.trainer import DPOConfig, GRPOConfig
+from restrl_jax.sampling import SamplingParams
+from restrl_jax.tokenizer import load_tokenizer
+
+STAGE = "rest_grpo"
+
+
+def section(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+  """`config.<name>` over its defaults; unknown fields are a ConfigError naming them."""
+  out = getattr(config_defaults, name)()
+  given = config.get(name) or {}
+  for key in given.keys():
+    if key not in out:
+      raise ConfigError(f"config.{name}.{key} is not a known field; known: {sorted(out.keys())}")
+    out[key] = given[key]
+  return out
+
+
+def _beta(value: Any) -> float | int:
+  """rest.beta: a float ratio in (0, 1] or an int count (an integral float >= 1 counts)."""
+  if isinstance(value, float) and value > 1.0 and value.is_integer():
+    return int(value)
+  return value
+
+
+def rounds_config(rest: ml_collections.ConfigDict, grpo: ml_collections.ConfigDict,
+                  dtype: str) -> RoundsConfig:
+  dpo = rest.method == "rest_dpo"
+  data = rest_data.RestDataConfig(sigma0=rest.sigma0, r0=rest.r0, alpha=rest.alpha,
+                                  beta=_beta(rest.beta), mode=rest.mode, dedup=rest.dedup)
+  collect = SamplingParams(max_new_tokens=rest.max_new_tokens, temperature=rest.temperature,
+                           top_p=rest.top_p, top_k=rest.top_k, seed=rest.seed)
+  return RoundsConfig(
+      method=rest.method, rounds=rest.rounds, num_samples=rest.num_samples, collect=collect,
+      data=data, shuffle_seed=rest.shuffle_seed, seed=rest.seed, epochs=grpo.epochs,
+      max_steps_per_round=rest.max_steps_per_round,
+      learning_rate=rest.dpo_learning_rate if dpo else grpo.learning_rate,
+      schedule=grpo.schedule, warmup_steps=grpo.warmup_steps, weight_decay=grpo.weight_decay,
+      grad_clip=grpo.grad_clip, checkpoint_every=rest.checkpoint_every,
+      keep_checkpoints=rest.keep_checkpoints, tensorboard=rest.tensorboard, dtype=dtype)
+
+
+def grpo_config(grpo: ml_collections.ConfigDict) -> GRPOConfig:
+  loss = GRPOLossConfig(
+      policy_loss=grpo.policy_loss, epsilon_low=grpo.epsilon, epsilon_high=grpo.epsilon_high,
+      dual_clip_c=grpo.dual_clip_c, beta_kl=grpo.beta_kl, kl_estimator=grpo.kl_estimator,
+      kl_clamp=grpo.kl_clamp, kl_in_loss=grpo.kl_in_loss,
+      loss_aggregation=grpo.loss_aggregation, norm_length=grpo.max_new_tokens)
+  advantage = AdvantageConfig(estimator=grpo.advantage, scale=grpo.advantage_scale,
+                              ddof=grpo.advantage_ddof, eps=grpo.advantage_eps)
+  return GRPOConfig(
+      group_size=grpo.group_size, prompts_per_step=grpo.prompts_per_step,
+      max_prompt_tokens=grpo.max_prompt_tokens, max_new_tokens=grpo.max_new_tokens,
+      temperature=grpo.temperature, top_p=grpo.top_p, top_k=grpo.top_k,
+      stop_at_fence=grpo.stop_at_fence, num_iterations=grpo.num_iterations,
+      old_logprobs=grpo.old_logprobs, loss=loss, advantage=advantage,
+      kl_reward_reduce=grpo.kl_reward_reduce, symbol_reward=grpo.symbol_reward,
+      trailing_penalty=grpo.trailing_penalty,
+      max_candidate_batches=grpo.dynamic_max_candidate_batches,
+      dynamic_min_std=grpo.dynamic_min_std, remat=grpo.remat)
+
+
+def dpo_config(rest: ml_collections.ConfigDict, grpo: ml_collections.ConfigDict) -> DPOConfig:
+  return DPOConfig(beta=rest.dpo_beta, label_smoothing=rest.dpo_label_smoothing,
+                   pairs_per_step=rest.dpo_pairs_per_step,
+                   max_prompt_tokens=grpo.max_prompt_tokens,
+                   max_completion_tokens=rest.dpo_max_completion_tokens, remat=grpo.remat)
+
+
+def start_policy(ctx: StageContext) -> Path:
+  """The policy round 0 starts from, fixed at the stage's first run."""
+  record = Path(ctx.stage_dir) / "start_policy.json"
+  if record.is_file():
+    return Path(json.loads(record.read_text())["path"])
+  policy = resolve_policy(ctx.config, Path(ctx.workdir))
+  io_utils.atomic_write_json(record, {"path": str(policy)})
+  return policy
+
+
+def _mesh(config: ml_collections.ConfigDict):
+  if jax.device_count() == 1:
+    return None
+  return parallel.make_mesh(tuple(config.mesh.shape))
+
+
+def _summary(result: dict) -> dict:
+  out = {k: result[k] for k in ("method", "rounds", "steps", "policy_path")}
+  for facts in result["per_round"]:
+    r = facts["round"]
+    out[f"round{r}/rows"] = facts.get("data/rows", 0)
+    out[f"round{r}/collect_test_case_average"] = facts.get("collect/test_case_average", 0.0)
+    out[f"round{r}/collect_reward_std_share"] = facts.get("collect/reward_std_share", 0.0)
+  return out
+
+
+def rest_grpo_stage(ctx: StageContext) -> dict:
+  """Pipeline stage `rest_grpo`; returns summary facts (method, steps, per-round data sizes)."""
+  config = ctx.config
+  rest, grpo = section(config, "rest"), section(config, "grpo")
+  policy = start_policy(ctx)
+  tokenizer = load_tokenizer(resolve_tokenizer(config, policy))
+  split = rest.split if rest.benchmark in ("synthetic", "apps") else None
+  problems = tuple(load_problems(rest.benchmark, rest.data_path, split=split,
+                                 limit=rest.num_problems))
+  if not problems:
+    raise ConfigError(f"config.rest: benchmark {rest.benchmark!r} gave no training problems")
+  workers = config.execution.num_workers or None
+  with ExecutionPool(num_workers=workers, isolation=config.execution.isolation) as pool:
+    setup = Setup(problems=problems, tokenizer=tokenizer, pool=pool,
+                  cfg=rounds_config(rest, grpo, config.model.dtype), grpo=grpo_config(grpo),
+                  dpo=dpo_config(rest, grpo), mesh=_mesh(config))
+    result = run_rounds(setup, policy, Path(ctx.stage_dir))
+  return _summary(result)
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) != 3:
+    sys.exit("usage: python -m restrl_jax.rl.stage CONFIG_JSON WORKDIR")
+  config = ml_collections.ConfigDict(json.loads(Path(argv[1]).read_text()))
+  workdir = Path(argv[2])
+  stage_dir = workdir / STAGE
+  stage_dir.mkdir(parents=True, exist_ok=True)
+  summary = rest_grpo_stage(StageContext(config=config, workdir=workdir, stage_dir=stage_dir))
+  print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+  main(sys.argv)

@@ -1,0 +1,378 @@
+"""One GRPO (or DPO) optimisation step from (problem, state) prompts: sample, score, update.
+
+A GRPO step (RESTRL_SPEC.md §3.1, §4.3):
+
+ 1. take B requests (problem, state), render each prompt (`build_prompt`, left-truncated to
+    `max_prompt_tokens`) and repeat it G times;
+ 2. sample B*G completions with the `Sampler` at temperature T. Default (the paper, TRL): NO stop
+    strings, up to `max_new_tokens` or EOS, and the reward cuts the text itself. With
+    `stop_at_fence=True` the sampler stops at the template's end marker instead; the shaping is
+    then computed on `text + marker` (bonus = symbol reward, no trailing text) and the marker's
+    tokens are not trained on;
+ 3. shape each completion (`rewards.shape_completion`: +1e-3 for closing the block, -1e-6 per
+    trailing character) and submit `state + valid` to the sandbox pool; while it runs, the device
+    computes reference (and, for μ > 1, old) log-probs;
+ 4. reward = bonus + execution reward; advantages per group (`advantages` registry); optional
+    KL-in-reward penalty;
+ 5. `num_iterations` (μ) jitted updates on the packed [B*G, P+N] arrays (prompt bucketed to a
+    power of two, completions padded to `max_new_tokens`, so shapes are static).
+
+DAPO dynamic sampling (`dynamic_sampling=True`) samples candidate batches of B requests until B
+groups with non-zero execution-reward std are found (or `max_candidate_batches` ran out); the
+missing groups are padding rows with an all-zero loss mask, so the step keeps one shape.
+
+`DPOTrainer.step` does the ReST-DPO update on a batch of `DPOPair`s.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from restrl_jax import models, training
+from restrl_jax.data.prompts import build_prompt, template_for
+from restrl_jax.data.problem import Problem
+from restrl_jax.rl import dynamic_sampling as ds
+from restrl_jax.rl import grpo_step, kl, losses
+from restrl_jax.rl.advantages import AdvantageConfig, compute_advantages, reward_metrics
+from restrl_jax.rl.dpo import DPOPair
+from restrl_jax.rl.rewards import shape_completion
+from restrl_jax.sampling import STOP, Buckets, Sampler, SamplingParams
+from restrl_jax.sampling.buckets import left_pad
+
+OLD_LOGPROBS = ("auto", "recompute", "sampler")
+
+
+class Request(NamedTuple):
+  problem: Problem
+  state: str                 # the partial program the completion continues
+
+
+@dataclasses.dataclass(frozen=True)
+class GRPOConfig:
+  group_size: int = 8                    # G
+  prompts_per_step: int = 2              # B (the step trains on B*G completions)
+  max_prompt_tokens: int = 1024          # longer prompts are left-truncated (TRL)
+  max_new_tokens: int = 1024
+  temperature: float = 0.7
+  top_p: float = 1.0
+  top_k: int = 0
+  stop_at_fence: bool = False            # False: the paper (no stop strings)
+  num_iterations: int = 1                # μ updates per sampled batch
+  old_logprobs: str = "auto"             # auto: none for μ = 1 (ratio ≡ 1), else recompute
+  loss: losses.GRPOLossConfig = losses.GRPOLossConfig()
+  advantage: AdvantageConfig = AdvantageConfig()
+  kl_reward_reduce: str = "sum"          # KL-in-reward (loss.kl_in_loss=False): sum | mean
+  symbol_reward: float = 1e-3
+  trailing_penalty: float = 1e-6
+  dynamic_sampling: bool = False         # DAPO
+  max_candidate_batches: int = 4
+  dynamic_min_std: float = 0.0
+  remat: bool = False
+
+  def __post_init__(self):
+    for name in ("group_size", "prompts_per_step", "max_prompt_tokens", "max_new_tokens",
+                 "num_iterations", "max_candidate_batches"):
+      if int(getattr(self, name)) < 1:
+        raise ValueError(f"GRPOConfig.{name} must be >= 1, got {getattr(self, name)}")
+    if self.old_logprobs not in OLD_LOGPROBS:
+      raise ValueError(f"GRPOConfig.old_logprobs={self.old_logprobs!r}; choose {OLD_LOGPROBS}")
+    if self.temperature <= 0.0:
+      raise ValueError(f"GRPOConfig.temperature={self.temperature} must be > 0 (log-probs of a "
+                       "greedy policy are undefined)")
+
+  @property
+  def old_logprob_source(self) -> str | None:
+    if self.old_logprobs == "auto":
+      return None if self.num_iterations == 1 else "recompute"
+    return self.old_logprobs
+
+  def sampling_params(self, stops: tuple[str, ...]) -> SamplingParams:
+    return SamplingParams(max_new_tokens=self.max_new_tokens, temperature=self.temperature,
+                          top_p=self.top_p, top_k=self.top_k,
+                          stop_strings=stops if self.stop_at_fence else ())
+
+
+@dataclasses.dataclass(frozen=True)
+class Rollouts:
+  """B*G sampled, shaped and scored completions (host side); group i = rows iG..iG+G-1."""
+  requests: tuple[Request, ...]          # [B]
+  prompts: tuple[list[int], ...]         # [B*G]
+  completions: tuple[list[int], ...]     # [B*G]
+  logps: tuple[np.ndarray, ...]          # [B*G] sampler log π_T per completion token
+  texts: tuple[str, ...]                 # [B*G]
+  programs: tuple[str, ...]              # [B*G] state + valid (executed)
+  bonus: np.ndarray                      # [B*G] shaping bonus
+  closed: np.ndarray                     # [B*G] bool
+  finish: np.ndarray                     # [B*G] int32 decode.EOS / LENGTH / STOP
+  exec_reward: np.ndarray                # [B*G]
+
+  @property
+  def reward(self) -> np.ndarray:
+    return self.bonus + self.exec_reward
+
+
+def encode_prompt(tokenizer: Any, request: Request, max_tokens: int) -> list[int]:
+  """Prompt ids, left-truncated to `max_tokens`."""
+  ids = list(tokenizer.encode(build_prompt(request.problem, request.state, tokenizer)))
+  return ids[-max_tokens:]
+
+
+def _mean_metrics(items: Sequence[dict]) -> dict[str, float]:
+  host = jax.device_get(list(items))
+  return {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+
+
+class GRPOTrainer:
+  """Sampling, scoring and jitted updates of one policy; see the module docstring."""
+
+  def __init__(self, model_config: models.ModelConfig, tokenizer: Any, cfg: GRPOConfig,
+               optimizer: optax.GradientTransformation, pool: Any,
+               mesh: jax.sharding.Mesh | None = None, state_shardings: Any = None,
+               sampler: Sampler | None = None):
+    self.config, self.tokenizer, self.cfg, self.pool, self.mesh = (
+        model_config, tokenizer, cfg, pool, mesh)
+    self.pad_id = int(model_config.pad_token_id or 0)
+    self.sampler = sampler or Sampler(model_config, None, tokenizer, mesh=mesh)
+    self.buckets = Buckets()
+    self._check_batch()
+    objective = functools.partial(grpo_step.grpo_objective, model_config, cfg.loss,
+                                  cfg.temperature, cfg.remat)
+    self.train_step = training.make_train_step(objective, optimizer, mesh, state_shardings)
+    self.logprob_fn = grpo_step.make_logprob_fn(model_config, cfg.temperature, mesh)
+
+  def _check_batch(self) -> None:
+    shards = 1 if self.mesh is None else int(self.mesh.shape["data"] * self.mesh.shape["fsdp"])
+    rows = self.cfg.prompts_per_step * self.cfg.group_size
+    if rows % shards:
+      raise ValueError(f"prompts_per_step * group_size = {rows} completions per step must be a "
+                       f"multiple of the mesh's batch shards (data * fsdp = {shards})")
+
+  # -- 1-2: sample and shape ----------------------------------------------------------------
+
+  def sample(self, params: Any, requests: Sequence[Request], key: jax.Array) -> tuple:
+    """Sample G completions per request; returns (partial Rollouts fields, exec future)."""
+    g = self.cfg.group_size
+    stops = tuple(sorted({s for r in requests for s in template_for(r.problem).stops}))
+    prompts = [encode_prompt(self.tokenizer, r, self.cfg.max_prompt_tokens)
+               for r in requests for _ in range(g)]
+    tokens, mask = left_pad(prompts, max(map(len, prompts)), len(prompts), self.pad_id)
+    out = self.sampler.sample_tokens(tokens, mask, self.cfg.sampling_params(stops), rng=key,
+                                     params=params)
+    completions = [out.tokens[i, :out.lengths[i]].tolist() for i in range(len(prompts))]
+    logps = [out.logprobs[i, :out.lengths[i]].copy() for i in range(len(prompts))]
+    shaped = [self._shape(requests[i // g], out.texts[i], int(out.finish[i]))
+              for i in range(len(prompts))]
+    programs = [s.program for s in shaped]
+    future = self.pool.submit(programs, [requests[i // g].problem.tests
+                                         for i in range(len(prompts))])
+    fields = dict(requests=tuple(requests), prompts=tuple(prompts),
+                  completions=tuple(completions), logps=tuple(logps), texts=tuple(out.texts),
+                  programs=tuple(programs), bonus=np.array([s.bonus for s in shaped], np.float64),
+                  closed=np.array([s.closed for s in shaped]), finish=out.finish.copy())
+    return fields, future
+
+  def _shape(self, request: Request, text: str, finish: int):
+    stops = template_for(request.problem).stops
+    if self.cfg.stop_at_fence and finish == STOP:
+      text = text + stops[0]      # the sampler removed the marker; nothing trails it
+    return shape_completion(request.state, text, stops, self.cfg.symbol_reward,
+                            self.cfg.trailing_penalty)
+
+  def rollouts(self, params: Any, requests: Sequence[Request], key: jax.Array) -> Rollouts:
+    fields, future = self.sample(params, requests, key)
+    return Rollouts(**fields, exec_reward=_exec_rewards(future))
+
+  # -- DAPO: candidate batches until B informative groups --------------------------------------
+
+  def dynamic_rollouts(self, params: Any, next_requests: Callable[[int], list[Request]],
+                       key: jax.Array) -> tuple[Rollouts, np.ndarray, dict]:
+    b, g = self.cfg.prompts_per_step, self.cfg.group_size
+    sel, candidates = ds.GroupSelection(b), []
+    while not sel.full and sel.num_batches < self.cfg.max_candidate_batches:
+      ro = self.rollouts(params, next_requests(b), jax.random.fold_in(key, sel.num_batches))
+      candidates.append(ro)
+      sel = ds.add_candidates(sel, ro.exec_reward.reshape(b, g), self.cfg.dynamic_min_std)
+    idx = ds.finalize(sel)
+    picked = gather_groups(candidates, idx.batch, idx.row, g)
+    return picked, ds.completion_mask(idx.valid, g), ds.selection_metrics(sel)
+
+  # -- 3-5: batch and update ---------------------------------------------------------------
+
+  def step(self, state: training.TrainState, ref_params: Any,
+           next_requests: Callable[[int], list[Request]], key: jax.Array
+           ) -> tuple[training.TrainState, dict, Rollouts]:
+    """One GRPO step; `next_requests(n)` hands out the next n prompts of the data stream."""
+    t0 = time.perf_counter()
+    if self.cfg.dynamic_sampling:
+      ro, valid, extra = self.dynamic_rollouts(state.params, next_requests, key)
+      packed = self._pack(ro, valid, state.params, ref_params)
+      t1 = t2 = time.perf_counter()
+    else:
+      fields, future = self.sample(state.params, next_requests(self.cfg.prompts_per_step), key)
+      valid, extra = np.ones(len(fields["prompts"]), bool), {}
+      ro = Rollouts(**fields, exec_reward=np.zeros(len(fields["prompts"])))
+      t1 = time.perf_counter()
+      packed = self._pack(ro, valid, state.params, ref_params)  # overlaps the sandbox
+      ro = dataclasses.replace(ro, exec_reward=_exec_rewards(future))
+      t2 = time.perf_counter()
+    batch, host_metrics = self._finish_batch(packed, ro, valid)
+    state, metrics = self._update(state, batch)
+    t3 = time.perf_counter()
+    tokens = int(sum(len(c) for c in ro.completions))
+    metrics.update(host_metrics, **extra, sample_s=t1 - t0, exec_wait_s=t2 - t1,
+                   train_s=t3 - t2, step_s=t3 - t0, tokens_per_s=tokens / max(t3 - t0, 1e-9))
+    return state, metrics, ro
+
+  def _pack(self, ro: Rollouts, valid: np.ndarray, params: Any, ref_params: Any) -> dict:
+    """Packed arrays plus the device-side log-probs that do not need the rewards (reference
+    log-probs only when β_KL > 0)."""
+    p = self.buckets.prompt_len(max(map(len, ro.prompts)))
+    source = self.cfg.old_logprob_source
+    arrays = grpo_step.pack_sequences(ro.prompts, ro.completions, p, self.cfg.max_new_tokens,
+                                      self.pad_id, ro.logps if source == "sampler" else None)
+    arrays["loss_mask"] &= valid[:, None]
+    batch = grpo_step.place_batch(arrays, self.mesh)
+    if source == "recompute" or self._kl_in_reward:
+      batch["old_logp"] = self.logprob_fn(params, batch["tokens"], batch["attention_mask"])
+    if self.cfg.loss.beta_kl > 0.0:
+      if ref_params is None:
+        raise ValueError("beta_kl > 0 needs reference params (ref_params is None)")
+      batch["ref_logp"] = self.logprob_fn(ref_params, batch["tokens"], batch["attention_mask"])
+    return batch
+
+  @property
+  def _kl_in_reward(self) -> bool:
+    return not self.cfg.loss.kl_in_loss and self.cfg.loss.beta_kl > 0.0
+
+  def _finish_batch(self, batch: dict, ro: Rollouts, valid: np.ndarray) -> tuple[dict, dict]:
+    """Advantages from the rewards (minus the KL penalty when the KL is in the reward)."""
+    rewards = jnp.asarray(ro.reward * valid, jnp.float32)                    # [B*G]
+    if self._kl_in_reward:
+      rewards = _kl_penalised(rewards, batch["old_logp"], batch["ref_logp"], batch["loss_mask"],
+                              self.cfg.loss, self.cfg.kl_reward_reduce)
+      if self.cfg.old_logprob_source is None:
+        batch.pop("old_logp")
+    adv = np.asarray(_advantages(rewards, self.cfg.group_size, self.cfg.advantage)) * valid
+    batch["advantages"] = grpo_step.place_batch({"a": adv.astype(np.float32)}, self.mesh)["a"]
+    return batch, rollout_metrics(ro, valid, self.cfg.group_size, adv)
+
+  def _update(self, state: training.TrainState, batch: dict) -> tuple[training.TrainState, dict]:
+    history = []
+    for _ in range(self.cfg.num_iterations):
+      state, m = self.train_step(state, batch)
+      history.append(m)
+    return state, _mean_metrics(history)
+
+
+_advantages = jax.jit(compute_advantages, static_argnums=(1, 2))        # one compile, no eager ops
+_reward_metrics = jax.jit(reward_metrics, static_argnums=(2,))
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5))
+def _kl_penalised(rewards: jax.Array, logp: jax.Array, ref_logp: jax.Array, loss_mask: jax.Array,
+                  loss_cfg: losses.GRPOLossConfig, reduce: str) -> jax.Array:
+  """Outcome rewards [B] minus β_KL · (Σ or mean of the per-token KL over the completion)."""
+  per_token = kl.kl_estimate(logp, ref_logp, loss_cfg.kl_estimator, loss_cfg.kl_clamp)
+  return kl.apply_kl_to_rewards(rewards, per_token, grpo_step.target_mask(loss_mask),
+                                loss_cfg.beta_kl, reduce)
+
+
+def _exec_rewards(future) -> np.ndarray:
+  return np.array([r.reward for r in future.result()], np.float64)
+
+
+def gather_groups(candidates: Sequence[Rollouts], batch: np.ndarray, row: np.ndarray,
+                  g: int) -> Rollouts:
+  """The groups (candidate batch[i], group row[i]) as one Rollouts of len(batch) groups."""
+  rows = [(int(b), int(r) * g + j) for b, r in zip(batch, row) for j in range(g)]
+  pick = lambda name: tuple(getattr(candidates[b], name)[i] for b, i in rows)
+  arr = lambda name: np.array([getattr(candidates[b], name)[i] for b, i in rows])
+  return Rollouts(
+      requests=tuple(candidates[int(b)].requests[int(r)] for b, r in zip(batch, row)),
+      prompts=pick("prompts"), completions=pick("completions"), logps=pick("logps"),
+      texts=pick("texts"), programs=pick("programs"), bonus=arr("bonus"), closed=arr("closed"),
+      finish=arr("finish"), exec_reward=arr("exec_reward"))
+
+
+def rollout_metrics(ro: Rollouts, valid: np.ndarray, g: int, adv: np.ndarray) -> dict[str, float]:
+  """Reward / group statistics over the valid groups (TRL names where TRL has one)."""
+  keep = valid.reshape(-1, g)[:, 0]
+  if not keep.any():
+    return {"num_groups": 0.0}
+  groups = lambda x: np.asarray(x, np.float64).reshape(-1, g)[keep].reshape(-1)
+  base = jax.device_get(_reward_metrics(groups(ro.reward), groups(adv), g))
+  exec_ = jax.device_get(_reward_metrics(groups(ro.exec_reward), groups(adv), g))
+  lengths = groups([len(c) for c in ro.completions])
+  out = {k: float(v) for k, v in base.items() if not k.startswith("advantage")}
+  out.update(exec_reward_mean=float(exec_["reward_mean"]),
+             exec_reward_std=float(exec_["reward_std"]),
+             frac_exec_zero_std=float(exec_["frac_reward_zero_std"]),
+             closed_frac=float(groups(ro.closed).mean()),
+             completion_len_mean=float(lengths.mean()), num_groups=float(keep.sum()))
+  return out
+
+
+# -- ReST-DPO ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class DPOConfig:
+  beta: float = 0.1
+  label_smoothing: float = 0.0
+  pairs_per_step: int = 2
+  max_prompt_tokens: int = 1024
+  max_completion_tokens: int = 1024
+  remat: bool = False
+
+
+class DPOTrainer:
+  """ReST-DPO updates on (prompt, chosen, rejected) pairs; the reference is fixed per round."""
+
+  def __init__(self, model_config: models.ModelConfig, tokenizer: Any, cfg: DPOConfig,
+               optimizer: optax.GradientTransformation, problems: dict[str, Problem],
+               mesh: jax.sharding.Mesh | None = None, state_shardings: Any = None):
+    self.config, self.tokenizer, self.cfg, self.problems, self.mesh = (
+        model_config, tokenizer, cfg, problems, mesh)
+    self.pad_id = int(model_config.pad_token_id or 0)
+    self.eos = model_config.eos_token_ids[:1]
+    self.buckets = Buckets()
+    objective = functools.partial(grpo_step.dpo_objective, model_config, cfg.beta,
+                                  cfg.label_smoothing, cfg.remat)
+    self.train_step = training.make_train_step(objective, optimizer, mesh, state_shardings)
+    self.seq_logp_fn = grpo_step.make_sequence_logp_fn(model_config, mesh)
+
+  def pack(self, pairs: Sequence[DPOPair]) -> dict[str, np.ndarray]:
+    """chosen_* / rejected_* arrays [B, P+N] for the pairs (completion = text + EOS)."""
+    prompts = [encode_prompt(self.tokenizer, Request(self.problems[p.problem_id], p.state),
+                             self.cfg.max_prompt_tokens) for p in pairs]
+    out, n = {}, self.cfg.max_completion_tokens
+    sides = {side: [(list(self.tokenizer.encode(getattr(p, side))) + list(self.eos))[:n]
+                    for p in pairs] for side in ("chosen", "rejected")}
+    plen = self.buckets.prompt_len(max(map(len, prompts)))
+    clen = min(self.buckets.new_tokens(max(len(c) for s in sides.values() for c in s)), n)
+    for side, completions in sides.items():
+      packed = grpo_step.pack_sequences(prompts, completions, plen, clen, self.pad_id)
+      out.update({f"{side}_{k}": v for k, v in packed.items()})
+    out["valid"] = np.ones(len(pairs), bool)
+    return out
+
+  def step(self, state: training.TrainState, ref_params: Any, pairs: Sequence[DPOPair]
+           ) -> tuple[training.TrainState, dict]:
+    t0 = time.perf_counter()
+    batch = grpo_step.place_batch(self.pack(pairs), self.mesh)
+    for side in ("chosen", "rejected"):
+      batch[f"ref_{side}"] = self.seq_logp_fn(ref_params, batch[f"{side}_tokens"],
+                                              batch[f"{side}_attention_mask"],
+                                              batch[f"{side}_loss_mask"])
+    state, metrics = self.train_step(state, batch)
+    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    tokens = float(np.sum(jax.device_get(batch["chosen_loss_mask"]))
+                   + np.sum(jax.device_get(batch["rejected_loss_mask"])))
+    dt = time.perf_counter() - t0
+    return state, dict(metrics, step_s=dt, tokens_per_s=tokens / max(dt, 1e-9))
