@@ -41,6 +41,14 @@ QUICK_OVERRIDES = {
     "evaluate.num_problems": 16,
     "evaluate.num_samples": 2,
     "evaluate.ks": (1, 2),
+    "rest.rounds": 1,
+    "rest.num_problems": 8,
+    "rest.max_steps_per_round": 2,
+    "mcts.collect_iterations": 2,
+    "mcts.collect_num_problems": 4,
+    "mcts.decode_iterations": 2,
+    "mcts.decode_num_problems": 4,
+    "value.epochs": 1,
 }
 
 
