@@ -52,9 +52,8 @@ def warmstart_tokenizer(cfg: ml_collections.ConfigDict):
 
 def served_tokenizer(config: models.ModelConfig, tokenizer: Any, folder: str | Path):
   """`tokenizer` as a consumer of the exported policy will load it: saved next to the model's
-  config.json and read back with `AutoTokenizer` (transformers picks the tokenizer class from
-  the model type, e.g. Qwen2Tokenizer for qwen2, which re-segments text its own way), so the
-  warm start trains on exactly the token ids the policy later sees."""
+  config.json and read back with `load_tokenizer`, so the warm start trains on exactly the token
+  ids the policy later sees (a guard against loaders that re-segment text)."""
   folder = Path(folder)
   folder.mkdir(parents=True, exist_ok=True)
   (folder / "config.json").write_text(json.dumps(config.to_hf_config(), indent=2))
