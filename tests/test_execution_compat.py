@@ -279,3 +279,10 @@ def _compiles(source: str) -> bool:
     return True
   except SyntaxError:
     return False
+
+
+def test_exact_stdio_match_keeps_order_that_apps_rules_forgive():
+  from restrl_jax.execution import compare
+  assert compare.stdio_match("Deed A\n", "A Deed\n")                 # APPS: same token set
+  assert not compare.stdio_match("Deed A\n", "A Deed\n", "exact")    # order matters
+  assert compare.stdio_match("A  Deed \n", "A Deed\n", "exact")      # whitespace does not

@@ -39,6 +39,9 @@ from restrl_jax.data.synthetic_render import (Composition, Step, params_tuple, r
 from restrl_jax.execution.spec import TestSuite
 
 GENERATOR_VERSION = "1"
+# Outputs are compared exactly (whitespace-separated tokens, in order): APPS' tolerant rules
+# (token sets) would give full credit to programs that get the order wrong, e.g. a dropped sort.
+MATCH = "exact"
 SPLITS = ("train", "validation", "test")
 DEFAULT_SIZES = {"train": 2000, "validation": 200, "test": 200}
 TIMEOUT_S = 4.0
@@ -218,7 +221,8 @@ def to_problem(spec: Spec, outputs: Sequence[Any], split: str, tag: str, index: 
   """`tag` names the generation run in the id, e.g. "mixed-0" (difficulty-seed)."""
   comp = spec.comp
   suite = TestSuite(kind=comp.io, inputs=tuple(test_inputs(spec)), outputs=tuple(outputs),
-                    fn_name="solve" if comp.io == "call" else None, timeout_s=TIMEOUT_S)
+                    fn_name="solve" if comp.io == "call" else None, timeout_s=TIMEOUT_S,
+                    match=MATCH)
   family = "words" if "split" in comp.op_names else comp.source
   metadata = {
       "composition": comp.op_names, "params": [dict(s.params) for s in comp.steps],
@@ -266,7 +270,7 @@ def drop_one_programs(problem: Problem) -> list[str]:
 # ---- cache and public entry point --------------------------------------------------------------
 
 def _cache_path(split: str, num: int, seed: int, difficulty: int | str) -> os.PathLike:
-  key = json.dumps([GENERATOR_VERSION, split, num, seed, str(difficulty)])
+  key = json.dumps([GENERATOR_VERSION, MATCH, split, num, seed, str(difficulty)])
   folder = io.cache_dir() / "synthetic"
   folder.mkdir(parents=True, exist_ok=True)
   return folder / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.jsonl"

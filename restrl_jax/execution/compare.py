@@ -41,9 +41,12 @@ def _rounded_sets(lines: list[str]) -> set[frozenset[float]] | None:
     return None
 
 
-def stdio_match(stdout: str, expected: Any) -> bool:
-  """APPS' tolerant comparison of a program's printed output with the expected output."""
+def stdio_match(stdout: str, expected: Any, mode: str = "apps") -> bool:
+  """APPS' tolerant comparison of a program's printed output with the expected output; mode
+  "exact": the same whitespace-separated tokens in the same order."""
   want = "\n".join(expected) if isinstance(expected, list) else str(expected)
+  if mode == "exact":
+    return stdout.split() == want.split()
   got = _lines(stdout)
   if "\n".join(got).strip() == want.strip():
     return True

@@ -120,7 +120,7 @@ def _status(suite: TestSuite, i: int, result: Any) -> str:
     return "error"
   status = result.get("status")
   if suite.kind == "stdio" and status == "ok":
-    ok = compare.stdio_match(str(result.get("stdout", "")), suite.outputs[i])
+    ok = compare.stdio_match(str(result.get("stdout", "")), suite.outputs[i], suite.match)
     return "pass" if ok else "fail"
   if suite.kind == "call" and status == "ok":
     try:
