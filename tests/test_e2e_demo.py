@@ -35,6 +35,9 @@ def test_quick_demo_runs_every_stage_and_resumes(tmp_path):
   scores = json.loads((tmp_path / "warmstart" / "eval.json").read_text())
   assert 0.0 <= scores["strict_accuracy"] <= scores["test_case_average"] <= 1.0
   assert (tmp_path / "warmstart" / "policy" / "config.json").is_file()
+  assert (tmp_path / "rest_grpo" / "policy" / "config.json").is_file()
+  for method in ("sampling", "best_of_n", "orm_mcts", "vm_mcts"):
+    assert f"| {method} (" in summary, method   # one row per decoding method, equal budgets
 
   again = run_demo(tmp_path)
   assert again.returncode == 0, again.stderr[-3000:]
