@@ -10,7 +10,7 @@ import transformers
 from restrl_jax import config_defaults, io_utils, models
 from restrl_jax.data.prompts import assemble_program, build_prompt, extract_code
 from restrl_jax.data.synthetic import load_synthetic
-from restrl_jax.tokenizer import embedded_tokenizer
+from restrl_jax.tokenizer import embedded_tokenizer, load_tokenizer
 from restrl_jax.warmstart import (batch_indices, collate, completion_text, make_example,
                                   make_examples, policy_config, train_policy)
 from restrl_jax.warmstart.__main__ import parse
@@ -108,13 +108,14 @@ def test_short_run_learns_and_resumes_exactly(tmp_path, tokenizer):
 def test_shipped_policy_loads_like_a_hf_model(tmp_path, tokenizer):
   path = shipped_policy_path()
   config, params = models.load_hf(path)
-  tok = transformers.AutoTokenizer.from_pretrained(str(path))
+  tok = load_tokenizer(path)  # transformers' fast tokenizer over the saved tokenizer.json
   assert config.vocab_size == len(tok) == len(tokenizer)
   assert config.eos_token_ids == (tok.eos_token_id,) and config.pad_token_id == tok.pad_token_id
-  # what the policy was trained on: the tokenizer as AutoTokenizer loads it next to the model
+  # what the policy was trained on: the tokenizer as it is served next to the model, which is
+  # the embedded tokenizer's own segmentation
   served = served_tokenizer(config, tokenizer, tmp_path / "served")
   text = "Problem: keep the numbers above 12.\n```python\ndef solve(xs):\n    return [x for x in xs]"
-  assert tok.encode(text) == served.encode(text)
+  assert tok.encode(text) == served.encode(text) == tokenizer.encode(text)
   size = sum(f.stat().st_size for f in path.iterdir())
   assert size < 10 * 2**20
   hf = json.loads((path / "config.json").read_text())
