@@ -5,6 +5,7 @@ Reads an ml_collections config file (overrides through absl flags), validates it
 """
 from __future__ import annotations
 
+import logging as std_logging
 import sys
 
 from absl import app, flags, logging
@@ -48,8 +49,17 @@ def _is_unknown(arg: str) -> bool:
     return True
 
 
+class _QuietLibraries(std_logging.Filter):
+  """Drops INFO chatter of checkpoint/compilation libraries; their warnings still show."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    noisy = any(part in record.pathname for part in ("/orbax/", "/jax/_src/"))
+    return record.levelno >= std_logging.WARNING or not noisy
+
+
 def main(argv: list[str]) -> None:
   del argv
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   config = _CONFIG.value
   if config is None:
     sys.exit("error: --config=<file> is required, e.g. --config=configs/demo.py")
