@@ -16,14 +16,9 @@ from restrl_jax.execution import ExecutionPool
 from restrl_jax.pipeline.policy_source import resolve_policy, resolve_tokenizer
 from restrl_jax.pipeline.stages import StageContext
 from restrl_jax.rollout import rollout, summarize_records
-from restrl_jax.sampling import Sampler, SamplingParams
+from restrl_jax.sampling import Sampler
+from restrl_jax.sampling.params import from_config as sampling_from_config
 from restrl_jax.tokenizer import load_tokenizer
-
-
-def sampling_params(config: ml_collections.ConfigDict) -> SamplingParams:
-  s = config.sampling
-  return SamplingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature,
-                        top_p=s.top_p, top_k=s.top_k)
 
 
 def _load_problems(cfg: ml_collections.ConfigDict):
@@ -48,8 +43,8 @@ def evaluate_stage(ctx: StageContext) -> dict:
   problems = _load_problems(cfg)
   with ExecutionPool(num_workers=config.execution.num_workers or None,
                      isolation=config.execution.isolation) as pool:
-    records = rollout(sampler, pool, problems, sampling_params(config), cfg.num_samples,
-                      rng=cfg.seed)
+    records = rollout(sampler, pool, problems, sampling_from_config(config.sampling),
+                      cfg.num_samples, rng=cfg.seed)
     isolation = pool.isolation
   io_utils.append_jsonl(Path(ctx.stage_dir) / "samples.jsonl",
                         (_sample_row(r, isolation) for r in records))

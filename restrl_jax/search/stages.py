@@ -21,7 +21,7 @@ import ml_collections
 from restrl_jax import config_defaults, io_utils, models, parallel
 from restrl_jax.data.registry import load_problems
 from restrl_jax.execution import ExecutionPool
-from restrl_jax.pipeline.evaluate_stage import sampling_params
+from restrl_jax.sampling.params import from_config as sampling_from_config
 from restrl_jax.pipeline.policy_source import resolve_policy, resolve_tokenizer
 from restrl_jax.sampling import Sampler
 from restrl_jax.search import collect as collect_lib
@@ -97,8 +97,9 @@ def collect_values_stage(ctx) -> dict[str, Any]:
       batch = [problems[i] for i in rows]
       if all(p.id in done for p in batch):
         continue
-      records, result = collect_lib.collect_values(batch, sampler, pool, sampling_params(config),
-                                                   search, tree_ids=list(rows))
+      sp = sampling_from_config(config.sampling)
+      records, result = collect_lib.collect_values(batch, sampler, pool, sp, search,
+                                                   tree_ids=list(rows))
       io_utils.append_jsonl(stage_dir / VALUES_FILE, records)
       done |= {p.id for p in batch}
       io_utils.atomic_write_text(stage_dir / PROGRESS_FILE,
@@ -149,7 +150,8 @@ def decode_stage(ctx) -> dict[str, Any]:
         answers = []
         for ids in _batches(len(problems), cfg.batch_trees):
           answers += decode_lib.decode(
-              method, [problems[i] for i in ids], sampler, sampling_params(config), budget,
+              method, [problems[i] for i in ids], sampler, sampling_from_config(config.sampling),
+              budget,
               vm.scorer(), cfg.decode_samples, cfg.decode_width, cfg.decode_c, cfg.eps,
               cfg.seed, tree_ids=list(ids), max_steps_factor=cfg.max_steps_factor)
         rewards = decode_lib.execute_answers(pool, problems, answers)

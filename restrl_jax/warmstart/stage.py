@@ -18,7 +18,8 @@ from restrl_jax import config_defaults, io_utils, models
 from restrl_jax.data.synthetic import load_synthetic
 from restrl_jax.execution import ExecutionPool
 from restrl_jax.rollout import evaluate_policy
-from restrl_jax.sampling import Sampler, SamplingParams
+from restrl_jax.sampling import Sampler
+from restrl_jax.sampling.params import from_config as sampling_from_config
 from restrl_jax.tokenizer import load_tokenizer
 from restrl_jax.warmstart.train import POLICY_DIR, train_policy
 
@@ -64,8 +65,7 @@ def evaluate_base(config: ml_collections.ConfigDict, policy: Path) -> dict[str, 
   model_config, params = models.load_hf(policy)
   sampler = Sampler(model_config, params, load_tokenizer(policy), max_batch=s.batch_size)
   problems = load_synthetic("test", cfg.eval_num_problems, verify=False)
-  sp = SamplingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
-                      top_k=s.top_k)
+  sp = sampling_from_config(s)
   workers = config.execution.num_workers or None
   with ExecutionPool(num_workers=workers, isolation=config.execution.isolation) as pool:
     return evaluate_policy(sampler, pool, problems, sp, cfg.eval_samples,
