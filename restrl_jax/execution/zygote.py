@@ -27,6 +27,11 @@ PRELOAD = ("numpy", "unittest", "unittest.mock", "collections", "itertools", "fu
            "json", "copy", "statistics", "datetime", "operator")
 
 
+
+def _failure_status(err: Exception) -> str:
+  """Status of a test whose exchange with the program broke: "timeout" or "error"."""
+  return "timeout" if "timed out" in str(err) else "error"
+
 def _fresh_dir(path: str, uid) -> str:
   """An empty directory owned by `uid`, mode 0700 (reused between jobs: cheaper than mkdir)."""
   if not os.path.isdir(path) or os.path.islink(path):
@@ -171,7 +176,7 @@ def _run_calls(state: _Job) -> None:
       state.set(i, "ok" if ok else "error", **({"value": reply["ok"]} if ok else {}))
       continue
     except (wire.WireError, OSError) as err:
-      state.set(i, "timeout" if "timed out" in str(err) else "error")
+      state.set(i, _failure_status(err))
     peer.close()
     peer = None
   if peer is not None:
@@ -236,7 +241,7 @@ def _run_inproc(state: _Job, indices: list[int]) -> None:
       if good:
         continue
     except (wire.WireError, OSError) as err:
-      state.set(i, "timeout" if "timed out" in str(err) else "error")
+      state.set(i, _failure_status(err))
     peer.close()
     peer = None
   if peer is not None:
