@@ -1,44 +1,67 @@
 """End to end: the README's main command in its quick variant runs every configured stage,
-writes the run directory and the summary, and a rerun skips the finished stages."""
+writes the run directory and the summary, and a rerun skips the finished stages.
+
+The first run is the one the Colab notebook makes (tests/quick_demo_run.py: the notebook calls
+the same CLI in a subprocess), shared with tests/test_colab_notebook.py so the suite pays for
+one quick demo; the rerun is the plain CLI command.
+"""
+import importlib.util
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+import pytest
+
+from quick_demo_run import REPO, missing_notebook_deps, notebook_run, run_cli
 
 
-def run_demo(workdir: Path) -> subprocess.CompletedProcess:
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)  # the demo runs on the machine's real device count
-  return subprocess.run(
-      [sys.executable, "-m", "restrl_jax.main", "--config=configs/demo.py",
-       "--config.quick=True", f"--config.workdir={workdir}"],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-
-
-def test_quick_demo_runs_every_stage_and_resumes(tmp_path):
-  first = run_demo(tmp_path)
-  assert first.returncode == 0, first.stderr[-3000:]
-  sys.path.insert(0, str(REPO))
-  import importlib.util
+def demo_stages() -> tuple[str, ...]:
   spec = importlib.util.spec_from_file_location("demo", REPO / "configs" / "demo.py")
   demo = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(demo)
-  stages = demo.get_config().stages
+  return tuple(demo.get_config().stages)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+  if missing_notebook_deps():  # without the `test` extra: the CLI alone
+    workdir = tmp_path_factory.mktemp("quick_demo")
+    first = run_cli(workdir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    return workdir
+  run = notebook_run(tmp_path_factory.getbasetemp())
+  assert run.error is None, run.error
+  return run.workdir
+
+
+def test_quick_demo_runs_every_stage(quick_run):
+  stages = demo_stages()
+  config = json.loads((quick_run / "config.json").read_text())
+  assert config["quick"] is True and tuple(config["stages"]) == stages
+  assert config["workdir"] == str(quick_run)
   for stage in stages:
-    done = json.loads((tmp_path / stage / "DONE.json").read_text())
+    done = json.loads((quick_run / stage / "DONE.json").read_text())
     assert "summary" in done and done["seconds"] > 0
-  summary = (tmp_path / "summary.md").read_text()
+  summary = (quick_run / "summary.md").read_text()
   assert "base (warm start)" in summary and "| stage | facts |" in summary
-  scores = json.loads((tmp_path / "warmstart" / "eval.json").read_text())
+  scores = json.loads((quick_run / "warmstart" / "eval.json").read_text())
   assert 0.0 <= scores["strict_accuracy"] <= scores["test_case_average"] <= 1.0
-  assert (tmp_path / "warmstart" / "policy" / "config.json").is_file()
-  assert (tmp_path / "rest_grpo" / "policy" / "config.json").is_file()
+  assert (quick_run / "warmstart" / "policy" / "config.json").is_file()
+  assert (quick_run / "rest_grpo" / "policy" / "config.json").is_file()
   for method in ("sampling", "best_of_n", "orm_mcts", "vm_mcts"):
     assert f"| {method} (" in summary, method   # one row per decoding method, equal budgets
 
-  again = run_demo(tmp_path)
+
+def test_rerun_skips_finished_stages(quick_run):
+  summary = (quick_run / "summary.md").read_text()
+  again = run_cli(quick_run)
   assert again.returncode == 0, again.stderr[-3000:]
-  assert again.stderr.count("finished earlier, skipping") == len(stages)
+  assert again.stderr.count("finished earlier, skipping") == len(demo_stages())
+  assert table_rows((quick_run / "summary.md").read_text()) == table_rows(summary)  # read back
+
+
+def table_rows(summary: str) -> dict[str, dict[str, str]]:
+  """The method rows of summary.md as {method: {column: cell}} (column order aside)."""
+  methods = summary.split("| stage | facts |")[0]
+  lines = [line for line in methods.splitlines() if line.startswith("| ")]
+  cells = lambda line: [c.strip() for c in line.strip("|").split("|")]
+  rows = [dict(zip(cells(lines[0]), cells(line))) for line in lines[1:]]
+  return {row["method"]: row for row in rows}
