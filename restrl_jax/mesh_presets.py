@@ -19,7 +19,16 @@ import dataclasses
 
 import ml_collections
 
+from restrl_jax.config_checks import ConfigError
+
 GIB = 1024**3
+
+
+class UnknownPreset(ConfigError, KeyError):
+  """config.mesh.preset names no known hardware."""
+
+  def __str__(self) -> str:  # KeyError would quote the message
+    return str(self.args[0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +82,8 @@ PRESETS: dict[str, Hardware] = {h.name: h for h in (
 
 def get(name: str) -> Hardware:
   if name not in PRESETS:
-    raise KeyError(f"unknown hardware preset {name!r} (config.mesh.preset); known: "
-                   f"{sorted(PRESETS)}")
+    raise UnknownPreset(f"unknown hardware preset {name!r} (config.mesh.preset); known: "
+                       f"{sorted(PRESETS)}")
   return PRESETS[name]
 
 
@@ -95,6 +104,6 @@ def apply(config: ml_collections.ConfigDict) -> Hardware | None:
 
 def check_devices(hw: Hardware, device_count: int) -> None:
   if device_count != hw.devices:
-    raise ValueError(f"config.mesh.preset={hw.name!r} expects {hw.devices} devices "
-                     f"({hw.hosts} host(s)), but JAX sees {device_count}; on a multi-host "
-                     f"slice set --config.distributed.enabled=True on every worker")
+    raise ConfigError(f"config.mesh.preset={hw.name!r} expects {hw.devices} devices "
+                      f"({hw.hosts} host(s)), but JAX sees {device_count}; on a multi-host "
+                      f"slice set --config.distributed.enabled=True on every worker")

@@ -42,6 +42,17 @@ def test_unknown_stage_is_named(tmp_path):
   assert "train_everything" in out.stderr and "warmstart" in out.stderr
 
 
+def test_hardware_preset_on_wrong_device_count_is_a_clean_error(tmp_path):
+  out = run_main("--config=configs/demo.py", f"--config.workdir={tmp_path}",
+                 "--config.mesh.preset=v5e-16")
+  assert out.returncode != 0 and "Traceback" not in out.stderr
+  assert "error: config.mesh.preset='v5e-16' expects 16 devices" in out.stderr
+  out = run_main("--config=configs/demo.py", f"--config.workdir={tmp_path}",
+                 "--config.mesh.preset=v9z-8")
+  assert out.returncode != 0 and "Traceback" not in out.stderr
+  assert "unknown hardware preset 'v9z-8'" in out.stderr
+
+
 def test_bad_override_type_is_reported():
   out = run_main("--config=configs/demo.py", "--config.seed=abc")
   assert out.returncode != 0 and "config.seed" in out.stderr
