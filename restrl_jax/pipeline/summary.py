@@ -14,10 +14,19 @@ def _fmt(value: Any) -> str:
   return str(value)
 
 
+LEADING_COLUMNS = ("method", "strict_accuracy", "test_case_average")
+
+
+def _column_key(name: str) -> tuple[int, str]:
+  """Leading columns first, the rest by name: the order does not depend on how a stage's result
+  was stored (DONE.json is written with sorted keys, so a resumed run reads them sorted)."""
+  if name in LEADING_COLUMNS:
+    return LEADING_COLUMNS.index(name), ""
+  return len(LEADING_COLUMNS), name
+
+
 def _rows_table(rows: list[Mapping[str, Any]]) -> list[str]:
-  columns: list[str] = []
-  for row in rows:
-    columns += [k for k in row if k not in columns]
+  columns = sorted({k for row in rows for k in row}, key=_column_key)
   lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
   for row in rows:
     lines.append("| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |")
