@@ -37,9 +37,15 @@ def test_number_of_draws():
 
 
 def test_prefix_states_are_init_plus_whole_lines():
-  states = rd.prefix_states("# init\n", BEST)
+  states = rd.prefix_states("# init\n", BEST, "newline")      # the paper's P_k
   assert states == ["# init\na = 1\n", "# init\na = 1\nb = 2\n", "# init\na = 1\nb = 2\nc = 3\n",
                     "# init\na = 1\nb = 2\nc = 3\nprint(a + b + c)\n"]
+  # default: the state stops before the newline, which the completion's first token carries
+  assert rd.prefix_states("# init\n", BEST) == [s[:-1] for s in states]
+  with pytest.raises(ValueError, match="state_end"):
+    rd.prefix_states("# init\n", BEST, "line")
+  with pytest.raises(ValueError, match="state_end"):
+    rd.RestDataConfig(state_end="line")
 
 
 def test_std_filter_edges():
@@ -67,7 +73,7 @@ def test_ties_for_best_take_the_first_sample():
   assert rd.best_sample([1.0, 0.0, 1.0]) == 0
   cfg = rd.RestDataConfig(mode="all")
   rows = rd.assemble([_problem([1.0, 0.0, 1.0], samples)], cfg)
-  assert [r.state for r in rows] == ["# init\n", "# init\nfirst = 1\n"]
+  assert [r.state for r in rows] == ["# init\n", "# init\nfirst = 1"]
   assert [(r.kind, r.prefix_lines) for r in rows] == [("original", 0), ("partial", 1)]
 
 
