@@ -73,6 +73,8 @@ def rest() -> ml_collections.ConfigDict:
       num_samples=5, temperature=0.7, top_p=1.0, top_k=0, max_new_tokens=1024,
       # assembly (§4.2); mode "sample" (default) or "all" (every prefix) for rest_grpo
       sigma0=0.05, r0=0.9, alpha=0.95, beta=0.5, mode="sample", dedup=False, shuffle_seed=42,
+      # where a partial state ends: "token" (before the newline; default) or "newline" (paper)
+      state_end="token",
       # training problems (restrl_jax.data.registry name, local path, split, limit)
       benchmark="synthetic", data_path=config_dict.placeholder(str), split="train",
       num_problems=config_dict.placeholder(int),
@@ -97,7 +99,11 @@ def grpo() -> ml_collections.ConfigDict:
       policy_loss="ppo-clip", loss_aggregation="token-mean",
       advantage="grpo", advantage_scale="group", advantage_ddof=1, advantage_eps=1e-4,
       symbol_reward=1e-3, trailing_penalty=1e-6,
-      dynamic_max_candidate_batches=4, dynamic_min_std=0.0, remat=False))
+      dynamic_max_candidate_batches=4, dynamic_min_std=0.0, remat=False,
+      # engineering (no effect on the result): micro-batches per update (GRPO and ReST-DPO;
+      # whole rows, the full batch's loss normalisation); sampling chunks whose rewards run in
+      # the sandbox while the next chunk is generated (1: one sampling call, no overlap)
+      grad_accum_steps=1, overlap_chunks=1))
 
 
 def demo_rest() -> ml_collections.ConfigDict:
@@ -150,7 +156,8 @@ def value() -> ml_collections.ConfigDict:
       dtype=config_dict.placeholder(str),         # None: config.model.dtype
       kinds=("node", "program"), remat=False, score_batch_size=16, pad_multiple=32,
       keep_checkpoints=2, log_every=50,
-      shard=False))                               # train on the config.mesh (FSDP like the policy)
+      shard=False,                                # train on the config.mesh (FSDP like the policy)
+      dedupe=False))                              # one example per distinct (problem, text)
 
 
 def demo_value() -> ml_collections.ConfigDict:

@@ -15,7 +15,8 @@ bf16 reference weights for the KL term; layer rematerialisation; sharded by `par
 
 Precision note: with the paper's learning rate (1e-7) a bf16-only AdamW step is lost to rounding
 (bf16 spacing near a weight of 0.02 is ~1e-4), so the plan keeps an fp32 master copy in the
-optimizer state (`fp32_master`), as DeepSpeed's bf16 mode does.
+optimizer state (`training.master_weights.fp32_master`, which the ReST rounds use for bf16
+runs), as DeepSpeed's bf16 mode does.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from restrl_jax import mesh_presets, models, parallel
 from restrl_jax.sampling import decode
 from restrl_jax.sampling.transforms import SamplingMode
 from restrl_jax.training import TrainState, make_train_step, sft_loss
+from restrl_jax.training.master_weights import MasterState, fp32_master  # noqa: F401 (re-export)
 
 GIB = 1024**3
 
@@ -50,33 +52,6 @@ class Workload(NamedTuple):
 
 
 # -- the optimizer the plan assumes -------------------------------------------------------------
-
-class MasterState(NamedTuple):
-  master: Any  # fp32 copy of the params
-  inner: Any   # the wrapped optimizer's state, built on the fp32 copy
-
-
-def fp32_master(inner: optax.GradientTransformation) -> optax.GradientTransformation:
-  """Run `inner` on an fp32 copy of low-precision params; the params follow the copy rounded.
-
-  The returned update is `round(master') - params`, exact in bf16 for small steps (Sterbenz), so
-  `optax.apply_updates` lands on the rounded master weights and no step is lost to rounding.
-  """
-  def init(params):
-    master = jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params)
-    return MasterState(master, inner.init(master))
-
-  def update(grads, state, params=None):
-    if params is None:
-      raise ValueError("fp32_master.update needs params (the low-precision weights)")
-    grads = jax.tree.map(lambda g: g.astype(jnp.float32), grads)
-    updates, inner_state = inner.update(grads, state.inner, state.master)
-    master = optax.apply_updates(state.master, updates)
-    out = jax.tree.map(lambda m, p: m.astype(p.dtype) - p, master, params)
-    return out, MasterState(master, inner_state)
-
-  return optax.GradientTransformation(init, update)
-
 
 def plan_optimizer() -> optax.GradientTransformation:
   return fp32_master(optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-7)))

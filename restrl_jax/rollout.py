@@ -12,6 +12,9 @@ end marker) go to the sandbox pool as soon as the chunk is decoded, so execution
 next chunk's decoding. Requests whose templates have different end markers are sampled
 separately with their own stop strings. Records come back in request order, samples of one
 request adjacent (`group_records` regroups them, e.g. for GRPO).
+
+Across hosts, `split` (`rl.host_rounds.HostSplit`) has each process sample and execute only its
+block of every chunk (same row ids, so the same draws as one process) and gathers the records.
 """
 from __future__ import annotations
 
@@ -82,11 +85,23 @@ def _record(row: tuple[int, int], problem: Problem, state: str, stops: tuple[str
       detail=result.detail)
 
 
+def _fed_rows(chunk: list[tuple[int, int]], split: Any) -> tuple[list, np.ndarray | None,
+                                                                   list[int]]:
+  """(rows this process samples, their row ids in the chunk or None for the default, which of
+  them are real): everything with no `split`; this host's padded block with one."""
+  if split is None:
+    return chunk, None, list(range(len(chunk)))
+  pos = split.positions(len(chunk))
+  fed = [chunk[min(int(p), len(chunk) - 1)] for p in pos]
+  return fed, pos, [k for k, p in enumerate(pos) if p < len(chunk)]
+
+
 def rollout(sampler: Sampler, pool: Any, problems: Sequence[Problem],
             sampling_params: SamplingParams, num_samples: int = 1,
             states: Sequence[str] | None = None, rng: Any = None,
             chunk_size: int = DEFAULT_CHUNK, params: Any = None,
-            request_ids: Sequence[int] | None = None) -> list[RolloutRecord]:
+            request_ids: Sequence[int] | None = None,
+            split: Any = None) -> list[RolloutRecord]:
   """Sample `num_samples` continuations of each (problem, state), run and score them.
 
   `states[i]` is the partial program for `problems[i]` (default: its starter code); `rng` a JAX
@@ -94,6 +109,7 @@ def rollout(sampler: Sampler, pool: Any, problems: Sequence[Problem],
   `request_ids[i]` (optional, distinct): a global id of request i; sample j then draws with row
   id `request_ids[i] * num_samples + j` under `rng` itself, so its draws do not depend on the
   other requests of the call (batched MCTS trees sample as they would alone).
+  `split` (several processes): see the module docstring.
   """
   if num_samples < 1 or chunk_size < 1:
     raise ValueError(f"rollout: num_samples and chunk_size must be >= 1, got {num_samples}, "
@@ -113,21 +129,24 @@ def rollout(sampler: Sampler, pool: Any, problems: Sequence[Problem],
                                                         sampler.tokenizer)) for i in members}
     rows = [(i, j) for i in members for j in range(num_samples)]
     for start in range(0, len(rows), chunk_size):
-      chunk = rows[start:start + chunk_size]
+      fed, ids, real = _fed_rows(rows[start:start + chunk_size], split)
       if request_ids is None:
-        outs = sampler.generate([encoded[i] for i, _ in chunk], sp,
-                                rng=jax.random.fold_in(key, chunk_id), params=params)
+        outs = sampler.generate([encoded[i] for i, _ in fed], sp,
+                                rng=jax.random.fold_in(key, chunk_id), params=params, row_ids=ids)
       else:
-        outs = sampler.generate([encoded[i] for i, _ in chunk], sp, rng=key, params=params,
-                                row_ids=[request_ids[i] * num_samples + j for i, j in chunk])
+        outs = sampler.generate([encoded[i] for i, _ in fed], sp, rng=key, params=params,
+                                row_ids=[request_ids[i] * num_samples + j for i, j in fed])
       chunk_id += 1
+      chunk, outs = [fed[k] for k in real], [outs[k] for k in real]
+      if not chunk:
+        continue
       programs = [assemble_program(states[i], c.text, stops) for (i, _), c in zip(chunk, outs)]
       future = pool.submit(programs, [problems[i].tests for i, _ in chunk])
       pending.append((chunk, stops, outs, future))
   for chunk, stops, outs, future in pending:
     for (i, j), c, result in zip(chunk, outs, future.result()):
       records[i * num_samples + j] = _record((i, j), problems[i], states[i], stops, c, result)
-  return records
+  return records if split is None else split.gather(records)
 
 
 def group_records(records: Sequence[RolloutRecord]) -> list[list[RolloutRecord]]:

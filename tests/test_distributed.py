@@ -1,10 +1,11 @@
-"""Multi-host helpers, and a two-process run (2 x 4 CPU devices, coordinator on localhost) that
-must match one process with 8 devices."""
+"""Multi-host helpers, and a two-process rest_grpo round (2 x 4 CPU devices, coordinator on
+localhost, each process sampling and executing its own rows) through the pipeline runner that must
+match one process with 8 devices, with only process 0 writing files."""
+import json
 import os
 import socket
 import subprocess
 import sys
-import tempfile
 
 import jax
 import ml_collections
@@ -92,6 +93,21 @@ def test_preset_applies_to_config_and_checks_devices():
 
 
 # -- two processes vs one -----------------------------------------------------------------------
+#
+# Three subprocesses at once: the reference (one process, 8 devices) and two workers (4 devices
+# each, coordinator on localhost) run the `rest` job of test_distributed_worker.py: the pipeline
+# runner with one `rest_grpo` round (collect -> assemble -> STEPS GRPO steps -> export) from the
+# same start policy. Two processes collect split by host and gathered, train with
+# rl.host_grpo.HostGRPO (each host samples, runs and scores its own prompts), save orbax
+# checkpoints from every process and export through distributed.gather; only process 0 writes
+# files. All three compile with the same cheap XLA CPU settings (most of the time here is
+# compilation; the comparison stays like for like). `--jobs sft,grpo` still run by hand.
+
+STEPS = 2
+FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+ROUND = os.path.join("work", "rest_hosts", "round_0")
+RECORDS = ("samples.jsonl", "collect.jsonl", "rows.jsonl", "train_samples.jsonl")
+
 
 def _free_port() -> int:
   with socket.socket() as s:
@@ -99,61 +115,139 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _start_workers(out: str, job: str, steps: int, n: int = 2) -> list[subprocess.Popen]:
+def _start(out: str, jobs: str, n: int, devices: int, policy: str) -> list[subprocess.Popen]:
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO,
-             XLA_FLAGS="--xla_force_host_platform_device_count=4")
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}")
   port, procs = _free_port(), []
   for i in range(n):
     cmd = [sys.executable, os.path.join(HERE, "test_distributed_worker.py"), "--process-id",
-           str(i), "--num-processes", str(n), "--port", str(port), "--out", out, "--job", job,
-           "--steps", str(steps)]
+           str(i), "--num-processes", str(n), "--port", str(port), "--out", out, "--jobs", jobs,
+           "--steps", str(STEPS), "--policy", policy]
     with open(os.path.join(out, f"log.{i}"), "w") as log:
       procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
   return procs
 
 
-def _wait(procs: list[subprocess.Popen], out: str, timeout: float) -> None:
-  for p in procs:
-    p.wait(timeout=timeout)
-  codes = [p.returncode for p in procs]
-  if codes != [0] * len(procs):
-    logs = "\n".join(open(os.path.join(out, f"log.{i}")).read()[-3000:]
-                     for i in range(len(procs)))
-    raise AssertionError(f"workers exited with {codes}:\n{logs}")
+def _wait(runs: list[tuple[str, list[subprocess.Popen]]], timeout: float) -> None:
+  for out, procs in runs:
+    for p in procs:
+      p.wait(timeout=timeout)
+    codes = [p.returncode for p in procs]
+    if codes != [0] * len(procs):
+      logs = "\n".join(open(os.path.join(out, f"log.{i}")).read()[-3000:]
+                       for i in range(len(procs)))
+      raise AssertionError(f"workers exited with {codes}:\n{logs}")
 
 
-def _flat(params) -> dict[str, np.ndarray]:
-  return {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(v)
-          for path, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+@pytest.fixture(scope="module")
+def start_policy(tmp_path_factory):
+  """The GRPO job's initial params (random, N(0, 0.02)) as an HF folder: rewards vary."""
+  from restrl_jax import models, parallel
+  tok, config, _, state, _ = worker.grpo_init(parallel.make_mesh((1, -1, 1)))
+  path = tmp_path_factory.mktemp("start") / "policy"
+  models.save_hf(config, jax.device_get(state.params), path)
+  tok.save_pretrained(str(path))
+  return str(path), {k: np.asarray(v) for k, v in worker.flat_params(state.params).items()}
 
 
-def test_two_processes_match_one_process():
-  steps = 3
-  with tempfile.TemporaryDirectory() as out:
-    procs = _start_workers(out, "sft", steps)
-    try:
-      params, losses = worker.run_job("sft", steps)   # the reference: 1 process, 8 devices
-      _wait(procs, out, timeout=300)
-    finally:
-      for p in procs:                                 # never leave a worker behind
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, start_policy):
+  """(two-process dir, one-process dir), both finished."""
+  two, one = (str(tmp_path_factory.mktemp(name)) for name in ("two_processes", "one_process"))
+  policy = start_policy[0]
+  started = [(one, _start(one, "rest", 1, 8, policy)), (two, _start(two, "rest", 2, 4, policy))]
+  try:
+    _wait(started, timeout=900)
+  finally:
+    for _, procs in started:                          # never leave a worker behind
+      for p in procs:
         if p.poll() is None:
           p.kill()
           p.wait()
-    for i in range(2):  # each process saw 2 processes, 8 global and 4 local devices
-      assert open(os.path.join(out, f"done.{i}")).read().split() == [str(i), "2", "8", "4"]
-    two = dict(np.load(os.path.join(out, "params.npz")))
-    np.testing.assert_allclose(two.pop("losses"), losses, rtol=1e-5, atol=1e-6)
-    assert losses[-1] < losses[0] - 0.5                # it trains
-    flat = _flat(params)
-    assert sorted(two) == sorted(flat)
-    for k, v in flat.items():
-      np.testing.assert_allclose(two[k], v, rtol=1e-5, atol=1e-5, err_msg=k)
-    # the checkpoint both processes saved restores here, into the one-process layout
-    from restrl_jax import parallel
-    from restrl_jax.checkpoint import Checkpointer
-    like = worker.JOBS["sft"](parallel.make_mesh((1, -1, 1))).state
-    with Checkpointer(os.path.join(out, "ckpt")) as ckpt:
-      state, meta, step = ckpt.restore_latest(like)
-    assert step == steps and meta == {"job": "sft", "processes": 2}
-    for k, v in _flat(state.params).items():
-      np.testing.assert_array_equal(v, two[k], err_msg=k)
+  for i in range(2):  # each worker saw 2 processes, 8 global and 4 local devices
+    assert open(os.path.join(two, f"done.{i}")).read().split() == [str(i), "2", "8", "4"]
+  assert open(os.path.join(one, "done.0")).read().split() == ["0", "1", "8", "8"]
+  return two, one
+
+
+def _load(out: str, job: str, process: int = 0) -> tuple[dict[str, np.ndarray], list[dict]]:
+  history = json.load(open(os.path.join(out, f"{job}.{process}.json")))
+  return dict(np.load(os.path.join(out, f"{job}.npz"))), history
+
+
+def _jsonl(out: str, name: str) -> list[dict]:
+  return [json.loads(line) for line in open(os.path.join(out, ROUND, name))]
+
+
+def _assert_params_close(two: dict, one: dict) -> None:
+  assert sorted(two) == sorted(one)
+  for k, v in one.items():
+    np.testing.assert_allclose(two[k], v, rtol=1e-5, atol=1e-5, err_msg=k)
+
+
+def test_two_processes_match_one_process_rest_grpo_round(runs, start_policy):
+  """A rest_grpo round on two hosts (collection split by host and gathered, per-host GRPO steps,
+  export through gather) ends where the one-process round ends: same records, same metrics,
+  same exported params."""
+  two_dir, one_dir = runs
+  (two, two_hist), (one, one_hist) = _load(two_dir, "rest"), _load(one_dir, "rest")
+  _, two_hist1 = _load(two_dir, "rest", process=1)
+  # the records every process gathered (process 0 wrote them) are the one-process records
+  for name in RECORDS:
+    assert _jsonl(two_dir, name) == _jsonl(one_dir, name), name
+  samples = _jsonl(one_dir, "samples.jsonl")
+  collected = worker.REST_PROBLEMS * worker.GRPO_GROUP
+  assert len(samples) == collected and len(_jsonl(one_dir, "collect.jsonl")) == 4
+  train = _jsonl(one_dir, "train_samples.jsonl")
+  rows = worker.GRPO_PROMPTS * worker.GRPO_GROUP
+  assert len(train) == STEPS * rows
+  rewards = [t["exec_reward"] for t in train]
+  assert 0 < np.mean(rewards) < 1                    # rewards vary within the groups
+  assert len(two_hist) == len(one_hist) == STEPS
+  # collection chunks of 6, 6, 4 rows, each padded to 8 and split 4 / 4: process 0 runs rows
+  # 0-3 of every chunk (12 programs), process 1 rows 4-5 of the first two (4) and only padding
+  # of the last; each GRPO step runs half of its rows in each process's own sandbox pool
+  collect_share = (12, 4, collected)
+  for step, (a, b, c) in enumerate(zip(two_hist, two_hist1, one_hist)):
+    expect = [n * (step == 0) + r for n, r in zip(collect_share, (rows // 2, rows // 2, rows))]
+    assert [a.pop("host_programs"), b.pop("host_programs"), c.pop("host_programs")] == expect
+    assert a == b                                    # every process reports the global metrics
+    assert sorted(a) == sorted(c)
+    for k in c:
+      np.testing.assert_allclose(a[k], c[k], rtol=1e-5, atol=1e-6, err_msg=f"step {step}: {k}")
+  assert one_hist[0]["grad_norm"] > 0
+  _assert_params_close(two, one)
+  moved = max(float(np.abs(two[k] - v).max()) for k, v in start_policy[1].items())
+  assert moved > 1e-3                                # the updates changed the params
+
+
+def test_only_process_zero_writes_files_and_every_process_checkpoints(runs):
+  two_dir, one_dir = runs
+  writes = [json.load(open(os.path.join(two_dir, f"rest_writes.{i}.json"))) for i in range(2)]
+  assert writes[1] == []                             # process 1 wrote none of its own
+  assert writes[0] == json.load(open(os.path.join(one_dir, "rest_writes.0.json")))
+  stage = os.path.join("rest_hosts", "round_0")
+  for name in ("config.json", "summary.md", os.path.join("rest_hosts", "DONE.json"),
+               os.path.join(stage, "policy.tmp"), os.path.join("rest_hosts", "rounds.jsonl"),
+               *(os.path.join(stage, n) for n in RECORDS)):
+    assert name in writes[0], name
+    assert os.path.exists(os.path.join(two_dir, "work", name.replace("policy.tmp", "policy")))
+  done = json.load(open(os.path.join(two_dir, "work", "rest_hosts", "DONE.json")))
+  assert done["summary"] == {"method": "rest_grpo", "rounds": 1, "steps": STEPS}
+  # orbax: the round's checkpoint both processes saved restores here, in the one-process layout
+  from restrl_jax import models, parallel, training
+  from restrl_jax.checkpoint import Checkpointer
+  from restrl_jax.rl import rounds
+  cfg, _ = worker.rest_configs(STEPS)
+  policy = os.path.join(two_dir, "work", "rest_hosts", "policy")
+  config, params = models.load_hf(policy)
+  mesh = parallel.make_mesh((1, -1, 1))
+  state = training.init_train_state(rounds.place_params(config, jax.device_get(params), mesh),
+                                    rounds.round_optimizer(cfg), mesh)
+  key = jax.random.key_data(jax.random.key(0))
+  with Checkpointer(os.path.join(two_dir, ROUND, "checkpoints")) as ckpt:
+    tree, meta, step = ckpt.restore_latest({"train": state, "rng": key})
+  assert step == STEPS and meta["round"] == 0 and meta["steps"] == STEPS
+  exported = worker.flat_params(params)
+  for k, v in worker.flat_params(tree["train"].params).items():
+    np.testing.assert_array_equal(np.asarray(v), np.asarray(exported[k]), err_msg=k)

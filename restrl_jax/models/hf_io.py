@@ -140,7 +140,7 @@ def load_hf(path: str | os.PathLike, dtype: str = "float32",
   if callable(shardings):
     shardings = shardings(config)
   shapes = param_shapes(config)
-  default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  default = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # this process's
   params: dict = {}
   with contextlib.ExitStack() as stack:
     reader = _Reader(path, _tensor_files(path), stack)

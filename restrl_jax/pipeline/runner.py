@@ -1,4 +1,9 @@
-"""Runs the configured stages in order, skipping finished ones, and writes the run summary."""
+"""Runs the configured stages in order, skipping finished ones, and writes the run summary.
+
+With several processes every process runs every stage; only process 0
+(`distributed.is_writer()`) writes config.json, DONE.json and summary.md (orbax checkpoints are
+saved by all processes inside the stages).
+"""
 from __future__ import annotations
 
 import json
@@ -8,7 +13,7 @@ from pathlib import Path
 
 import ml_collections
 
-from restrl_jax import io_utils
+from restrl_jax import distributed, io_utils
 from restrl_jax.config_checks import ConfigError
 from restrl_jax.pipeline import summary as summary_lib
 from restrl_jax.pipeline.stages import STAGES, StageContext
@@ -33,7 +38,9 @@ def run_pipeline(config: ml_collections.ConfigDict) -> dict[str, dict]:
   check_stages(config.stages)
   workdir = Path(config.workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  io_utils.atomic_write_text(workdir / "config.json", config.to_json_best_effort(indent=2))
+  writer = distributed.is_writer()
+  if writer:
+    io_utils.atomic_write_text(workdir / "config.json", config.to_json_best_effort(indent=2))
   results: dict[str, dict] = {}
   for name in config.stages:
     stage_dir = workdir / name
@@ -46,9 +53,12 @@ def run_pipeline(config: ml_collections.ConfigDict) -> dict[str, dict]:
     logging.info("stage %s: running in %s", name, stage_dir)
     start = time.time()
     summary = STAGES[name](StageContext(config=config, workdir=workdir, stage_dir=stage_dir))
-    io_utils.atomic_write_json(done, {"summary": summary, "seconds": time.time() - start})
+    if writer:
+      io_utils.atomic_write_json(done, {"summary": summary, "seconds": time.time() - start})
+    distributed.sync(f"stage {name} done")
     results[name] = summary
   table = summary_lib.render(results)
-  io_utils.atomic_write_text(workdir / "summary.md", table)
-  print(table)
+  if writer:
+    io_utils.atomic_write_text(workdir / "summary.md", table)
+    print(table)
   return results

@@ -118,8 +118,10 @@ def dpo_objective(config: models.ModelConfig, beta: float, label_smoothing: floa
                           batch["chosen_attention_mask"], batch["chosen_loss_mask"], remat)
   rejected = sequence_logps(config, params, batch["rejected_tokens"],
                             batch["rejected_attention_mask"], batch["rejected_loss_mask"], remat)
-  return dpo.dpo_loss(chosen, rejected, batch["ref_chosen"], batch["ref_rejected"], beta,
-                      label_smoothing, batch["valid"])
+  loss, metrics = dpo.dpo_loss(chosen, rejected, batch["ref_chosen"], batch["ref_rejected"],
+                               beta, label_smoothing, batch["valid"])
+  # the loss is a mean over the valid pairs: its denominator, for gradient accumulation
+  return loss, dict(metrics, loss_denominator=batch["valid"].astype(jnp.float32).sum())
 
 
 # -- jitted helpers (forward only) ---------------------------------------------------------------
@@ -150,8 +152,11 @@ def make_sequence_logp_fn(config: models.ModelConfig, mesh: jax.sharding.Mesh | 
   return jax.jit(_in_mesh(fn, mesh))
 
 
-def place_batch(batch: dict, mesh: jax.sharding.Mesh | None) -> dict:
-  """Batch arrays on the devices, the leading (batch) dim over ("data", "fsdp")."""
+def place_batch(batch: dict, mesh: jax.sharding.Mesh | None, feed: Any = None) -> dict:
+  """Batch arrays on the devices, the leading (batch) dim over ("data", "fsdp"); with a
+  `distributed.RowFeed` `feed`, the arrays are this host's rows (`rl.host_shard`)."""
   if mesh is None:
     return {k: jnp.asarray(v) for k, v in batch.items()}
+  if feed is not None:
+    return {k: feed.put(v, mesh) for k, v in batch.items()}
   return {k: jax.device_put(v, parallel.batch_sharding(mesh, np.ndim(v))) for k, v in batch.items()}

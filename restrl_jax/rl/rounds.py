@@ -18,6 +18,10 @@ Round r (folder `<out_dir>/round_<r>`):
 The next round starts from that folder; the last one is copied to `<out_dir>/policy`. A round
 whose policy exists is skipped, so a killed run resumes where it stopped and (on CPU, fixed seed)
 ends with bitwise the same parameters as an uninterrupted one.
+
+Several processes (`jax.process_count() > 1`): collection is split by host and its records
+gathered, the train step is `host_grpo.HostGRPO`, and only process 0 writes files
+(`rl.host_rounds`); orbax checkpoints are saved by every process.
 """
 from __future__ import annotations
 
@@ -33,14 +37,16 @@ import jax
 import numpy as np
 import optax
 
-from restrl_jax import io_utils, models, parallel, training
+from restrl_jax import distributed, io_utils, models, parallel, training
 from restrl_jax.checkpoint import Checkpointer
 from restrl_jax.data.problem import Problem
 from restrl_jax.metrics_writer import MetricsWriter
-from restrl_jax.rl import dpo, rest_data
+from restrl_jax.rl import dpo, host_rounds, rest_data
+from restrl_jax.rl.host_grpo import HostGRPO
 from restrl_jax.rl.trainer import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, Request
 from restrl_jax.rollout import rollout, summarize_records
 from restrl_jax.sampling import Sampler, SamplingParams
+from restrl_jax.training import master_weights
 
 METHODS = ("rest_grpo", "grpo", "dapo", "rest_dpo")
 POLICY_DIR = "policy"
@@ -63,6 +69,7 @@ class RoundsConfig:
   warmup_steps: int = 0
   weight_decay: float = 0.0
   grad_clip: float = 1.0
+  adam_eps: float = 1e-8
   checkpoint_every: int = 50
   keep_checkpoints: int = 2
   tensorboard: bool = False
@@ -104,17 +111,24 @@ def place_params(config: models.ModelConfig, host_params: Any, mesh) -> Any:
   the first device without one: committed and uncommitted inputs compile separately)."""
   if mesh is None:
     return jax.device_put(host_params, jax.devices()[0])
+  if host_rounds.multi_host():
+    return host_rounds.place(host_params, parallel.tree_shardings(
+        models.param_logical_axes(config), host_params, mesh))
   return parallel.shard_tree(host_params, models.param_logical_axes(config), mesh)
 
 
 def export_policy(config: models.ModelConfig, params: Any, tokenizer: Any, path: Path) -> Path:
-  """HF folder at `path`, written to `<path>.tmp` first and renamed (a crash leaves none)."""
-  tmp = path.with_name(path.name + ".tmp")
-  shutil.rmtree(tmp, ignore_errors=True)
-  models.save_hf(config, jax.device_get(params), tmp)
-  tokenizer.save_pretrained(str(tmp))
-  shutil.rmtree(path, ignore_errors=True)
-  tmp.rename(path)
+  """HF folder at `path`, written to `<path>.tmp` first and renamed (a crash leaves none).
+  Several processes: every process gathers the params, process 0 writes, all wait for it."""
+  host = distributed.gather(params)
+  if distributed.is_writer():
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    models.save_hf(config, host, tmp)
+    tokenizer.save_pretrained(str(tmp))
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+  host_rounds.barrier(f"export {path}")
   return path
 
 
@@ -141,7 +155,8 @@ def collect(setup: Setup, sampler: Sampler, params: Any, round_dir: Path,
                                      tuple(r["rewards"])) for r in rows], meta
   chunk = setup.cfg.collect_batch or setup.grpo.prompts_per_step * setup.grpo.group_size
   records = rollout(sampler, setup.pool, setup.problems, setup.cfg.collect,
-                    setup.cfg.num_samples, rng=key, chunk_size=chunk, params=params)
+                    setup.cfg.num_samples, rng=key, chunk_size=chunk, params=params,
+                    split=host_rounds.collect_split(sampler))
   by_problem: dict[str, list] = {}
   for r in records:
     by_problem.setdefault(r.problem_id, []).append(r)
@@ -149,11 +164,9 @@ def collect(setup: Setup, sampler: Sampler, params: Any, round_dir: Path,
       p.id, p.starter_code, tuple(r.program[len(r.state):] for r in by_problem[p.id]),
       tuple(float(r.reward) for r in by_problem[p.id])) for p in setup.problems]
   summary = summarize_records(records, ks=(1,), std_threshold=setup.cfg.data.sigma0)
-  io_utils.atomic_write_text(round_dir / "samples.jsonl",
-                             "".join(json.dumps(_sample_row(r)) + "\n" for r in records))
-  io_utils.atomic_write_json(round_dir / "collect_summary.json", summary)
-  io_utils.atomic_write_text(path, "".join(json.dumps(dataclasses.asdict(s)) + "\n"
-                                           for s in samples))
+  host_rounds.write_jsonl(round_dir / "samples.jsonl", [_sample_row(r) for r in records])
+  host_rounds.write_json(round_dir / "collect_summary.json", summary)
+  host_rounds.write_jsonl(path, [dataclasses.asdict(s) for s in samples])
   return samples, summary
 
 
@@ -172,8 +185,7 @@ def assemble(setup: Setup, samples: Sequence[rest_data.ProblemSamples], round_in
     facts = rest_data.summarize(rows)
   order = np.random.default_rng([cfg.shuffle_seed, round_index]).permutation(len(rows))
   rows = [rows[i] for i in order]
-  io_utils.atomic_write_text(round_dir / "rows.jsonl", "".join(
-      json.dumps(dataclasses.asdict(r)) + "\n" for r in rows))
+  host_rounds.write_jsonl(round_dir / "rows.jsonl", [dataclasses.asdict(r) for r in rows])
   return rows, facts
 
 
@@ -200,7 +212,7 @@ def num_steps(cfg: RoundsConfig, num_rows: int, batch: int) -> int:
 
 def _trim_jsonl(path: Path, last_step: int) -> None:
   """Drop records past the checkpoint we resume from (they are written again)."""
-  if path.exists():
+  if path.exists() and distributed.is_writer():
     kept = [r for r in io_utils.read_jsonl(path) if r.get("step", 0) <= last_step]
     io_utils.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
@@ -215,24 +227,27 @@ def _train_sample_rows(step: int, ro) -> list[dict]:
 
 
 def round_optimizer(cfg: RoundsConfig) -> optax.GradientTransformation:
-  """AdamW (β 0.9/0.999, eps 1e-8) + global-norm clipping with the learning rate as optimizer
+  """AdamW (β 0.9/0.999, eps `cfg.adam_eps` = 1e-8) + global-norm clipping with the learning rate as optimizer
   STATE (`optax.inject_hyperparams`): every round sets its own schedule through
-  `with_learning_rate`, and all rounds share one compiled train step."""
+  `with_learning_rate`, and all rounds share one compiled train step. Low-precision (bf16)
+  params get an fp32 master copy that the optimizer updates (`training.master_weights`)."""
   adamw = optax.inject_hyperparams(optax.adamw, static_args=("b1", "b2", "eps", "weight_decay"))(
-      learning_rate=cfg.learning_rate, b1=0.9, b2=0.999, eps=1e-8,
+      learning_rate=cfg.learning_rate, b1=0.9, b2=0.999, eps=cfg.adam_eps,
       weight_decay=cfg.weight_decay)
   clip = [optax.clip_by_global_norm(cfg.grad_clip)] if cfg.grad_clip and cfg.grad_clip > 0 else []
-  return optax.chain(*clip, adamw)
+  return master_weights.for_dtype(optax.chain(*clip, adamw), cfg.dtype)
 
 
 def with_learning_rate(state: training.TrainState, lr: float) -> training.TrainState:
   """`state` with the injected learning rate set to `lr` (same dtype and placement)."""
-  opt = list(state.opt_state)
-  inject = opt[-1]
-  old = inject.hyperparams["learning_rate"]
-  new = jax.device_put(np.asarray(lr, old.dtype), old.sharding)
-  opt[-1] = inject._replace(hyperparams={**inject.hyperparams, "learning_rate": new})
-  return state._replace(opt_state=tuple(opt))
+  def set_lr(chain_state):
+    opt = list(chain_state)
+    inject = opt[-1]
+    old = inject.hyperparams["learning_rate"]
+    new = host_rounds.put_like(np.asarray(lr, old.dtype), old.sharding)
+    opt[-1] = inject._replace(hyperparams={**inject.hyperparams, "learning_rate": new})
+    return tuple(opt)
+  return state._replace(opt_state=master_weights.replace_inner(state.opt_state, set_lr))
 
 
 class Runtime:
@@ -241,7 +256,8 @@ class Runtime:
 
   def __init__(self, setup: Setup, model_config: models.ModelConfig):
     self.setup, self.model_config = setup, model_config
-    self.sampler = Sampler(model_config, None, setup.tokenizer, mesh=setup.mesh)
+    host_rounds.check_method(setup.cfg.method)
+    self.sampler = host_rounds.make_sampler(model_config, setup.tokenizer, setup.mesh)
     self.optimizer = round_optimizer(setup.cfg)
     self._step_fn: Callable | None = None
 
@@ -270,10 +286,11 @@ class Runtime:
     gcfg = dataclasses.replace(s.grpo, dynamic_sampling=s.cfg.method == "dapo")
     trainer = GRPOTrainer(self.model_config, s.tokenizer, gcfg, self.optimizer, s.pool, s.mesh,
                           shardings, sampler=self.sampler)
+    step = HostGRPO(trainer) if host_rounds.multi_host() else trainer.step
 
     def grpo_step(state, ref, stream, key):
       requests = lambda n: [Request(by_id[r.problem_id], r.state) for r in stream.take(n)]
-      return trainer.step(state, ref, requests, key)
+      return step(state, ref, requests, key)
     return grpo_step
 
 
@@ -295,10 +312,11 @@ def train_round(runtime: Runtime, host_params, rows: list, round_index: int, rou
   key = jax.random.fold_in(jax.random.key(cfg.seed), 1000 + round_index)
   first, position = 0, 0
   with Checkpointer(round_dir / "checkpoints", cfg.keep_checkpoints) as ckpt:
-    restored = ckpt.restore_latest({"train": state, "rng": jax.random.key_data(key)})
+    restored = ckpt.restore_latest({"train": state,
+                                    "rng": host_rounds.key_leaf(key, setup.mesh)})
     if restored is not None:
       tree, meta, first = restored
-      state, key = tree["train"], jax.random.wrap_key_data(tree["rng"])
+      state, key = tree["train"], host_rounds.key_from_leaf(tree["rng"])
       position = int(meta["data_pos"])
       logging.info("round %d: resuming from step %d", round_index, first)
       for name in ("metrics.jsonl", "train_samples.jsonl"):
@@ -313,11 +331,12 @@ def train_round(runtime: Runtime, host_params, rows: list, round_index: int, rou
         metrics = dict(metrics, round=round_index, data_pos=stream.position, learning_rate=lr)
         writer.write(done, metrics)
         if ro is not None:
-          io_utils.append_jsonl(round_dir / "train_samples.jsonl", _train_sample_rows(done, ro))
+          host_rounds.append_jsonl(round_dir / "train_samples.jsonl",
+                                   _train_sample_rows(done, ro))
         if on_step is not None:
           on_step(round_index, done, metrics)
         if done % cfg.checkpoint_every == 0 or done == steps:
-          ckpt.save(done, {"train": state, "rng": jax.random.key_data(key)},
+          ckpt.save(done, {"train": state, "rng": host_rounds.key_leaf(key, setup.mesh)},
                     {"round": round_index, "data_pos": stream.position, "steps": steps})
   return state.params, {"steps": steps, "resumed_from": first}
 
@@ -341,7 +360,8 @@ def run_round(runtime: Runtime, policy: Path, round_index: int, out_dir: Path,
   facts = {"round": round_index, "start_policy": str(policy),
            **{f"collect/{k}": v for k, v in collected.items()},
            **{f"data/{k}": v for k, v in assembled.items()}, **trained}
-  io_utils.atomic_write_json(round_dir / "round.json", facts)
+  host_rounds.write_json(round_dir / "round.json", facts)
+  host_rounds.barrier(f"round {round_index} done")
   return facts
 
 
@@ -360,12 +380,13 @@ def run_rounds(setup: Setup, start_policy: Path, out_dir: Path,
       per_round.append(run_round(runtime, policy, r, out_dir, on_step))
     policy = round_dir / POLICY_DIR
   final = out_dir / POLICY_DIR
-  if not has_policy(final):
+  if not has_policy(final) and distributed.is_writer():
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(policy, tmp)
     tmp.rename(final)
-  io_utils.atomic_write_text(out_dir / "rounds.jsonl",
-                             "".join(json.dumps(f, default=str) + "\n" for f in per_round))
+  host_rounds.write_text(out_dir / "rounds.jsonl",
+                         "".join(json.dumps(f, default=str) + "\n" for f in per_round))
+  host_rounds.barrier("rounds done")
   return {"method": setup.cfg.method, "rounds": setup.cfg.rounds, "policy_path": str(final),
           "steps": sum(f.get("steps", 0) for f in per_round), "per_round": per_round}

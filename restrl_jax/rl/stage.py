@@ -21,13 +21,13 @@ from typing import Any
 import jax
 import ml_collections
 
-from restrl_jax import config_defaults, io_utils, parallel
+from restrl_jax import config_defaults, parallel
 from restrl_jax.config_checks import ConfigError
 from restrl_jax.data.registry import load_problems
 from restrl_jax.execution import ExecutionPool
 from restrl_jax.pipeline.policy_source import resolve_policy, resolve_tokenizer
 from restrl_jax.pipeline.stages import StageContext
-from restrl_jax.rl import rest_data
+from restrl_jax.rl import host_rounds, rest_data
 from restrl_jax.rl.advantages import AdvantageConfig
 from restrl_jax.rl.losses import GRPOLossConfig
 from restrl_jax.rl.rounds import RoundsConfig, Setup, run_rounds
@@ -60,7 +60,8 @@ def rounds_config(rest: ml_collections.ConfigDict, grpo: ml_collections.ConfigDi
                   dtype: str) -> RoundsConfig:
   dpo = rest.method == "rest_dpo"
   data = rest_data.RestDataConfig(sigma0=rest.sigma0, r0=rest.r0, alpha=rest.alpha,
-                                  beta=_beta(rest.beta), mode=rest.mode, dedup=rest.dedup)
+                                  beta=_beta(rest.beta), mode=rest.mode, dedup=rest.dedup,
+                                  state_end=rest.state_end)
   collect = SamplingParams(max_new_tokens=rest.max_new_tokens, temperature=rest.temperature,
                            top_p=rest.top_p, top_k=rest.top_k, seed=rest.seed)
   return RoundsConfig(
@@ -90,14 +91,16 @@ def grpo_config(grpo: ml_collections.ConfigDict) -> GRPOConfig:
       kl_reward_reduce=grpo.kl_reward_reduce, symbol_reward=grpo.symbol_reward,
       trailing_penalty=grpo.trailing_penalty,
       max_candidate_batches=grpo.dynamic_max_candidate_batches,
-      dynamic_min_std=grpo.dynamic_min_std, remat=grpo.remat)
+      dynamic_min_std=grpo.dynamic_min_std, remat=grpo.remat,
+      grad_accum_steps=grpo.grad_accum_steps, overlap_chunks=grpo.overlap_chunks)
 
 
 def dpo_config(rest: ml_collections.ConfigDict, grpo: ml_collections.ConfigDict) -> DPOConfig:
   return DPOConfig(beta=rest.dpo_beta, label_smoothing=rest.dpo_label_smoothing,
                    pairs_per_step=rest.dpo_pairs_per_step,
                    max_prompt_tokens=grpo.max_prompt_tokens,
-                   max_completion_tokens=rest.dpo_max_completion_tokens, remat=grpo.remat)
+                   max_completion_tokens=rest.dpo_max_completion_tokens, remat=grpo.remat,
+                   grad_accum_steps=grpo.grad_accum_steps)
 
 
 def start_policy(ctx: StageContext) -> Path:
@@ -106,7 +109,7 @@ def start_policy(ctx: StageContext) -> Path:
   if record.is_file():
     return Path(json.loads(record.read_text())["path"])
   policy = resolve_policy(ctx.config, Path(ctx.workdir))
-  io_utils.atomic_write_json(record, {"path": str(policy)})
+  host_rounds.write_json(record, {"path": str(policy)})   # process 0 only
   return policy
 
 

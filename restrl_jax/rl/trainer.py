@@ -45,6 +45,7 @@ from restrl_jax.rl.dpo import DPOPair
 from restrl_jax.rl.rewards import shape_completion
 from restrl_jax.sampling import STOP, Buckets, Sampler, SamplingParams
 from restrl_jax.sampling.buckets import left_pad
+from restrl_jax.training.accumulate import make_accum_train_step
 
 OLD_LOGPROBS = ("auto", "recompute", "sampler")
 
@@ -75,10 +76,14 @@ class GRPOConfig:
   max_candidate_batches: int = 4
   dynamic_min_std: float = 0.0
   remat: bool = False
+  grad_accum_steps: int = 1              # micro-batches per update (whole rows, exact loss)
+  overlap_chunks: int = 1                # > 1: sample B*G rows in chunks, execute chunk k while
+                                         # chunk k+1 is generated (1: one sampling call)
 
   def __post_init__(self):
     for name in ("group_size", "prompts_per_step", "max_prompt_tokens", "max_new_tokens",
-                 "num_iterations", "max_candidate_batches"):
+                 "num_iterations", "max_candidate_batches", "grad_accum_steps",
+                 "overlap_chunks"):
       if int(getattr(self, name)) < 1:
         raise ValueError(f"GRPOConfig.{name} must be >= 1, got {getattr(self, name)}")
     if self.old_logprobs not in OLD_LOGPROBS:
@@ -140,43 +145,60 @@ class GRPOTrainer:
         model_config, tokenizer, cfg, pool, mesh)
     self.pad_id = int(model_config.pad_token_id or 0)
     self.sampler = sampler or Sampler(model_config, None, tokenizer, mesh=mesh)
+    self.feed = self.sampler.feed       # this host's rows <-> the mesh (rl/host_shard.py)
     self.buckets = Buckets()
     self._check_batch()
     objective = functools.partial(grpo_step.grpo_objective, model_config, cfg.loss,
                                   cfg.temperature, cfg.remat)
-    self.train_step = training.make_train_step(objective, optimizer, mesh, state_shardings)
+    self.train_step = make_accum_train_step(objective, optimizer, cfg.grad_accum_steps, mesh,
+                                            state_shardings)
     self.logprob_fn = grpo_step.make_logprob_fn(model_config, cfg.temperature, mesh)
 
   def _check_batch(self) -> None:
-    shards = 1 if self.mesh is None else int(self.mesh.shape["data"] * self.mesh.shape["fsdp"])
     rows = self.cfg.prompts_per_step * self.cfg.group_size
-    if rows % shards:
-      raise ValueError(f"prompts_per_step * group_size = {rows} completions per step must be a "
-                       f"multiple of the mesh's batch shards (data * fsdp = {shards})")
+    check_micro_batches(rows, self.cfg.grad_accum_steps, self.mesh,
+                        "prompts_per_step * group_size", "completions per step")
 
   # -- 1-2: sample and shape ----------------------------------------------------------------
 
   def sample(self, params: Any, requests: Sequence[Request], key: jax.Array) -> tuple:
-    """Sample G completions per request; returns (partial Rollouts fields, exec future)."""
+    """Sample G completions per request; returns (partial Rollouts fields, exec future).
+
+    With `overlap_chunks` = k > 1 the B*G rows are sampled in k chunks and each chunk goes to the
+    sandbox as soon as it is sampled, so it executes while the next chunk is generated. Every
+    chunk is padded to the whole batch's prompt length and row i draws with row id i, so the
+    samples are those of one call (the sampler's draws depend on the row id, not the batch).
+    """
     g = self.cfg.group_size
     stops = tuple(sorted({s for r in requests for s in template_for(r.problem).stops}))
     prompts = [encode_prompt(self.tokenizer, r, self.cfg.max_prompt_tokens)
                for r in requests for _ in range(g)]
-    tokens, mask = left_pad(prompts, max(map(len, prompts)), len(prompts), self.pad_id)
-    out = self.sampler.sample_tokens(tokens, mask, self.cfg.sampling_params(stops), rng=key,
-                                     params=params)
-    completions = [out.tokens[i, :out.lengths[i]].tolist() for i in range(len(prompts))]
-    logps = [out.logprobs[i, :out.lengths[i]].copy() for i in range(len(prompts))]
-    shaped = [self._shape(requests[i // g], out.texts[i], int(out.finish[i]))
-              for i in range(len(prompts))]
-    programs = [s.program for s in shaped]
-    future = self.pool.submit(programs, [requests[i // g].problem.tests
-                                         for i in range(len(prompts))])
-    fields = dict(requests=tuple(requests), prompts=tuple(prompts),
-                  completions=tuple(completions), logps=tuple(logps), texts=tuple(out.texts),
-                  programs=tuple(programs), bonus=np.array([s.bonus for s in shaped], np.float64),
-                  closed=np.array([s.closed for s in shaped]), finish=out.finish.copy())
+    length, parts, future = max(map(len, prompts)), [], JoinedFuture()
+    for rows in np.array_split(np.arange(len(prompts)), min(self.cfg.overlap_chunks,
+                                                            len(prompts))):
+      tokens, mask = left_pad([prompts[i] for i in rows], length, len(rows), self.pad_id)
+      out = self.sampler.sample_tokens(tokens, mask, self.cfg.sampling_params(stops), rng=key,
+                                       params=params,
+                                       row_ids=self.feed.row_ids(len(prompts))[rows])
+      part = self._shape_chunk(out, [requests[i // g] for i in rows])
+      future.add(self.pool.submit(part["programs"], [requests[i // g].problem.tests
+                                                     for i in rows]))
+      parts.append(part)
+    fields = {k: sum((p[k] for p in parts), ()) for k in parts[0]}
+    fields = dict(fields, requests=tuple(requests), prompts=tuple(prompts),
+                  bonus=np.array(fields["bonus"], np.float64), closed=np.array(fields["closed"]),
+                  finish=np.array(fields["finish"], np.int32))
     return fields, future
+
+  def _shape_chunk(self, out, requests: Sequence[Request]) -> dict[str, tuple]:
+    """Rollouts fields (tuples) of one sampled chunk; `requests` has one entry per row."""
+    n = range(len(requests))
+    shaped = [self._shape(requests[i], out.texts[i], int(out.finish[i])) for i in n]
+    return dict(completions=tuple(out.tokens[i, :out.lengths[i]].tolist() for i in n),
+                logps=tuple(out.logprobs[i, :out.lengths[i]].copy() for i in n),
+                texts=tuple(out.texts), programs=tuple(s.program for s in shaped),
+                bonus=tuple(s.bonus for s in shaped), closed=tuple(s.closed for s in shaped),
+                finish=tuple(int(f) for f in out.finish))
 
   def _shape(self, request: Request, text: str, finish: int):
     stops = template_for(request.problem).stops
@@ -226,6 +248,8 @@ class GRPOTrainer:
     state, metrics = self._update(state, batch)
     t3 = time.perf_counter()
     tokens = int(sum(len(c) for c in ro.completions))
+    if not self.cfg.dynamic_sampling:
+      extra = dict(extra, exec_s=future.span_s)
     metrics.update(host_metrics, **extra, sample_s=t1 - t0, exec_wait_s=t2 - t1,
                    train_s=t3 - t2, step_s=t3 - t0, tokens_per_s=tokens / max(t3 - t0, 1e-9))
     return state, metrics, ro
@@ -233,12 +257,12 @@ class GRPOTrainer:
   def _pack(self, ro: Rollouts, valid: np.ndarray, params: Any, ref_params: Any) -> dict:
     """Packed arrays plus the device-side log-probs that do not need the rewards (reference
     log-probs only when β_KL > 0)."""
-    p = self.buckets.prompt_len(max(map(len, ro.prompts)))
+    p = self.buckets.prompt_len(self.feed.agree_max(max(map(len, ro.prompts))))
     source = self.cfg.old_logprob_source
     arrays = grpo_step.pack_sequences(ro.prompts, ro.completions, p, self.cfg.max_new_tokens,
                                       self.pad_id, ro.logps if source == "sampler" else None)
     arrays["loss_mask"] &= valid[:, None]
-    batch = grpo_step.place_batch(arrays, self.mesh)
+    batch = grpo_step.place_batch(arrays, self.mesh, self.feed)
     if source == "recompute" or self._kl_in_reward:
       batch["old_logp"] = self.logprob_fn(params, batch["tokens"], batch["attention_mask"])
     if self.cfg.loss.beta_kl > 0.0:
@@ -260,7 +284,8 @@ class GRPOTrainer:
       if self.cfg.old_logprob_source is None:
         batch.pop("old_logp")
     adv = np.asarray(_advantages(rewards, self.cfg.group_size, self.cfg.advantage)) * valid
-    batch["advantages"] = grpo_step.place_batch({"a": adv.astype(np.float32)}, self.mesh)["a"]
+    batch["advantages"] = grpo_step.place_batch({"a": adv.astype(np.float32)}, self.mesh,
+                                                self.feed)["a"]
     return batch, rollout_metrics(ro, valid, self.cfg.group_size, adv)
 
   def _update(self, state: training.TrainState, batch: dict) -> tuple[training.TrainState, dict]:
@@ -286,6 +311,41 @@ def _kl_penalised(rewards: jax.Array, logp: jax.Array, ref_logp: jax.Array, loss
 
 def _exec_rewards(future) -> np.ndarray:
   return np.array([r.reward for r in future.result()], np.float64)
+
+
+class JoinedFuture:
+  """The sandbox futures of consecutive chunks as one: `result()` is their results in order;
+  `span_s` the wall time from the first `add` (submission) to the last chunk done."""
+
+  def __init__(self):
+    self.futures: list[Any] = []
+    self.start: float | None = None
+    self.done_at = 0.0
+
+  def add(self, future: Any) -> None:
+    if self.start is None:
+      self.start = time.perf_counter()
+    self.futures.append(future)
+    future.add_done_callback(self._mark)
+
+  def _mark(self, _future) -> None:
+    self.done_at = max(self.done_at, time.perf_counter())
+
+  def result(self) -> list:
+    return [r for f in self.futures for r in f.result()]
+
+  @property
+  def span_s(self) -> float:
+    return 0.0 if self.start is None else max(self.done_at - self.start, 0.0)
+
+
+def check_micro_batches(rows: int, accum: int, mesh: jax.sharding.Mesh | None, what: str,
+                        unit: str) -> None:
+  """Rows per step must split into `accum` micro-batches, each a multiple of the batch shards."""
+  shards = 1 if mesh is None else int(mesh.shape["data"] * mesh.shape["fsdp"])
+  if rows % (accum * shards):
+    raise ValueError(f"{what} = {rows} {unit} must be a multiple of grad_accum_steps ({accum}) "
+                     f"x the mesh's batch shards (data * fsdp = {shards})")
 
 
 def gather_groups(candidates: Sequence[Rollouts], batch: np.ndarray, row: np.ndarray,
@@ -329,6 +389,7 @@ class DPOConfig:
   max_prompt_tokens: int = 1024
   max_completion_tokens: int = 1024
   remat: bool = False
+  grad_accum_steps: int = 1              # micro-batches of whole pairs per update
 
 
 class DPOTrainer:
@@ -344,7 +405,10 @@ class DPOTrainer:
     self.buckets = Buckets()
     objective = functools.partial(grpo_step.dpo_objective, model_config, cfg.beta,
                                   cfg.label_smoothing, cfg.remat)
-    self.train_step = training.make_train_step(objective, optimizer, mesh, state_shardings)
+    check_micro_batches(cfg.pairs_per_step, cfg.grad_accum_steps,
+                        mesh if cfg.grad_accum_steps > 1 else None, "pairs_per_step", "pairs")
+    self.train_step = make_accum_train_step(objective, optimizer, cfg.grad_accum_steps, mesh,
+                                            state_shardings)
     self.seq_logp_fn = grpo_step.make_sequence_logp_fn(model_config, mesh)
 
   def pack(self, pairs: Sequence[DPOPair]) -> dict[str, np.ndarray]:

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from restrl_jax import models
+from restrl_jax.models import decoder
 
 
 def token_logprobs(config: models.ModelConfig, params, tokens: jax.Array,
@@ -14,8 +15,8 @@ def token_logprobs(config: models.ModelConfig, params, tokens: jax.Array,
 
   `temperature` divides the logits (the distribution the sampler drew from).
   """
-  logits = models.logits(config, params, tokens, attention_mask, remat=remat)[:, :-1]  # [B, T-1, V]
-  logits = logits / temperature
+  h = models.hidden_states(config, params, tokens, attention_mask, remat=remat)[:, :-1]
+  logits = decoder.unembed(config, params, h) / temperature             # [B, T-1, V]
   targets = tokens[:, 1:]                                                  # [B, T-1]
   picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
   return picked - jax.nn.logsumexp(logits, axis=-1)

@@ -23,11 +23,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from restrl_jax import models, training
 from restrl_jax.checkpoint import Checkpointer
 from restrl_jax.metrics_writer import MetricsWriter
 from restrl_jax.tokenizer import load_tokenizer
+from restrl_jax.training import master_weights
 from restrl_jax.value import data
 from restrl_jax.value.model import (ValueModel, init_value_params, place_value_params,
                                     save_value_model)
@@ -59,6 +61,16 @@ def _check(cfg: ml_collections.ConfigDict) -> None:
       raise ValueError(f"config.value.{field} must be >= 1, got {cfg[field]}")
 
 
+def value_optimizer(cfg: ml_collections.ConfigDict, total: int,
+                    params: Any) -> optax.GradientTransformation:
+  """AdamW over `total` steps; bf16/fp16 value params get an fp32 master copy that the optimizer
+  updates (at the spec's LR 1e-7 a bf16-only update rounds back to the old weight). fp32 params:
+  the plain optimizer, unchanged."""
+  optimizer = training.make_optimizer(cfg.learning_rate, total, cfg.warmup_steps, cfg.schedule,
+                                      cfg.weight_decay, cfg.grad_clip)
+  return master_weights.with_master_weights(optimizer, params)
+
+
 def eval_steps(total: int, evals: int) -> set[int]:
   return {max(1, round(total * k / evals)) for k in range(1, evals + 1)}
 
@@ -79,8 +91,7 @@ class _Run:
     self.total = self.steps_per_epoch * cfg.epochs
     params = place_value_params(
         self.config, init_value_params(self.config, backbone, jax.random.key(cfg.seed)), mesh)
-    optimizer = training.make_optimizer(cfg.learning_rate, self.total, cfg.warmup_steps,
-                                        cfg.schedule, cfg.weight_decay, cfg.grad_clip)
+    optimizer = value_optimizer(cfg, self.total, params)
     self.state = training.init_train_state(params, optimizer, mesh)
     shardings = training.state_shardings(self.state) if mesh is not None else None
     loss = functools.partial(mse_loss, self.config, remat=bool(cfg.remat))
