@@ -10,6 +10,8 @@ Records (JSON-ready dicts), per problem:
   kind "terminal"  terminal nodes reached by selection, with their visit count (not value
                    targets by default: their program is already a "program" record; kept so that
                    every node value can be recomputed from the records).
+A node whose samples all failed to continue its state (`lines.continuation`) has no children
+but was sampled from and backed up, so it is a "node" record too.
 Each record has: problem_id, prompt (the raw problem text q), state, value, kind, node, parent,
 depth, visits (nodes) / the node it was sampled at (programs).
 Fixes of spec §10.5: sampled programs are immutable records (no aliased completion lists);
@@ -54,8 +56,8 @@ def tree_records(result: SearchResult, b: int) -> list[dict[str, Any]]:
   for node in range(used):
     if t.visits[b, node] <= 0:
       continue
-    if t.expanded[b, node]:
-      out.append(_node_record(result, b, node, "node"))
+    if t.expanded[b, node] or node in result.expanded_states[b]:  # (no child if no sample
+      out.append(_node_record(result, b, node, "node"))            # continued its state)
     elif t.terminal[b, node]:
       out.append(_node_record(result, b, node, "terminal"))
   for s in result.programs[b]:

@@ -4,7 +4,9 @@ B trees (one per problem) advance together. Each step:
   1. one jitted call: UCT `select` (one leaf per tree, each tree with its own key), `plan_leaves`
      and the leaves' root `path`s;
   2. host: leaf states = root state + lines on the path (`LineTable`);
-  3. ONE `rollout` call samples n full completions for every expanding leaf (B*n rows); it also
+  3. ONE `rollout` call samples n full completions for every expanding leaf (B*n rows), each
+     continuing `lines.sampling_state(state)` (a non-root state without its trailing newline:
+     the tokenizer merges a newline with the next line's indentation); it also
      executes them in the sandbox pool in "collect" mode (in "vm"/"orm" nothing is executed);
   4. host: each completion's first line -> action -> line id; in "vm"/"orm" mode ONE batched
      value-model call scores the programs (and, in "vm", the new children's states);
@@ -38,7 +40,7 @@ from restrl_jax.execution.spec import ExecResult
 from restrl_jax.rollout import rollout
 from restrl_jax.sampling import SamplingParams
 from restrl_jax.search import tree as tree_lib
-from restrl_jax.search.lines import LineTable, action_of
+from restrl_jax.search.lines import LineTable, action_of, continuation, sampling_state
 from restrl_jax.search.select import path, plan_leaves, select
 from restrl_jax.search.update import (add_children, backup, backup_from_children,
                                       reuse_terminal_value)
@@ -158,8 +160,10 @@ def _pick(tree, step_key, tree_ids, active, c, eps, max_depth: int):
 
 
 @functools.partial(jax.jit, static_argnames=("width_cap", "mode"))
-def _update(tree, leaf, plan, line_ids, terminal, valid, child_value, scores, eval_score,
-            width_cap: int, mode: str):
+def _update(tree, leaf, plan, line_ids, terminal, valid, sampled, child_value, scores,
+            eval_score, width_cap: int, mode: str):
+  """valid [B, n]: samples that continue their node (children); sampled [B, n]: every sample
+  drawn (collection backs up all of them: each was sampled from the node's state)."""
   parent = jnp.where(plan.expand, leaf, tree_lib.NO_NODE)  # [B]
   if mode == "vm":
     tree, _ = add_children(tree, parent, line_ids, terminal, valid, child_value, width_cap, "vm")
@@ -170,8 +174,8 @@ def _update(tree, leaf, plan, line_ids, terminal, valid, child_value, scores, ev
     tree = backup_from_children(tree, parent)
     node = jnp.where(plan.evaluate, leaf, tree_lib.NO_NODE)
     return backup(tree, node, jnp.ones_like(leaf), eval_score)
-  count = jnp.where(plan.expand, jnp.sum(valid, axis=1), 1)  # [B]
-  wsum = jnp.where(plan.expand, jnp.sum(jnp.where(valid, scores, 0.0), axis=1), eval_score)
+  count = jnp.where(plan.expand, jnp.sum(sampled, axis=1), 1)  # [B]
+  wsum = jnp.where(plan.expand, jnp.sum(jnp.where(sampled, scores, 0.0), axis=1), eval_score)
   return backup(tree, jnp.where(plan.expand | plan.evaluate, leaf, tree_lib.NO_NODE), count,
                 wsum)
 
@@ -226,8 +230,9 @@ class _Search:
     """Sample (and in "collect" mode execute) n completions at each expanding leaf."""
     n, b = self.cfg.num_samples, len(self.problems)
     start, exec_before = time.perf_counter(), self.timing["execution"]
+    prompts = [sampling_state(s, self.problems[i].starter_code) for i, s in zip(rows, states)]
     records = rollout(self.sampler, self.pool, [self.problems[i] for i in rows], self.sp, n,
-                      states=states, rng=jax.random.fold_in(self.key, 2 * step + 1),
+                      states=prompts, rng=jax.random.fold_in(self.key, 2 * step + 1),
                       chunk_size=max(len(rows) * n, 1), params=self.params,
                       request_ids=[int(self.tree_ids[i]) for i in rows])
     self.timing["generation"] += (time.perf_counter() - start
@@ -237,11 +242,15 @@ class _Search:
     programs = [r.program for r in records]
     for r in records:
       i, j, state = rows[r.request_index], r.sample_index, states[r.request_index]
-      action = action_of(r.program[len(state):])
+      rest = continuation(r.program, state)
+      if rest is None:  # the sample rewrote the state's last line: a program, but no child
+        continue
+      action = action_of(rest)
       line_ids[i, j], terminal[i, j], valid[i, j] = self.table.intern(action), action.terminal, True
     tree_of = [rows[r.request_index] for r in records]
-    child_states = [states[r.request_index] + self.table.line(int(line_ids[t, r.sample_index]))
-                    for t, r in zip(tree_of, records)]
+    child_states = [states[r.request_index] + (self.table.line(int(line_ids[t, r.sample_index]))
+                                               if valid[t, r.sample_index] else "")
+                    for t, r in zip(tree_of, records)]  # an invalid sample's value is unused
     return records, programs, tree_of, child_states, line_ids, terminal, valid
 
   def score_expansions(self, records, programs, tree_of, child_states):
@@ -281,6 +290,7 @@ class _Search:
     line_ids = np.zeros((b, n), np.int32)
     terminal, valid = np.zeros((b, n), bool), np.zeros((b, n), bool)
     scores, child_value = np.zeros((b, n), np.float32), np.zeros((b, n), np.float32)
+    sampled = np.zeros((b, n), bool)
     if len(rows):
       states = [state_of[int(i)] for i in rows]
       records, programs, tree_of, child_states, line_ids, terminal, valid = self.expand(
@@ -288,7 +298,7 @@ class _Search:
       prog_scores, child_scores = self.score_expansions(records, programs, tree_of, child_states)
       for k, r in enumerate(records):
         i = tree_of[k]
-        scores[i, r.sample_index] = prog_scores[k]
+        scores[i, r.sample_index], sampled[i, r.sample_index] = prog_scores[k], True
         if child_scores is not None:
           child_value[i, r.sample_index] = child_scores[k]
         self.scores[i].setdefault(r.program.rstrip(), float(prog_scores[k]))
@@ -302,8 +312,8 @@ class _Search:
     ev = np.flatnonzero(plan.evaluate)
     if len(ev):
       eval_score[ev] = self.evaluate_terminals(ev, [state_of[int(i)] for i in ev])
-    self.tree = _update(self.tree, leaf, plan, line_ids, terminal, valid, child_value, scores,
-                        eval_score, width_cap=self.cfg.width, mode=self.cfg.mode)
+    self.tree = _update(self.tree, leaf, plan, line_ids, terminal, valid, sampled, child_value,
+                        scores, eval_score, width_cap=self.cfg.width, mode=self.cfg.mode)
 
   def done(self) -> bool:
     return self.cfg.count == "expansions" and bool(np.all(self.expansions >= self.cfg.iterations))

@@ -119,6 +119,8 @@ def train_value_stage(ctx) -> dict[str, Any]:
     cfg.dtype = config.model.dtype
   records = Path(ctx.stage_output("collect_values")) / VALUES_FILE
   examples = value_data.read_examples(records, tuple(cfg.kinds))
+  if cfg.dedupe:
+    examples = value_data.dedupe_examples(examples)
   policy = resolve_policy(config, ctx.workdir)
   mesh = parallel.make_mesh(tuple(config.mesh.shape)) if cfg.shard else None
   summary = train_value(cfg, examples, policy, stage_dir, mesh=mesh)

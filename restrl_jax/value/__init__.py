@@ -1,12 +1,12 @@
 """The value model (spec §6): data from MCTS records, batched scoring, MSE training."""
-from restrl_jax.value.data import (ValueExample, examples_from_records, make_batch, read_examples,
-                                   split_examples)
+from restrl_jax.value.data import (ValueExample, dedupe_examples, examples_from_records, make_batch,
+                                   read_examples, split_examples)
 from restrl_jax.value.model import (ValueModel, init_value_params, load_value_model,
                                     save_value_model, value_logical_axes)
 from restrl_jax.value.train import eval_metrics, mse_loss, train_value
 
 __all__ = [
-    "ValueExample", "examples_from_records", "make_batch", "read_examples", "split_examples",
+    "ValueExample", "dedupe_examples", "examples_from_records", "make_batch", "read_examples", "split_examples",
     "ValueModel", "init_value_params", "load_value_model", "save_value_model",
     "value_logical_axes", "eval_metrics", "mse_loss", "train_value",
 ]

@@ -48,6 +48,15 @@ def examples_from_records(records: Sequence[dict], kinds: Sequence[str] | None =
   return out
 
 
+def dedupe_examples(examples: Sequence[ValueExample]) -> list[ValueExample]:
+  """One example per distinct (problem, text), its target the mean of the duplicates' (a program
+  sampled k times is one example, not k), in first-occurrence order."""
+  groups: dict[tuple[str, str], list[float]] = {}
+  for e in examples:
+    groups.setdefault((e.problem_id, e.text), []).append(e.target)
+  return [ValueExample(text, float(np.mean(ys)), pid) for (pid, text), ys in groups.items()]
+
+
 def read_examples(path: str | os.PathLike, kinds: Sequence[str] | None = DEFAULT_KINDS
                   ) -> list[ValueExample]:
   if not os.path.isfile(path):

@@ -1,0 +1,113 @@
+"""MCTS search cost: where an expansion's time goes, and what batching B trees buys.
+
+    PYTHONPATH=. python bench/search.py [--trees 16] [--iterations 3] [--max_new_tokens 128]
+                                        [--no_save]
+
+Policy: the shipped demo policy (tiny qwen2, 1.05M parameters); problems: synthetic train split;
+execution: the sandbox pool; value model: the policy backbone with a fresh value head (scoring
+cost does not depend on training).
+1. `expansion_split_<mode>`: one batched search of B trees ("collect": execution-scored, the
+   value-target collection; "vm": VM-MCTS decoding) for `iterations` steps, run twice (the
+   first compiles); the driver's counters split the second run's time per expansion into
+   generation, execution (waiting for the sandbox after generation), value scoring and tree
+   bookkeeping (select, insert, backup, path rebuild, host glue). Row: ours = bookkeeping
+   s/expansion, peer = total s/expansion, ratio = total / bookkeeping (>= 20: bookkeeping < 5%).
+2. `search_b<B>_vs_b1`: the same B problems searched together (one batched generation per step)
+   vs one tree at a time (B separate searches), both "collect" mode with execution, after
+   warm-up runs (the B-tree search; 4 of the single-tree ones), so compilation is left out.
+   ours / peer = expansions per second; ratio = speed-up (target >= 5x).
+Writes bench/results/search.json and a row per comparison in docs/benchmarks.md.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import jax  # noqa: E402
+
+from bench.common import Report  # noqa: E402
+from restrl_jax import models  # noqa: E402
+from restrl_jax.data.synthetic import load_synthetic  # noqa: E402
+from restrl_jax.execution import ExecutionPool  # noqa: E402
+from restrl_jax.sampling import Sampler, SamplingParams  # noqa: E402
+from restrl_jax.search.driver import SearchConfig, run_search  # noqa: E402
+from restrl_jax.tokenizer import load_tokenizer  # noqa: E402
+from restrl_jax.value.model import ValueModel, init_value_params  # noqa: E402
+from restrl_jax.warmstart.stage import shipped_policy_path  # noqa: E402
+
+PARTS = ("generation", "execution", "value", "bookkeeping")
+
+
+def _setup(max_new_tokens: int):
+  path = shipped_policy_path()
+  config, params = models.load_hf(path)
+  tokenizer = load_tokenizer(path)
+  sampler = Sampler(config, params, tokenizer, max_batch=256)
+  vm = ValueModel(config, init_value_params(config, params, jax.random.key(0)), tokenizer,
+                  max_length=512, batch_size=64)
+  return sampler, vm, SamplingParams(max_new_tokens=max_new_tokens, temperature=0.7)
+
+
+def _search(problems, sampler, sp, pool, vm, mode: str, iterations: int, tree_ids=None):
+  cfg = SearchConfig(iterations=iterations, num_samples=5,
+                     width=3 if mode == "collect" else 5, c=0.2 if mode == "collect" else 0.1,
+                     mode=mode, count="expansions", seed=0)
+  return run_search(problems, sampler, sp, cfg, pool=pool if mode == "collect" else None,
+                    scorer=vm.scorer() if mode != "collect" else None, tree_ids=tree_ids)
+
+
+def split_row(report: Report, problems, sampler, sp, pool, vm, mode: str, iterations: int):
+  _search(problems, sampler, sp, pool, vm, mode, iterations)  # the same run compiles its shapes
+  result = _search(problems, sampler, sp, pool, vm, mode, iterations)
+  t, n = result.timing, result.timing["expansions"]
+  per = {k: t[k] / n for k in PARTS}
+  report.add(f"expansion_split_{mode}", per["bookkeeping"], t["total"] / n,
+             "s/expansion (ours: bookkeeping, peer: total)", higher_is_better=False,
+             trees=len(problems), expansions=int(n),
+             **{f"{k}_s_per_expansion": round(per[k], 5) for k in PARTS},
+             **{f"{k}_share": round(t[k] / t["total"], 4) for k in PARTS})
+
+
+def batching_row(report: Report, problems, sampler, sp, pool, vm, iterations: int):
+  b = len(problems)
+  for i in range(min(4, b)):  # warm-up of the one-tree shapes (prompt-length buckets)
+    _search(problems[i:i + 1], sampler, sp, pool, vm, "collect", iterations, tree_ids=[i])
+  _search(problems, sampler, sp, pool, vm, "collect", iterations)  # (split_row compiled it too)
+  start = time.perf_counter()
+  together = _search(problems, sampler, sp, pool, vm, "collect", iterations)
+  t_batched = time.perf_counter() - start
+  start, alone_expansions = time.perf_counter(), 0.0
+  for i, problem in enumerate(problems):
+    alone = _search([problem], sampler, sp, pool, vm, "collect", iterations, tree_ids=[i])
+    alone_expansions += alone.timing["expansions"]
+  t_alone = time.perf_counter() - start
+  report.add(f"search_b{b}_vs_b1", together.timing["expansions"] / t_batched,
+             alone_expansions / t_alone, "expansions/s (collect mode, with execution)",
+             trees=b, iterations=iterations, seconds_batched=round(t_batched, 2),
+             seconds_one_at_a_time=round(t_alone, 2))
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--trees", type=int, default=16)
+  parser.add_argument("--iterations", type=int, default=3)
+  parser.add_argument("--max_new_tokens", type=int, default=128)
+  parser.add_argument("--no_save", action="store_true", help="print only (a smoke run)")
+  args = parser.parse_args()
+  sampler, vm, sp = _setup(args.max_new_tokens)
+  problems = load_synthetic("train", args.trees, verify=False)
+  report = Report("search")
+  with ExecutionPool() as pool:
+    split_row(report, problems, sampler, sp, pool, vm, "collect", args.iterations)
+    split_row(report, problems, sampler, sp, pool, vm, "vm", args.iterations)
+    batching_row(report, problems, sampler, sp, pool, vm, args.iterations)
+  if not args.no_save:
+    report.save()
+
+
+if __name__ == "__main__":
+  main()
