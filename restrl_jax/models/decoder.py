@@ -15,13 +15,17 @@ forward runs `jax.lax.scan` over them):
   final_norm/scale           [D]
   lm_head/kernel             [D, V]             (absent when tie_word_embeddings)
 
-The forward is a rolled `jax.lax.scan` over the stacked layers: one compiled layer body (fast
-compiles for 7B models). On CPU, XLA copies each layer's weight slice before the matmul; in a
-micro-benchmark separate per-layer arrays were ~20% faster per decode step, while a Python loop
-over static slices of the stacked arrays was ~3x slower than the scan, so the scan stays.
+How the layers run (`layer_loop`): "scan" is a rolled `jax.lax.scan` over the stacked arrays
+(one compiled layer body: fast compiles for 7B models on TPU/GPU); "unroll" is a Python loop over
+per-layer arrays (`unstack_layers`). On CPU, XLA copies each layer's weight slice inside a scan
+and keeps the scan's saved activations in stacked [L, ...] buffers (dynamic slices/updates and
+their zero fills in the backward pass), so "auto" unrolls there and scans elsewhere. The decode
+loop unstacks the weights and the KV cache ONCE, outside its while loop (`sampling/decode.py`).
+`params["layers"]` may be given already unstacked: a tuple of per-layer dicts (no [L] axis).
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -37,7 +41,8 @@ Params = dict[str, Any]
 
 
 class KVCache(NamedTuple):
-  """Keys/values stacked over layers: [L, B, KVH, S, Dh] ("bhsd") or [L, B, S, KVH, Dh]."""
+  """Keys/values stacked over layers: [L, B, KVH, S, Dh] ("bhsd") or [L, B, S, KVH, Dh]; or,
+  per layer (`unstack_cache`), tuples of L arrays [B, KVH, S, Dh] / [B, S, KVH, Dh]."""
   k: jax.Array
   v: jax.Array
 
@@ -123,6 +128,43 @@ def param_shapes(config: ModelConfig) -> dict:
   return jax.tree.map(lambda s: s[0], _param_specs(config), is_leaf=_is_spec)
 
 
+LAYER_LOOPS = ("auto", "scan", "unroll")
+
+
+def unstack_layers(params: Params) -> Params:
+  """`params` with `layers` as a tuple of per-layer dicts (static slices of the stacked arrays);
+  unchanged when already unstacked. Under jit, keep this out of loops: each slice is a copy."""
+  stacked = params["layers"]
+  if isinstance(stacked, (tuple, list)):
+    return params
+  n = jax.tree.leaves(stacked)[0].shape[0]
+  per_layer = tuple(jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(n))
+  return {**params, "layers": per_layer}
+
+
+def resolve_layer_loop(layer_loop: str = "auto") -> str:
+  """"unroll" on CPU, "scan" on TPU/GPU, unless `layer_loop` fixes one."""
+  if layer_loop not in LAYER_LOOPS:
+    raise ValueError(f"layer_loop must be one of {LAYER_LOOPS}, got {layer_loop!r}")
+  if layer_loop != "auto":
+    return layer_loop
+  return "unroll" if jax.default_backend() == "cpu" else "scan"
+
+
+def _is_unstacked(params: Params) -> bool:
+  return isinstance(params["layers"], (tuple, list))
+
+
+def _loop_params(params: Params, layer_loop: str) -> Params:
+  """Params in the form the chosen loop consumes (per-layer for "unroll", stacked for "scan")."""
+  loop = resolve_layer_loop(layer_loop)
+  if _is_unstacked(params):
+    if layer_loop == "scan":
+      raise ValueError("layer_loop='scan' needs stacked params['layers'], got a tuple of layers")
+    return params
+  return unstack_layers(params) if loop == "unroll" else params
+
+
 def _embed(config: ModelConfig, params: Params, tokens: jax.Array) -> jax.Array:
   if tokens.ndim != 2:
     raise ValueError(f"tokens must be [B, T], got shape {tokens.shape}")
@@ -130,21 +172,35 @@ def _embed(config: ModelConfig, params: Params, tokens: jax.Array) -> jax.Array:
   return constrain(x, ("batch", "seq", "act_embed"))
 
 
-def _mlp_residual(config: ModelConfig, lp: Params, x: jax.Array) -> jax.Array:
+def _attention_inputs(config: ModelConfig, lp: Params, x: jax.Array, cos: jax.Array,
+                      sin: jax.Array):
+  """One layer's normed, projected and rotated q [B, T, H, Dh] and k, v [B, T, KVH, Dh]."""
+  h = layers.rms_norm(x, lp["attn_norm"]["scale"], config.rms_norm_eps)
+  q, k, v = layers.qkv_projection(config, lp["attn"], h, config.dtype)
+  return layers.apply_rope(q, cos, sin), layers.apply_rope(k, cos, sin), v
+
+
+def _layer_output(config: ModelConfig, lp: Params, x: jax.Array, attn: jax.Array) -> jax.Array:
+  """The residual stream x [B, T, D] after one layer's attention output and MLP."""
+  x = x + layers.attention_output(lp["attn"], attn, config.dtype)
   h = layers.rms_norm(x, lp["mlp_norm"]["scale"], config.rms_norm_eps)
   x = x + layers.swiglu_mlp(lp["mlp"], h, config.dtype)
   return constrain(x, ("batch", "seq", "act_embed"))
 
 
 def _unembed(config: ModelConfig, params: Params, h: jax.Array) -> jax.Array:
-  """h [B, T, D] (final-normed) -> logits [B, T, V] float32."""
+  """h [B, T, D] (final-normed) -> logits [B, T, V] float32, as one 2-D matmul (see
+  `layers.dense`)."""
+  b, t, d = h.shape
   if config.tie_word_embeddings:
-    out = jnp.einsum("btd,vd->btv", h, params["embed"]["embedding"].astype(config.dtype),
+    out = jnp.einsum("md,vd->mv", h.reshape(b * t, d),
+                     params["embed"]["embedding"].astype(config.dtype),
                      preferred_element_type=jnp.float32)
   else:
-    out = jnp.einsum("btd,dv->btv", h, params["lm_head"]["kernel"].astype(config.dtype),
+    out = jnp.einsum("md,dv->mv", h.reshape(b * t, d),
+                     params["lm_head"]["kernel"].astype(config.dtype),
                      preferred_element_type=jnp.float32)
-  return constrain(out, ("batch", "seq", "vocab"))
+  return constrain(out.reshape(b, t, -1), ("batch", "seq", "vocab"))
 
 
 def _full_mask(attention_mask: jax.Array | None, tokens: jax.Array):
@@ -161,33 +217,47 @@ def _full_mask(attention_mask: jax.Array | None, tokens: jax.Array):
 
 
 def hidden_states(config: ModelConfig, params: Params, tokens: jax.Array,
-                  attention_mask: jax.Array | None = None, remat: bool = False) -> jax.Array:
+                  attention_mask: jax.Array | None = None, remat: bool = False,
+                  layer_loop: str = "auto") -> jax.Array:
   """Final-normed hidden states [B, T, D] for tokens [B, T] (left padding supported).
 
-  `remat=True` rematerialises each layer in the backward pass (training memory).
+  `remat=True` rematerialises each layer in the backward pass (training memory); `layer_loop`
+  as in the module docstring.
   """
+  params = _loop_params(params, layer_loop)
   positions, mask = _full_mask(attention_mask, tokens)
   cos, sin = layers.rope_cos_sin(positions, layers.rope_inv_freq(config))
   x = _embed(config, params, tokens)
 
   def body(x, lp):
-    h = layers.rms_norm(x, lp["attn_norm"]["scale"], config.rms_norm_eps)
-    q, k, v = layers.qkv_projection(config, lp["attn"], h, config.dtype)
-    q, k = layers.apply_rope(q, cos, sin), layers.apply_rope(k, cos, sin)
-    attn = layers.attend(q, k, v, mask, "bshd")
-    x = x + layers.attention_output(lp["attn"], attn, config.dtype)
-    return _mlp_residual(config, lp, x), None
+    q, k, v = _attention_inputs(config, lp, x, cos, sin)
+    # keys/values head-major [B, KVH, T, Dh]: batch-leading matmuls in the attention (on CPU
+    # the grouped einsum straight over [B, T, KVH, Dh] made the backward pass several x slower)
+    attn = layers.attend(q, jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2), mask, "bhsd")
+    return _layer_output(config, lp, x, attn), None
 
   if remat:
     body = jax.checkpoint(body)
-  x, _ = jax.lax.scan(body, x, params["layers"])
+  if _is_unstacked(params):
+    for lp in params["layers"]:
+      x, _ = body(x, lp)
+  else:
+    x, _ = jax.lax.scan(body, x, params["layers"])
   return layers.rms_norm(x, params["final_norm"]["scale"], config.rms_norm_eps)
 
 
 def logits(config: ModelConfig, params: Params, tokens: jax.Array,
-           attention_mask: jax.Array | None = None, remat: bool = False) -> jax.Array:
+           attention_mask: jax.Array | None = None, remat: bool = False,
+           layer_loop: str = "auto") -> jax.Array:
   """Next-token logits [B, T, V] float32 for tokens [B, T]."""
-  return _unembed(config, params, hidden_states(config, params, tokens, attention_mask, remat))
+  h = hidden_states(config, params, tokens, attention_mask, remat, layer_loop)
+  return _unembed(config, params, h)
+
+
+def unembed(config: ModelConfig, params: Params, h: jax.Array) -> jax.Array:
+  """Logits [B, T, V] float32 from final-normed hidden states h [B, T, D] (`hidden_states`);
+  slice h, not the logits, when only some positions are needed."""
+  return _unembed(config, params, h)
 
 
 def init_cache(config: ModelConfig, batch_size: int, max_len: int, dtype=None) -> KVCache:
@@ -201,48 +271,70 @@ def init_cache(config: ModelConfig, batch_size: int, max_len: int, dtype=None) -
   return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
 
 
+def unstack_cache(cache: KVCache) -> KVCache:
+  """Per-layer caches: k, v as tuples of L arrays (unchanged when already unstacked)."""
+  if isinstance(cache.k, (tuple, list)):
+    return cache
+  n = cache.k.shape[0]
+  return KVCache(tuple(cache.k[i] for i in range(n)), tuple(cache.v[i] for i in range(n)))
+
+
+def stack_cache(cache: KVCache) -> KVCache:
+  """The inverse of `unstack_cache`: k, v stacked over layers [L, ...]."""
+  if not isinstance(cache.k, (tuple, list)):
+    return cache
+  return KVCache(jnp.stack(cache.k), jnp.stack(cache.v))
+
+
 def _cache_axes(layout: str) -> tuple[str, ...]:
   if layout == "bhsd":
     return ("layers", "batch", "kv_heads", "cache_seq", "head_dim")
   return ("layers", "batch", "cache_seq", "kv_heads", "head_dim")
 
 
-def _write_layer(cache: jax.Array, new: jax.Array, layer, index, layout: str) -> jax.Array:
-  """Write new [B, T, KVH, Dh] into cache[layer] at slots [index, index + T)."""
+def _write_slots(cache: jax.Array, new: jax.Array, index, layout: str, layer=None) -> jax.Array:
+  """Write new [B, T, KVH, Dh] at slots [index, index + T) of one layer's cache, or of layer
+  `layer` of a stacked cache (leading [L] axis)."""
   zero = jnp.zeros((), jnp.int32)
   if layout == "bhsd":
     new = jnp.swapaxes(new, 1, 2)  # [B, KVH, T, Dh]
-    start = (layer, zero, zero, index, zero)
+    start = (zero, zero, index, zero)
   else:
-    start = (layer, zero, index, zero, zero)
-  return jax.lax.dynamic_update_slice(cache, new[None].astype(cache.dtype), start)
+    start = (zero, index, zero, zero)
+  new = new.astype(cache.dtype)
+  if layer is not None:
+    new, start = new[None], (layer,) + start
+  return jax.lax.dynamic_update_slice(cache, new, start)
 
 
-def _read_layer(cache: jax.Array, layer) -> jax.Array:
-  return jax.lax.dynamic_index_in_dim(cache, layer, axis=0, keepdims=False)
+def _cache_capacity(cache: KVCache, layout: str) -> int:
+  k = cache.k[0][None] if isinstance(cache.k, (tuple, list)) else cache.k
+  return k.shape[3] if layout == "bhsd" else k.shape[2]
 
 
 def _check_step_inputs(cache: KVCache, tokens, positions, kv_mask, layout: str) -> None:
   b, t = tokens.shape
-  cap = cache.k.shape[3] if layout == "bhsd" else cache.k.shape[2]
+  cap = _cache_capacity(cache, layout)
   if positions.shape != (b, t):
     raise ValueError(f"forward_step: positions shape {positions.shape} != tokens {(b, t)}")
   if kv_mask.shape != (b, cap):
+    shape = cache.k[0].shape if isinstance(cache.k, (tuple, list)) else cache.k.shape
     raise ValueError(f"forward_step: kv_mask shape {kv_mask.shape} != (batch, cache slots) "
-                     f"{(b, cap)}; cache.k shape {cache.k.shape} (layout {layout})")
+                     f"{(b, cap)}; cache.k shape {shape} (layout {layout})")
 
 
 def forward_step(config: ModelConfig, params: Params, tokens: jax.Array, positions: jax.Array,
-                 cache: KVCache, cache_index: jax.Array, kv_mask: jax.Array
-                 ) -> tuple[jax.Array, KVCache]:
+                 cache: KVCache, cache_index: jax.Array, kv_mask: jax.Array,
+                 layer_loop: str = "auto") -> tuple[jax.Array, KVCache]:
   """Incremental forward for prefill (T = prompt length) and decode (T = 1).
 
   Writes the new keys/values at cache slots [cache_index, cache_index + T); query t attends to
   slot s iff kv_mask[b, s] and s <= cache_index + t. Returns logits [B, T, V] float32 and the
-  updated cache.
+  updated cache, stacked or per-layer (`unstack_cache`) like the given one.
   """
   layout = resolve_cache_layout(config)
   _check_step_inputs(cache, tokens, positions, kv_mask, layout)
+  params = _loop_params(params, layer_loop)
   t, cap = tokens.shape[1], kv_mask.shape[1]
   index = jnp.asarray(cache_index, jnp.int32)
   slots = jnp.arange(cap, dtype=jnp.int32)
@@ -250,21 +342,47 @@ def forward_step(config: ModelConfig, params: Params, tokens: jax.Array, positio
   mask = kv_mask.astype(bool)[:, None, :] & causal[None]  # [B, T, S]
   cos, sin = layers.rope_cos_sin(positions, layers.rope_inv_freq(config))
   x = _embed(config, params, tokens)
-  axes = _cache_axes(layout)
-
-  def body(carry, inputs):
-    x, ck, cv = carry
-    lp, i = inputs
-    h = layers.rms_norm(x, lp["attn_norm"]["scale"], config.rms_norm_eps)
-    q, k, v = layers.qkv_projection(config, lp["attn"], h, config.dtype)
-    q, k = layers.apply_rope(q, cos, sin), layers.apply_rope(k, cos, sin)
-    ck = constrain(_write_layer(ck, k, i, index, layout), axes)
-    cv = constrain(_write_layer(cv, v, i, index, layout), axes)
-    attn = layers.attend(q, _read_layer(ck, i), _read_layer(cv, i), mask, layout)
-    x = x + layers.attention_output(lp["attn"], attn, config.dtype)
-    return (_mlp_residual(config, lp, x), ck, cv), None
-
-  layer_ids = jnp.arange(config.num_layers, dtype=jnp.int32)
-  (x, ck, cv), _ = jax.lax.scan(body, (x, cache.k, cache.v), (params["layers"], layer_ids))
+  step = functools.partial(_layers_step, config, x=x, cos=cos, sin=sin, mask=mask, index=index,
+                           layout=layout)
+  if _is_unstacked(params):
+    x, cache = step(params["layers"], cache)
+  else:
+    x, cache = step(params["layers"], stack_cache(cache), scan=True)
   h = layers.rms_norm(x, params["final_norm"]["scale"], config.rms_norm_eps)
-  return _unembed(config, params, h), KVCache(ck, cv)
+  return _unembed(config, params, h), cache
+
+
+def _layers_step(config: ModelConfig, layer_params, cache: KVCache, *, x, cos, sin, mask, index,
+                 layout: str, scan: bool = False) -> tuple[jax.Array, KVCache]:
+  """All layers of `forward_step`: a scan over stacked params and cache, or a Python loop over
+  per-layer params (the cache is used per layer and returned in the form it came in)."""
+  axes = _cache_axes(layout)
+  if scan:
+    def body(carry, inputs):
+      x, ck, cv = carry
+      lp, i = inputs
+      q, k, v = _attention_inputs(config, lp, x, cos, sin)
+      ck = constrain(_write_slots(ck, k, index, layout, layer=i), axes)
+      cv = constrain(_write_slots(cv, v, index, layout, layer=i), axes)
+      attn = layers.attend(q, _read_layer(ck, i), _read_layer(cv, i), mask, layout)
+      return (_layer_output(config, lp, x, attn), ck, cv), None
+
+    layer_ids = jnp.arange(config.num_layers, dtype=jnp.int32)
+    (x, ck, cv), _ = jax.lax.scan(body, (x, cache.k, cache.v), (layer_params, layer_ids))
+    return x, KVCache(ck, cv)
+  stacked = not isinstance(cache.k, (tuple, list))
+  per_layer = unstack_cache(cache)
+  ks, vs = [], []
+  for lp, ck, cv in zip(layer_params, per_layer.k, per_layer.v):
+    q, k, v = _attention_inputs(config, lp, x, cos, sin)
+    ck = constrain(_write_slots(ck, k, index, layout), axes[1:])
+    cv = constrain(_write_slots(cv, v, index, layout), axes[1:])
+    x = _layer_output(config, lp, x, layers.attend(q, ck, cv, mask, layout))
+    ks.append(ck)
+    vs.append(cv)
+  out = KVCache(tuple(ks), tuple(vs))
+  return x, (stack_cache(out) if stacked else out)
+
+
+def _read_layer(cache: jax.Array, layer) -> jax.Array:
+  return jax.lax.dynamic_index_in_dim(cache, layer, axis=0, keepdims=False)

@@ -65,15 +65,21 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
   return out.astype(x.dtype)
 
 
-def dense(x: jax.Array, kernel: jax.Array, subscripts: str, dtype) -> jax.Array:
-  return jnp.einsum(subscripts, x, kernel.astype(dtype))
+def dense(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
+  """x [..., K] @ kernel [K, N] -> [..., N] as ONE 2-D matmul [M, K] @ [K, N]: on CPU a
+  contraction over several leading dims (e.g. "btd,df->btf") made XLA transpose the activations
+  for the weight gradient, ~2x the cost of the whole backward pass of the MLP."""
+  y = x.reshape(-1, x.shape[-1]) @ kernel.astype(dtype)  # [M, N]
+  return y.reshape(*x.shape[:-1], kernel.shape[-1])
 
 
 def qkv_projection(config: ModelConfig, p: dict, h: jax.Array, dtype):
   """q [B, T, H, Dh], k/v [B, T, KVH, Dh] from the normed hidden state h [B, T, D]."""
   out = []
   for name in ("q", "k", "v"):
-    y = dense(h, p[name]["kernel"], "btd,dnh->btnh", dtype)
+    kernel = p[name]["kernel"]  # [D, N, Dh], used as [D, N * Dh] (a free reshape)
+    y = dense(h, kernel.reshape(kernel.shape[0], -1), dtype)
+    y = y.reshape(*h.shape[:2], *kernel.shape[1:])  # [B, T, N, Dh]
     if config.attention_bias:
       y = y + p[name]["bias"].astype(dtype)
     out.append(y)
@@ -91,28 +97,83 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, layout: st
   """Grouped-query attention without repeating k/v.
 
   q [B, T, H, Dh]; k, v [B, KVH, S, Dh] ("bhsd") or [B, S, KVH, Dh] ("bshd"); mask [B, T, S]
-  bool (True = may attend). Returns [B, T, H, Dh] in q's dtype.
+  bool (True = may attend). Returns [B, T, H, Dh] in q's dtype. The query groups are moved next
+  to the kv heads ([B, KVH, G, T, Dh]) so that both matmuls have leading batch dims; with "bhsd"
+  the gradient is `grouped_attention`'s hand-written one.
   """
   b, t, h, dh = q.shape
   kvh = k.shape[1] if layout == "bhsd" else k.shape[2]
-  kv = "bksd" if layout == "bhsd" else "bskd"
   qg = (q * jnp.asarray(1.0 / math.sqrt(dh), q.dtype)).reshape(b, t, kvh, h // kvh, dh)
-  scores = jnp.einsum(f"btkgd,{kv}->bkgts", qg, k.astype(q.dtype),
-                      preferred_element_type=jnp.float32)  # [B, KVH, G, T, S]
-  scores = jnp.where(mask[:, None, None, :, :], scores, MASK_VALUE)
-  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-  out = jnp.einsum(f"bkgts,{kv}->btkgd", probs, v)  # [B, T, KVH, G, Dh]
-  return out.reshape(b, t, h, dh).astype(q.dtype)
+  qg = qg.transpose(0, 2, 3, 1, 4)  # [B, KVH, G, T, Dh]
+  if layout == "bhsd":
+    out = grouped_attention(qg, k.astype(q.dtype), v, mask)
+  else:
+    scores = jnp.einsum("bkgtd,bskd->bkgts", qg, k.astype(q.dtype),
+                        preferred_element_type=jnp.float32)  # [B, KVH, G, T, S]
+    probs = _masked_softmax(scores, mask).astype(v.dtype)
+    out = jnp.einsum("bkgts,bskd->bkgtd", probs, v)  # [B, KVH, G, T, Dh]
+  return out.transpose(0, 3, 1, 2, 4).reshape(b, t, h, dh).astype(q.dtype)
+
+
+def _masked_softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
+  """softmax over S of scores [B, KVH, G, T, S] float32 where mask [B, T, S]; fully masked rows
+  come out uniform (finite MASK_VALUE), not NaN."""
+  return jax.nn.softmax(jnp.where(mask[:, None, None, :, :], scores, MASK_VALUE), axis=-1)
+
+
+def _probs(qg: jax.Array, k: jax.Array, mask: jax.Array) -> jax.Array:
+  scores = jnp.einsum("bkgtd,bksd->bkgts", qg, k, preferred_element_type=jnp.float32)
+  return _masked_softmax(scores, mask)  # [B, KVH, G, T, S] float32
+
+
+@jax.custom_vjp
+def grouped_attention(qg: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+  """softmax(qg k^T masked) v for pre-scaled queries qg [B, KVH, G, T, Dh], k, v [B, KVH, S, Dh],
+  mask [B, T, S] -> [B, KVH, G, T, Dh].
+
+  The custom gradient keeps every matmul in a form XLA's CPU backend runs without transposing
+  the [.., T, S] score gradient (autodiff's dK = dS^T q and dV = P^T dO did), and it reuses the
+  saved probabilities; it equals autodiff's gradient (masked scores get none).
+  """
+  return jnp.einsum("bkgts,bksd->bkgtd", _probs(qg, k, mask).astype(v.dtype), v)
+
+
+def _grouped_attention_fwd(qg, k, v, mask):
+  probs = _probs(qg, k, mask)
+  out = jnp.einsum("bkgts,bksd->bkgtd", probs.astype(v.dtype), v)
+  return out, (qg, k, v, mask, probs)
+
+
+def _grouped_attention_bwd(res, d_out):
+  qg, k, v, mask, probs = res
+  b, kvh, g, t, dh = qg.shape
+  s = k.shape[2]
+  d_out = d_out.reshape(b, kvh, g * t, dh)                 # [B, KVH, Q, Dh], Q = G * T
+  p = probs.reshape(b, kvh, g * t, s)                      # [B, KVH, Q, S]
+  dp = jnp.einsum("bkqd,bksd->bkqs", d_out, v, preferred_element_type=jnp.float32)
+  ds = p * (dp - jnp.sum(dp * p, axis=-1, keepdims=True))  # softmax backward
+  ds = jnp.where(mask[:, None, None], ds.reshape(probs.shape), 0.0).reshape(p.shape)
+  # dV = P^T dO and dK = dS^T q as (dO^T P)^T and (q^T dS)^T: the small operand is transposed
+  dv = jnp.einsum("bkqd,bkqs->bkds", d_out, p.astype(d_out.dtype)).swapaxes(2, 3)
+  dk = jnp.einsum("bkqd,bkqs->bkds", qg.reshape(b, kvh, g * t, dh), ds.astype(qg.dtype))
+  dq = jnp.einsum("bkqs,bksd->bkqd", ds.astype(k.dtype), k).reshape(qg.shape)
+  return dq.astype(qg.dtype), dk.swapaxes(2, 3).astype(k.dtype), dv.astype(v.dtype), None
+
+
+grouped_attention.defvjp(_grouped_attention_fwd, _grouped_attention_bwd)
 
 
 def attention_output(p: dict, attn: jax.Array, dtype) -> jax.Array:
-  """[B, T, H, Dh] -> [B, T, D]."""
-  return dense(attn, p["o"]["kernel"], "btnh,nhd->btd", dtype)
+  """[B, T, H, Dh] -> [B, T, D], as ONE contraction over H * Dh: contracting (H, Dh) as two
+  dims let XLA on CPU reorder them and transpose the kernel on every call."""
+  b, t, h, dh = attn.shape
+  kernel = p["o"]["kernel"]  # [H, Dh, D]
+  return dense(attn.reshape(b, t, h * dh), kernel.reshape(h * dh, -1), dtype)
 
 
 def swiglu_mlp(p: dict, h: jax.Array, dtype) -> jax.Array:
   """down(silu(gate(h)) * up(h)) for h [B, T, D]."""
-  gate = dense(h, p["gate"]["kernel"], "btd,df->btf", dtype)
-  up = dense(h, p["up"]["kernel"], "btd,df->btf", dtype)
+  gate = dense(h, p["gate"]["kernel"], dtype)
+  up = dense(h, p["up"]["kernel"], dtype)
   act = constrain(jax.nn.silu(gate) * up, ("batch", "seq", "mlp"))
-  return dense(act, p["down"]["kernel"], "btf,fd->btd", dtype)
+  return dense(act, p["down"]["kernel"], dtype)

@@ -7,6 +7,11 @@ the same one-token `decode_body`, fed the last prompt token first. `decode_chunk
 step reaches `chunk_end` (the host-side stop-string check runs between chunks). All state is one
 `DecodeState` pytree, donated to `decode_chunk` so the cache is updated in place.
 
+How the layers run: on CPU (`models.decoder.resolve_layer_loop`) the weights and the KV cache
+are used per layer (`unstack_layers` / `unstack_cache`), unstacked before the while loop (the
+`Sampler` unstacks the weights once per call): slicing layer i out of stacked [L, ...] arrays
+inside the loop would copy every layer's weights on every generated token.
+
 Cache slots: [0, P) hold the left-padded prompt, slot P-1+i the i-th generated token.
 Row states: `finish` is RUNNING until the row emits an end-of-sequence id (EOS, kept in `tokens`)
 or reaches `max_new` tokens (LENGTH). Rows that are done keep computing (the batch is static)
@@ -20,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from restrl_jax import models
+from restrl_jax.models import decoder
 from restrl_jax.parallel import constrain
 from restrl_jax.sampling.transforms import SamplingMode, draw, row_keys
 
@@ -27,7 +33,7 @@ RUNNING, EOS, LENGTH, STOP = 0, 1, 2, 3
 
 
 class DecodeState(NamedTuple):
-  cache: models.KVCache
+  cache: models.KVCache    # stacked, or per layer (tuples) when the layers are unrolled
   kv_mask: jax.Array       # [B, S] bool, slots holding real tokens
   last_token: jax.Array    # [B] int32, the token fed at the next step
   position: jax.Array      # [B] int32, its RoPE position
@@ -52,9 +58,20 @@ def _cache_names(config: models.ModelConfig) -> tuple[str, ...]:
   return ("layers", "batch", "cache_seq", "kv_heads", "head_dim")
 
 
-def _constrain_state(config: models.ModelConfig, s: DecodeState) -> DecodeState:
+def _constrain_cache(config: models.ModelConfig, cache: models.KVCache) -> models.KVCache:
   names = _cache_names(config)
-  cache = models.KVCache(constrain(s.cache.k, names), constrain(s.cache.v, names))
+  if isinstance(cache.k, (tuple, list)):
+    per_layer = lambda xs: tuple(constrain(x, names[1:]) for x in xs)
+    return models.KVCache(per_layer(cache.k), per_layer(cache.v))
+  return models.KVCache(constrain(cache.k, names), constrain(cache.v, names))
+
+
+def _unrolled() -> bool:
+  return decoder.resolve_layer_loop() == "unroll"
+
+
+def _constrain_state(config: models.ModelConfig, s: DecodeState) -> DecodeState:
+  cache = _constrain_cache(config, s.cache)
   rows = lambda x: constrain(x, ("batch",) + (None,) * (x.ndim - 1))
   return s._replace(cache=cache, kv_mask=rows(s.kv_mask), last_token=rows(s.last_token),
                     position=rows(s.position), tokens=rows(s.tokens), logprobs=rows(s.logprobs),
@@ -72,9 +89,10 @@ def prefill(config: models.ModelConfig, params, prompt_tokens: jax.Array,
   mask = prompt_mask.astype(bool)                                           # [B, P]
   positions = jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=1) - 1, 0)  # [B, P]
   kv_mask = jnp.zeros((b, p + num_new), bool).at[:, :p].set(mask)          # [B, S]
-  names = _cache_names(config)
   cache = models.init_cache(config, b, p + num_new)
-  cache = models.KVCache(constrain(cache.k, names), constrain(cache.v, names))
+  if _unrolled():
+    params, cache = decoder.unstack_layers(params), decoder.unstack_cache(cache)
+  cache = _constrain_cache(config, cache)
   if p > 1:
     _, cache = models.forward_step(config, params, prompt_tokens[:, :-1], positions[:, :-1],
                                    cache, jnp.int32(0), kv_mask)
@@ -125,6 +143,9 @@ def decode_chunk(config: models.ModelConfig, params, state: DecodeState, chunk_e
                  *, mode: SamplingMode, pad_id: int) -> DecodeState:
   """Run decode steps until all rows are done or the step reaches min(chunk_end, max_new)."""
   limit = jnp.minimum(jnp.asarray(chunk_end, jnp.int32), state.max_new)
+  if _unrolled():  # loop-invariant per-layer views: hoisted here, not sliced on every step
+    params = decoder.unstack_layers(params)
+    state = state._replace(cache=_constrain_cache(config, decoder.unstack_cache(state.cache)))
 
   def cond(s: DecodeState):
     return (s.step < limit) & ~jnp.all(s.done)

@@ -12,7 +12,10 @@ counts traces per function). Without stop strings the whole decode loop is one d
 stop strings the loop runs `stop_check_interval` steps at a time and the host decodes the new
 text in between, marking rows that hit a stop string as done (see `stops.py` for the cut rule).
 With a `mesh`, params are sharded by `param_logical_axes`, the batch over ("data", "fsdp"), and
-tracing happens inside `parallel.sharding_context(mesh)`.
+tracing happens inside `parallel.sharding_context(mesh)`. Rows enter and leave the mesh through
+`feed` (`distributed.RowFeed`: this process holds every row); with `rl.host_shard.HostRowFeed`
+each process of a multi-host run passes and gets back only its own rows, which draw with their
+global row ids.
 """
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from restrl_jax import models, parallel
+from restrl_jax import distributed, models, parallel
+from restrl_jax.models import decoder
 from restrl_jax.sampling import decode
 from restrl_jax.sampling.buckets import Buckets, left_pad, repad
 from restrl_jax.sampling.params import SamplingParams, eos_ids as merge_eos_ids
@@ -67,7 +71,7 @@ class Sampler:
 
   def __init__(self, config: models.ModelConfig, params=None, tokenizer: Tokenizer | None = None,
                *, mesh: jax.sharding.Mesh | None = None, buckets: Buckets = Buckets(),
-               max_batch: int | None = None):
+               max_batch: int | None = None, feed: distributed.RowFeed | None = None):
     if max_batch is not None and max_batch < 1:
       raise ValueError(f"Sampler.max_batch must be >= 1 or None, got {max_batch}")
     self.config = config
@@ -75,6 +79,7 @@ class Sampler:
     self.tokenizer = tokenizer
     self.mesh = mesh
     self.buckets = buckets
+    self.feed = feed or distributed.RowFeed()  # rows <-> mesh; per host: rl.host_shard
     self.pad_id = int(config.pad_token_id if config.pad_token_id is not None else 0)
     self._traces: collections.Counter = collections.Counter()
     self._prefill = jax.jit(self._counted("prefill", functools.partial(decode.prefill, config)),
@@ -82,7 +87,8 @@ class Sampler:
     self._decode = jax.jit(
         self._counted("decode", functools.partial(decode.decode_chunk, config)),
         static_argnames=("mode", "pad_id"), donate_argnames=("state",))
-    self.params = None if params is None else self.place_params(params)
+    self._unstack = jax.jit(decoder.unstack_layers)
+    self.params = None if params is None else self._prepare(params)
 
   # -- bookkeeping -------------------------------------------------------------------------
 
@@ -106,7 +112,7 @@ class Sampler:
   def _batch_multiple(self) -> int:
     if self.mesh is None:
       return 1
-    return int(self.mesh.shape["data"] * self.mesh.shape["fsdp"])
+    return self.feed.local_multiple(self.mesh)
 
   def place_params(self, params):
     """Params on the mesh by their logical axes (unchanged without a mesh)."""
@@ -118,31 +124,46 @@ class Sampler:
   def _place_rows(self, x: np.ndarray) -> jax.Array:
     if self.mesh is None:
       return jnp.asarray(x)
-    names = ("batch",) + (None,) * (x.ndim - 1)
-    return jax.device_put(x, parallel.logical_to_sharding(names, x.shape, self.mesh))
+    return self.feed.put(x, self.mesh)
 
   def _place_scalar(self, x) -> jax.Array:
     if self.mesh is None:
       return jnp.asarray(x)
-    return jax.device_put(x, parallel.replicated(self.mesh))
+    return self.feed.replicate(x, self.mesh)
+
+  def _prepare(self, params):
+    """Placed params; on CPU with per-layer weight arrays (one copy, made once here, instead of
+    slicing the stacked arrays on every decode step)."""
+    params = self.place_params(params)
+    if decoder.resolve_layer_loop() == "unroll":
+      with self._context():
+        params = self._unstack(params)
+    return params
 
   def _params(self, params):
     if params is None:
       if self.params is None:
         raise ValueError("Sampler has no params: pass params= to the call or the constructor")
       return self.params
-    return self.place_params(params)
+    return self._prepare(params)
 
   # -- public API ----------------------------------------------------------------------------
 
   def sample_tokens(self, prompt_tokens, prompt_mask, sampling_params: SamplingParams,
-                    rng=None, params=None) -> SampleOutput:
-    """Generate from left-padded prompt_tokens [B, P] / prompt_mask [B, P] (1 = real token)."""
+                    rng=None, params=None, row_ids=None) -> SampleOutput:
+    """Generate from left-padded prompt_tokens [B, P] / prompt_mask [B, P] (1 = real token).
+
+    Row i draws with row id `row_ids[i]` (default i), as in `generate`.
+    """
     tokens = np.asarray(jax.device_get(prompt_tokens)).astype(np.int32)
     mask = np.asarray(jax.device_get(prompt_mask)).astype(bool)
     if tokens.ndim != 2 or len(tokens) == 0:
       raise ValueError(f"prompt_tokens must be [B, P] with B >= 1, got shape {tokens.shape}")
-    outs = [self._run(tokens[rows], mask[rows], sampling_params, rng, params, rows)
+    ids = self.feed.row_ids(len(tokens)) if row_ids is None else np.asarray(row_ids, np.int64)
+    if ids.shape != (len(tokens),):
+      raise ValueError(f"sample_tokens: row_ids has shape {ids.shape} for {len(tokens)} prompts")
+    params = self._params(params)  # placed (and unstacked) once for all chunks
+    outs = [self._run(tokens[rows], mask[rows], sampling_params, rng, params, ids[rows])
             for rows in self._chunks(np.arange(len(tokens)))]
     return _concat(outs)
 
@@ -156,8 +177,9 @@ class Sampler:
     ids = [self._encode(p, i) for i, p in enumerate(prompts)]
     if row_ids is not None and len(row_ids) != len(ids):
       raise ValueError(f"generate: row_ids has {len(row_ids)} entries for {len(ids)} prompts")
-    global_ids = np.arange(len(ids)) if row_ids is None else np.asarray(row_ids, np.int64)
+    global_ids = self.feed.row_ids(len(ids)) if row_ids is None else np.asarray(row_ids, np.int64)
     results: list[Completion | None] = [None] * len(ids)
+    params = self._params(params)  # placed (and unstacked) once for all chunks
     # batches of similar lengths (less padding); row i always draws with row id i
     by_length = np.argsort([len(p) for p in ids], kind="stable")
     for rows in self._chunks(by_length):
@@ -195,10 +217,11 @@ class Sampler:
 
   def _run(self, tokens: np.ndarray, mask: np.ndarray, sp: SamplingParams, rng, params,
            row_ids: np.ndarray) -> SampleOutput:
-    params = self._params(params)
+    """One chunk of rows; `params` as returned by `_params`."""
     b0, p0 = tokens.shape
     batch = self.buckets.batch(b0, self._batch_multiple())
-    tokens, mask = repad(tokens, mask, self.buckets.prompt_len(p0), batch, self.pad_id)
+    tokens, mask = repad(tokens, mask, self.buckets.prompt_len(self.feed.agree_max(p0)), batch,
+                         self.pad_id)
     self._check_request(mask, sp)
     eos = merge_eos_ids(self.config.eos_token_ids, sp)
     contexts = [t[m][-CONTEXT_TOKENS:].tolist() for t, m in zip(tokens[:b0], mask[:b0])]
@@ -238,21 +261,21 @@ class Sampler:
     while True:
       step = min(step + sp.stop_check_interval, sp.max_new_tokens)
       state = run(state=state, chunk_end=np.int32(step))
-      toks, lengths, done = jax.device_get((state.tokens, state.lengths, state.done))
+      toks, lengths, done = (self.feed.get(x) for x in (state.tokens, state.lengths, state.done))
       hits = watcher.update(toks, lengths, done)
       if hits:
         done = np.array(done)
         done[hits] = True
         state = state._replace(done=self._place_rows(done))
-      if done.all() or step >= sp.max_new_tokens:
+      if self.feed.agree_all(done.all()) or step >= sp.max_new_tokens:
         return state
 
   def _collect(self, state: decode.DecodeState, b0: int, sp: SamplingParams,
                contexts: list[list[int]], eos: tuple[int, ...],
                watcher: StopWatcher | None) -> SampleOutput:
     n = sp.max_new_tokens
-    host = jax.device_get((state.tokens, state.logprobs, state.raw_logprobs, state.lengths,
-                           state.finish))
+    host = tuple(self.feed.get(x) for x in (state.tokens, state.logprobs, state.raw_logprobs,
+                                             state.lengths, state.finish))
     toks, lps, raws = (np.array(x[:b0, :n]) for x in host[:3])
     lengths, finish = np.array(host[3][:b0]), np.array(host[4][:b0])
     for row, cut in (watcher.cuts.items() if watcher else ()):
