@@ -12,9 +12,8 @@ root path: `table.state(root_state, path.line_ids[b], path.length[b])`.
 Token boundaries (`sampling_state`, `continuation`). A node state ends in "\n", but a BPE
 tokenizer merges a newline with the next line's indentation ("\n   " is one token of the
 embedded tokenizer), so a prompt that ends in a bare "\n" token puts the policy where it never
-was in training: it drops the indentation of the next line (measured on prefixes of correct
-programs of the demo policy: strict 0.35 from "state", 0.78 from "state" without its trailing
-whitespace). The policy therefore continues from `sampling_state(state)` (trailing whitespace
+was in training: it drops the indentation of the next line (measured for ReST partial states,
+the same boundary: docs/results.md, stage 1, point 4). The policy therefore continues from `sampling_state(state)` (trailing whitespace
 removed, except at the root, whose boundary is the trained prompt), and `continuation` recovers
 the text after the node's state, or None when a sample rewrote the state's last line.
 """
