@@ -175,6 +175,10 @@ class RowFeed:
   """Rows of a batch <-> the mesh, when the host holds the whole batch (one process, or the same
   rows on every process). The per-host version is `rl.host_shard.HostRowFeed`."""
 
+  # The host holds every row, so a sampler may regroup rows (share a prompt's prefill, drop
+  # finished rows from the batch) on its own.
+  rows_are_global = True
+
   def local_multiple(self, mesh: jax.sharding.Mesh) -> int:
     """A local batch is padded to a multiple of this (the batch shards it spans)."""
     return int(mesh.shape["data"] * mesh.shape["fsdp"])

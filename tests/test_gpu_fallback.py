@@ -1,6 +1,6 @@
 """What differs on GPU (docs/gpu.md), checked on CPU by faking the backend string.
 
-The model code's backend-dependent choices: the KV-cache layout ("auto" resolves to "bhsd"
+The model code's backend-dependent choices: the KV-cache layout ("auto" resolves to "bhsd_kt"
 [B, KVH, S, Dh] on CPU and "bshd" [B, S, KVH, Dh] on GPU and TPU; an explicit
 `ModelConfig.cache_layout` wins everywhere) and the layer loop (unrolled on CPU, a scan on
 GPU/TPU). The GPU mesh presets set the mesh, bf16 and remat.
@@ -24,19 +24,24 @@ def fake_backend(monkeypatch, name: str) -> None:
   monkeypatch.setattr(jax, "default_backend", lambda: name)
 
 
-@pytest.mark.parametrize("backend,layout", [("cpu", "bhsd"), ("gpu", "bshd"), ("tpu", "bshd")])
+@pytest.mark.parametrize("backend,layout",
+                         [("cpu", "bhsd_kt"), ("gpu", "bshd"), ("tpu", "bshd")])
 def test_auto_cache_layout_follows_backend(monkeypatch, tiny, backend, layout):
   fake_backend(monkeypatch, backend)
   assert tiny.cache_layout == "auto"
   assert models.resolve_cache_layout(tiny) == layout
   cache = models.init_cache(tiny, batch_size=3, max_len=7)
   seq_first = (tiny.num_layers, 3, 7, tiny.num_kv_heads, tiny.head_dim)      # bshd
-  heads_first = (tiny.num_layers, 3, tiny.num_kv_heads, 7, tiny.head_dim)    # bhsd
-  assert cache.k.shape == cache.v.shape == (seq_first if layout == "bshd" else heads_first)
+  heads_first = (tiny.num_layers, 3, tiny.num_kv_heads, 7, tiny.head_dim)    # bhsd_kt values
+  keys_t = (tiny.num_layers, 3, tiny.num_kv_heads, tiny.head_dim, 7)         # bhsd_kt keys
+  if layout == "bshd":
+    assert cache.k.shape == cache.v.shape == seq_first
+  else:
+    assert cache.k.shape == keys_t and cache.v.shape == heads_first
 
 
 @pytest.mark.parametrize("backend", ["cpu", "gpu", "tpu"])
-@pytest.mark.parametrize("explicit", ["bhsd", "bshd"])
+@pytest.mark.parametrize("explicit", ["bhsd", "bhsd_kt", "bshd"])
 def test_explicit_cache_layout_wins_on_every_backend(monkeypatch, tiny, backend, explicit):
   fake_backend(monkeypatch, backend)
   config = dataclasses.replace(tiny, cache_layout=explicit)

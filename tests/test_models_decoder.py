@@ -82,9 +82,10 @@ def _decode_all(config, params, tokens, mask, prompt_len, capacity):
   return jnp.concatenate(outs, axis=1), cache
 
 
-@pytest.mark.parametrize("config,layout", [(TINY, "bhsd"), (TINY, "bshd"), (LLAMA, "bshd"),
-                                           (QWEN3, "bhsd")],
-                         ids=["qwen2-bhsd", "qwen2-bshd", "llama-bshd", "qwen3-bhsd"])
+@pytest.mark.parametrize("config,layout", [(TINY, "bhsd"), (TINY, "bshd"), (TINY, "bhsd_kt"),
+                                           (LLAMA, "bshd"), (QWEN3, "bhsd"), (QWEN3, "bhsd_kt")],
+                         ids=["qwen2-bhsd", "qwen2-bshd", "qwen2-bhsd_kt", "llama-bshd",
+                              "qwen3-bhsd", "qwen3-bhsd_kt"])
 def test_prefill_and_decode_reproduce_logits(config, layout):
   config = dataclasses.replace(config, cache_layout=layout)
   params = _params(config)
@@ -96,12 +97,14 @@ def test_prefill_and_decode_reproduce_logits(config, layout):
   got, cache = _decode_all(config, params, tokens, mask, prompt_len=5, capacity=12)
   real = np.asarray(mask)
   np.testing.assert_allclose(np.asarray(got)[real], np.asarray(want)[real], atol=1e-4, rtol=1e-4)
-  expected_shape = ((config.num_layers, 3, config.num_kv_heads, 12, config.head_dim) if layout == "bhsd"
-                    else (config.num_layers, 3, 12, config.num_kv_heads, config.head_dim))
-  assert cache.k.shape == expected_shape
+  nl, kvh, dh = config.num_layers, config.num_kv_heads, config.head_dim
+  k_shape, v_shape = {"bhsd": [(nl, 3, kvh, 12, dh)] * 2, "bshd": [(nl, 3, 12, kvh, dh)] * 2,
+                      "bhsd_kt": [(nl, 3, kvh, dh, 12), (nl, 3, kvh, 12, dh)]}[layout]
+  assert cache.k.shape == k_shape and cache.v.shape == v_shape
   # slots past the last write stay untouched
-  tail = cache.k[:, :, :, 9:] if layout == "bhsd" else cache.k[:, :, 9:]
-  assert not np.asarray(tail).any()
+  slot_axis = {"bhsd": (3, 3), "bshd": (2, 2), "bhsd_kt": (4, 3)}[layout]
+  for x, axis in zip(cache, slot_axis):
+    assert not np.asarray(jnp.take(x, np.arange(9, 12), axis=axis)).any()
 
 
 def test_forward_step_rejects_bad_kv_mask():

@@ -50,7 +50,7 @@ def test_unroll_and_scan_forward_and_gradient_agree():
   assert [g.shape for g in flat_s] == [g.shape for g in flat_u]  # grads stay stacked [L, ...]
   for gs, gu in zip(flat_s, flat_u):
     np.testing.assert_allclose(gu, gs, atol=1e-5 * float(np.abs(gs).max()) + 1e-7)
-  assert M.resolve_cache_layout(TINY) == "bhsd" and decoder.resolve_layer_loop() == "unroll"
+  assert M.resolve_cache_layout(TINY) == "bhsd_kt" and decoder.resolve_layer_loop() == "unroll"
 
 
 def test_unstacked_params_and_cache_step():

@@ -31,8 +31,8 @@ def test_mesh_matches_single_device(model, shape):
   # depend on the batch it is in
   single = Sampler(config, params, TOK, buckets=buckets, max_batch=4)
   mesh = parallel.make_mesh(shape)
-  # the other cache layout on the mesh side ("bhsd" is the CPU default), same params
-  other = "bshd" if models.resolve_cache_layout(config) == "bhsd" else "bhsd"
+  # another cache layout on the mesh side ("bhsd_kt" is the CPU default), same params
+  other = "bshd" if models.resolve_cache_layout(config) != "bshd" else "bhsd_kt"
   sharded = Sampler(dataclasses.replace(config, cache_layout=other), params, TOK, mesh=mesh,
                     buckets=buckets)
   emb = sharded.params["embed"]["embedding"]

@@ -41,8 +41,9 @@ Params = dict[str, Any]
 
 
 class KVCache(NamedTuple):
-  """Keys/values stacked over layers: [L, B, KVH, S, Dh] ("bhsd") or [L, B, S, KVH, Dh]; or,
-  per layer (`unstack_cache`), tuples of L arrays [B, KVH, S, Dh] / [B, S, KVH, Dh]."""
+  """Keys/values stacked over layers, [L, ...] + one layer's layout (`resolve_cache_layout`:
+  e.g. [L, B, KVH, S, Dh] for "bhsd", keys [L, B, KVH, Dh, S] for "bhsd_kt"); or, per layer
+  (`unstack_cache`), tuples of L arrays in the layer layout."""
   k: jax.Array
   v: jax.Array
 
@@ -262,13 +263,28 @@ def unembed(config: ModelConfig, params: Params, h: jax.Array) -> jax.Array:
 
 def init_cache(config: ModelConfig, batch_size: int, max_len: int, dtype=None) -> KVCache:
   """An all-zero cache with capacity `max_len` in the config's resolved layout."""
-  nl, kvh, dh = config.num_layers, config.num_kv_heads, config.head_dim
-  if resolve_cache_layout(config) == "bhsd":
-    shape = (nl, batch_size, kvh, max_len, dh)
-  else:
-    shape = (nl, batch_size, max_len, kvh, dh)
+  layout = resolve_cache_layout(config)
+  shape = lambda kind: (config.num_layers,) + cache_layer_shape(
+      layout, kind, batch_size, max_len, config.num_kv_heads, config.head_dim)
   dtype = jnp.dtype(dtype or config.dtype)
-  return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+  return KVCache(jnp.zeros(shape("k"), dtype), jnp.zeros(shape("v"), dtype))
+
+
+def cache_layer_shape(layout: str, kind: str, batch: int, slots: int, kv_heads: int,
+                      head_dim: int) -> tuple[int, ...]:
+  """Shape of one layer's keys (kind "k") or values ("v") in `layout`."""
+  return {"bshd": (batch, slots, kv_heads, head_dim), "bhsd": (batch, kv_heads, slots, head_dim),
+          "bhsd_kt": (batch, kv_heads, head_dim, slots) if kind == "k" else (
+              batch, kv_heads, slots, head_dim)}[layout]
+
+
+def cache_axes(layout: str, kind: str) -> tuple[str, ...]:
+  """Logical axes of a stacked cache's keys ("k") or values ("v") in `layout`."""
+  return ("layers",) + {
+      "bshd": ("batch", "cache_seq", "kv_heads", "head_dim"),
+      "bhsd": ("batch", "kv_heads", "cache_seq", "head_dim"),
+      "bhsd_kt": ("batch", "kv_heads", "head_dim", "cache_seq") if kind == "k" else (
+          "batch", "kv_heads", "cache_seq", "head_dim")}[layout]
 
 
 def unstack_cache(cache: KVCache) -> KVCache:
@@ -286,17 +302,15 @@ def stack_cache(cache: KVCache) -> KVCache:
   return KVCache(jnp.stack(cache.k), jnp.stack(cache.v))
 
 
-def _cache_axes(layout: str) -> tuple[str, ...]:
-  if layout == "bhsd":
-    return ("layers", "batch", "kv_heads", "cache_seq", "head_dim")
-  return ("layers", "batch", "cache_seq", "kv_heads", "head_dim")
-
-
-def _write_slots(cache: jax.Array, new: jax.Array, index, layout: str, layer=None) -> jax.Array:
-  """Write new [B, T, KVH, Dh] at slots [index, index + T) of one layer's cache, or of layer
-  `layer` of a stacked cache (leading [L] axis)."""
+def _write_slots(cache: jax.Array, new: jax.Array, index, layout: str, kind: str,
+                 layer=None) -> jax.Array:
+  """Write new [B, T, KVH, Dh] keys (kind "k") or values ("v") at slots [index, index + T) of
+  one layer's cache, or of layer `layer` of a stacked cache (leading [L] axis)."""
   zero = jnp.zeros((), jnp.int32)
-  if layout == "bhsd":
+  if layout == "bhsd_kt" and kind == "k":
+    new = new.transpose(0, 2, 3, 1)  # [B, KVH, Dh, T]
+    start = (zero, zero, zero, index)
+  elif layout in ("bhsd", "bhsd_kt"):
     new = jnp.swapaxes(new, 1, 2)  # [B, KVH, T, Dh]
     start = (zero, zero, index, zero)
   else:
@@ -308,8 +322,8 @@ def _write_slots(cache: jax.Array, new: jax.Array, index, layout: str, layer=Non
 
 
 def _cache_capacity(cache: KVCache, layout: str) -> int:
-  k = cache.k[0][None] if isinstance(cache.k, (tuple, list)) else cache.k
-  return k.shape[3] if layout == "bhsd" else k.shape[2]
+  v = cache.v[0][None] if isinstance(cache.v, (tuple, list)) else cache.v
+  return v.shape[2] if layout == "bshd" else v.shape[3]
 
 
 def _check_step_inputs(cache: KVCache, tokens, positions, kv_mask, layout: str) -> None:
@@ -356,14 +370,14 @@ def _layers_step(config: ModelConfig, layer_params, cache: KVCache, *, x, cos, s
                  layout: str, scan: bool = False) -> tuple[jax.Array, KVCache]:
   """All layers of `forward_step`: a scan over stacked params and cache, or a Python loop over
   per-layer params (the cache is used per layer and returned in the form it came in)."""
-  axes = _cache_axes(layout)
+  k_axes, v_axes = cache_axes(layout, "k"), cache_axes(layout, "v")
   if scan:
     def body(carry, inputs):
       x, ck, cv = carry
       lp, i = inputs
       q, k, v = _attention_inputs(config, lp, x, cos, sin)
-      ck = constrain(_write_slots(ck, k, index, layout, layer=i), axes)
-      cv = constrain(_write_slots(cv, v, index, layout, layer=i), axes)
+      ck = constrain(_write_slots(ck, k, index, layout, "k", layer=i), k_axes)
+      cv = constrain(_write_slots(cv, v, index, layout, "v", layer=i), v_axes)
       attn = layers.attend(q, _read_layer(ck, i), _read_layer(cv, i), mask, layout)
       return (_layer_output(config, lp, x, attn), ck, cv), None
 
@@ -375,8 +389,8 @@ def _layers_step(config: ModelConfig, layer_params, cache: KVCache, *, x, cos, s
   ks, vs = [], []
   for lp, ck, cv in zip(layer_params, per_layer.k, per_layer.v):
     q, k, v = _attention_inputs(config, lp, x, cos, sin)
-    ck = constrain(_write_slots(ck, k, index, layout), axes[1:])
-    cv = constrain(_write_slots(cv, v, index, layout), axes[1:])
+    ck = constrain(_write_slots(ck, k, index, layout, "k"), k_axes[1:])
+    cv = constrain(_write_slots(cv, v, index, layout, "v"), v_axes[1:])
     x = _layer_output(config, lp, x, layers.attend(q, ck, cv, mask, layout))
     ks.append(ck)
     vs.append(cv)

@@ -96,17 +96,23 @@ def qkv_projection(config: ModelConfig, p: dict, h: jax.Array, dtype):
 def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, layout: str) -> jax.Array:
   """Grouped-query attention without repeating k/v.
 
-  q [B, T, H, Dh]; k, v [B, KVH, S, Dh] ("bhsd") or [B, S, KVH, Dh] ("bshd"); mask [B, T, S]
-  bool (True = may attend). Returns [B, T, H, Dh] in q's dtype. The query groups are moved next
-  to the kv heads ([B, KVH, G, T, Dh]) so that both matmuls have leading batch dims; with "bhsd"
-  the gradient is `grouped_attention`'s hand-written one.
+  q [B, T, H, Dh]; k, v [B, KVH, S, Dh] ("bhsd"), [B, S, KVH, Dh] ("bshd"), or k [B, KVH, Dh, S]
+  and v [B, KVH, S, Dh] ("bhsd_kt", the CPU decode cache); mask [B, T, S] bool (True = may
+  attend). Returns [B, T, H, Dh] in q's dtype. The query groups are moved next to the kv heads
+  ([B, KVH, G, T, Dh]) so that both matmuls have leading batch dims; with "bhsd" the gradient is
+  `grouped_attention`'s hand-written one.
   """
   b, t, h, dh = q.shape
-  kvh = k.shape[1] if layout == "bhsd" else k.shape[2]
+  kvh = k.shape[2] if layout == "bshd" else k.shape[1]
   qg = (q * jnp.asarray(1.0 / math.sqrt(dh), q.dtype)).reshape(b, t, kvh, h // kvh, dh)
   qg = qg.transpose(0, 2, 3, 1, 4)  # [B, KVH, G, T, Dh]
   if layout == "bhsd":
     out = grouped_attention(qg, k.astype(q.dtype), v, mask)
+  elif layout == "bhsd_kt":
+    scores = jnp.einsum("bkgtd,bkds->bkgts", qg, k.astype(q.dtype),
+                        preferred_element_type=jnp.float32)  # [B, KVH, G, T, S]
+    probs = _masked_softmax(scores, mask).astype(v.dtype)
+    out = jnp.einsum("bkgts,bksd->bkgtd", probs, v)  # [B, KVH, G, T, Dh]
   else:
     scores = jnp.einsum("bkgtd,bskd->bkgts", qg, k.astype(q.dtype),
                         preferred_element_type=jnp.float32)  # [B, KVH, G, T, S]

@@ -129,6 +129,8 @@ def rows_from_shards(shards: Sequence[tuple[tuple[slice, ...], np.ndarray]], sha
 class HostRowFeed(distributed.RowFeed):
   """`RowFeed` where each process passes and gets back only its own rows of a batch."""
 
+  rows_are_global = False  # regrouping rows would need every process to agree on it
+
   def __init__(self, mesh: jax.sharding.Mesh, process_index: int | None = None):
     self.mesh = mesh
     self.process_index = jax.process_index() if process_index is None else process_index

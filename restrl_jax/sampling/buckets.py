@@ -1,7 +1,8 @@
 """Shape bucketing and left padding, so a new batch reuses an already compiled program.
 
 Prompt length, number of new tokens and batch size are rounded up: to the next power of two (at
-least the bucket's minimum) up to `linear_above`, then to the next multiple of `linear_above`.
+least the bucket's minimum) up to `linear_above` (`batch_linear_above` for the batch), then to
+the next multiple of it.
 The batch is also rounded to a multiple of the mesh's batch shards. Filler rows hold one pad
 token (mask 1, so no row attends to nothing) and are marked done before decoding starts.
 """
@@ -19,6 +20,7 @@ class Buckets:
   min_new_tokens: int = 16
   min_batch: int = 1
   linear_above: int = 512
+  batch_linear_above: int = 16  # batches grow in steps of 16 from there (80 rows stay 80)
 
   def prompt_len(self, n: int) -> int:
     return round_up(n, self.min_prompt, self.linear_above)
@@ -27,7 +29,7 @@ class Buckets:
     return round_up(n, self.min_new_tokens, self.linear_above)
 
   def batch(self, n: int, multiple: int = 1) -> int:
-    b = round_up(n, self.min_batch, self.linear_above)
+    b = round_up(n, self.min_batch, self.batch_linear_above)
     return -(-b // multiple) * multiple
 
 

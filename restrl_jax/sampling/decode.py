@@ -52,18 +52,13 @@ class DecodeState(NamedTuple):
   eos_ids: jax.Array       # [E] int32 end-of-sequence ids, padded with -1
 
 
-def _cache_names(config: models.ModelConfig) -> tuple[str, ...]:
-  if models.resolve_cache_layout(config) == "bhsd":
-    return ("layers", "batch", "kv_heads", "cache_seq", "head_dim")
-  return ("layers", "batch", "cache_seq", "kv_heads", "head_dim")
-
-
 def _constrain_cache(config: models.ModelConfig, cache: models.KVCache) -> models.KVCache:
-  names = _cache_names(config)
+  layout = models.resolve_cache_layout(config)
+  k_names, v_names = (decoder.cache_axes(layout, kind) for kind in ("k", "v"))
   if isinstance(cache.k, (tuple, list)):
-    per_layer = lambda xs: tuple(constrain(x, names[1:]) for x in xs)
-    return models.KVCache(per_layer(cache.k), per_layer(cache.v))
-  return models.KVCache(constrain(cache.k, names), constrain(cache.v, names))
+    per_layer = lambda xs, names: tuple(constrain(x, names[1:]) for x in xs)
+    return models.KVCache(per_layer(cache.k, k_names), per_layer(cache.v, v_names))
+  return models.KVCache(constrain(cache.k, k_names), constrain(cache.v, v_names))
 
 
 def _unrolled() -> bool:
@@ -82,23 +77,34 @@ def _constrain_state(config: models.ModelConfig, s: DecodeState) -> DecodeState:
 def prefill(config: models.ModelConfig, params, prompt_tokens: jax.Array,
             prompt_mask: jax.Array, done: jax.Array, row_ids: jax.Array, rng: jax.Array,
             temperature: jax.Array,
-            top_p: jax.Array, max_new: jax.Array, eos_ids: jax.Array, *, num_new: int,
-            pad_id: int) -> DecodeState:
-  """Cache the prompt [B, P] (left-padded) and return the initial decode state."""
-  b, p = prompt_tokens.shape
-  mask = prompt_mask.astype(bool)                                           # [B, P]
-  positions = jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=1) - 1, 0)  # [B, P]
-  kv_mask = jnp.zeros((b, p + num_new), bool).at[:, :p].set(mask)          # [B, S]
-  cache = models.init_cache(config, b, p + num_new)
+            top_p: jax.Array, max_new: jax.Array, eos_ids: jax.Array,
+            source: jax.Array | None = None, *, num_new: int, pad_id: int) -> DecodeState:
+  """Cache the prompts [U, P] (left-padded) and return the initial decode state of B rows.
+
+  Without `source`, row i decodes from prompt i (B = U). With `source` [B], row i decodes from
+  prompt `source[i]`: rows sharing a prompt (n samples of one prompt) share its prefill, whose
+  cache is computed once and copied to each of them.
+  """
+  u, p = prompt_tokens.shape
+  mask = prompt_mask.astype(bool)                                           # [U, P]
+  positions = jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=1) - 1, 0)  # [U, P]
+  kv_mask = jnp.zeros((u, p + num_new), bool).at[:, :p].set(mask)          # [U, S]
+  cache = models.init_cache(config, u, p + num_new)
   if _unrolled():
     params, cache = decoder.unstack_layers(params), decoder.unstack_cache(cache)
   cache = _constrain_cache(config, cache)
   if p > 1:
     _, cache = models.forward_step(config, params, prompt_tokens[:, :-1], positions[:, :-1],
                                    cache, jnp.int32(0), kv_mask)
+  last_token = prompt_tokens[:, -1].astype(jnp.int32)                      # [U]
+  position = positions[:, -1]                                               # [U]
+  if source is not None:  # [B] -> prompt rows
+    cache = _constrain_cache(config, _take_cache_rows(cache, source))
+    kv_mask, last_token, position = kv_mask[source], last_token[source], position[source]
+  b = done.shape[0]
   state = DecodeState(
-      cache=cache, kv_mask=kv_mask, last_token=prompt_tokens[:, -1].astype(jnp.int32),
-      position=positions[:, -1], step=jnp.int32(0),
+      cache=cache, kv_mask=kv_mask, last_token=last_token,
+      position=position, step=jnp.int32(0),
       tokens=jnp.full((b, num_new), pad_id, jnp.int32),
       logprobs=jnp.zeros((b, num_new), jnp.float32),
       raw_logprobs=jnp.zeros((b, num_new), jnp.float32),
@@ -106,6 +112,32 @@ def prefill(config: models.ModelConfig, params, prompt_tokens: jax.Array,
       finish=jnp.zeros((b,), jnp.int32), rng=rng, row_ids=row_ids.astype(jnp.int32),
       temperature=jnp.asarray(temperature, jnp.float32), top_p=jnp.asarray(top_p, jnp.float32),
       max_new=jnp.asarray(max_new, jnp.int32), eos_ids=jnp.asarray(eos_ids, jnp.int32))
+  return _constrain_state(config, state)
+
+
+def _take_cache_rows(cache: models.KVCache, rows: jax.Array) -> models.KVCache:
+  """Rows `rows` [B'] of a stacked ([L, B, ...]) or per-layer ([B, ...] each) cache."""
+  if isinstance(cache.k, (tuple, list)):
+    take = lambda xs: tuple(x[rows] for x in xs)
+    return models.KVCache(take(cache.k), take(cache.v))
+  return models.KVCache(cache.k[:, rows], cache.v[:, rows])
+
+
+def take_rows(config: models.ModelConfig, state: DecodeState, rows: jax.Array,
+              filler: jax.Array) -> DecodeState:
+  """The decode state of a new batch whose row j continues row `rows[j]` [B'] of `state`;
+  rows with `filler[j]` [B'] only pad the batch to its bucket and are done from the start.
+
+  The sampler uses it to drop finished rows from the batch (a smaller batch bucket) between
+  decode chunks; every row keeps its row id, so it draws the same tokens as before.
+  """
+  pick = lambda x: x[rows]
+  state = state._replace(
+      cache=_take_cache_rows(state.cache, rows), kv_mask=pick(state.kv_mask),
+      last_token=pick(state.last_token), position=pick(state.position),
+      tokens=pick(state.tokens), logprobs=pick(state.logprobs),
+      raw_logprobs=pick(state.raw_logprobs), lengths=pick(state.lengths),
+      done=pick(state.done) | filler, finish=pick(state.finish), row_ids=pick(state.row_ids))
   return _constrain_state(config, state)
 
 

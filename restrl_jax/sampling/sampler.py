@@ -11,6 +11,9 @@ and prompt lengths inside the same buckets reuse the compiled programs (`num_com
 counts traces per function). Without stop strings the whole decode loop is one device call; with
 stop strings the loop runs `stop_check_interval` steps at a time and the host decodes the new
 text in between, marking rows that hit a stop string as done (see `stops.py` for the cut rule).
+Rows with the same prompt (n samples of one prompt) share one prefill, and when the rows still
+running after a stop check fit a smaller batch bucket, the finished ones leave the batch
+(`share_prefill`, `compact`; both keep every row's draws, which depend on its row id only).
 With a `mesh`, params are sharded by `param_logical_axes`, the batch over ("data", "fsdp"), and
 tracing happens inside `parallel.sharding_context(mesh)`. Rows enter and leave the mesh through
 `feed` (`distributed.RowFeed`: this process holds every row); with `rl.host_shard.HostRowFeed`
@@ -66,12 +69,40 @@ def _as_key(rng, seed: int) -> jax.Array:
   return rng
 
 
+class RowBook:
+  """Host copy of one call's per-row outputs [B, ...] (B: the call's padded batch), filled in
+  from a device batch whose row j is the call's row `slots[j]` (-1: filler) and which may
+  shrink as finished rows are dropped."""
+
+  FIELDS = ("tokens", "logprobs", "raw_logprobs", "lengths", "finish", "done")
+
+  def __init__(self, batch: int, num_new: int):
+    self.slots = np.arange(batch)                          # [B'] device row -> call row
+    self.tokens = np.zeros((batch, num_new), np.int32)     # [B, N]
+    self.logprobs = np.zeros((batch, num_new), np.float32)
+    self.raw_logprobs = np.zeros((batch, num_new), np.float32)
+    self.lengths = np.zeros((batch,), np.int32)            # [B]
+    self.finish = np.zeros((batch,), np.int32)
+    self.done = np.zeros((batch,), bool)
+
+  def absorb(self, arrays: dict[str, np.ndarray]) -> None:
+    """Write device rows' values (each [B', ...]) into their call rows."""
+    keep = self.slots >= 0
+    for name, x in arrays.items():
+      getattr(self, name)[self.slots[keep]] = np.asarray(x)[keep]
+
+  def device_done(self) -> np.ndarray:
+    """[B'] bool: the `done` flags in device-row order (fillers are done)."""
+    return np.where(self.slots >= 0, self.done[np.maximum(self.slots, 0)], True)
+
+
 class Sampler:
   """Batched KV-cache generation for one model config; see the module docstring."""
 
   def __init__(self, config: models.ModelConfig, params=None, tokenizer: Tokenizer | None = None,
                *, mesh: jax.sharding.Mesh | None = None, buckets: Buckets = Buckets(),
-               max_batch: int | None = None, feed: distributed.RowFeed | None = None):
+               max_batch: int | None = None, feed: distributed.RowFeed | None = None,
+               share_prefill: bool = True, compact: bool = True):
     if max_batch is not None and max_batch < 1:
       raise ValueError(f"Sampler.max_batch must be >= 1 or None, got {max_batch}")
     self.config = config
@@ -80,13 +111,20 @@ class Sampler:
     self.mesh = mesh
     self.buckets = buckets
     self.feed = feed or distributed.RowFeed()  # rows <-> mesh; per host: rl.host_shard
+    # rows may be regrouped (shared prefill, compaction) only when this host holds them all
+    self.share_prefill = share_prefill and self.feed.rows_are_global
+    self.compact = compact and self.feed.rows_are_global
     self.pad_id = int(config.pad_token_id if config.pad_token_id is not None else 0)
     self._traces: collections.Counter = collections.Counter()
+    # "prefill_rows_saved": rows whose prefill another row's covered; "compactions": batches
+    # shrunk to their running rows
+    self.stats: collections.Counter = collections.Counter()
     self._prefill = jax.jit(self._counted("prefill", functools.partial(decode.prefill, config)),
                             static_argnames=("num_new", "pad_id"))
     self._decode = jax.jit(
         self._counted("decode", functools.partial(decode.decode_chunk, config)),
         static_argnames=("mode", "pad_id"), donate_argnames=("state",))
+    self._take = jax.jit(functools.partial(decode.take_rows, config))
     self._unstack = jax.jit(decoder.unstack_layers)
     self.params = None if params is None else self._prepare(params)
 
@@ -229,55 +267,87 @@ class Sampler:
         sp.stop_strings) else None
     with self._context():
       ids = np.concatenate([row_ids, -1 - np.arange(batch - b0)]).astype(np.int32)
-      state = self._start(params, tokens, mask, ids, sp, rng, eos)
-      state = self._decode_all(params, state, sp, watcher)
-    return self._collect(state, b0, sp, contexts, eos, watcher)
+      state = self._start(params, tokens, mask, ids, sp, rng, eos, b0)
+      rows = self._decode_all(params, state, sp, watcher, len(tokens))
+    return self._collect(rows, b0, sp, contexts, eos, watcher)
 
   def _start(self, params, tokens: np.ndarray, mask: np.ndarray, row_ids: np.ndarray,
-             sp: SamplingParams, rng, eos: tuple[int, ...]) -> decode.DecodeState:
+             sp: SamplingParams, rng, eos: tuple[int, ...], b0: int) -> decode.DecodeState:
     """Place the padded batch on the devices and run the jitted prefill (filler rows have
-    negative row ids and start done)."""
+    negative row ids and start done). Rows of the first `b0` with the same prompt share one
+    prefill when that makes the prefill batch a smaller bucket."""
     rows, scalar = self._place_rows, self._place_scalar
+    source = None
+    if self.share_prefill:
+      unique, index = shared_prompts(tokens[:b0], mask[:b0])
+      batch = self.buckets.batch(len(unique), self._batch_multiple())
+      if batch < len(tokens):
+        self.stats["prefill_rows_saved"] += len(tokens) - batch
+        tokens, mask = repad(tokens[unique], mask[unique], tokens.shape[1], batch, self.pad_id)
+        source = rows(np.concatenate([index, np.zeros(len(row_ids) - b0, np.int64)]
+                                     ).astype(np.int32))
     return self._prefill(
         params, rows(tokens), rows(mask), rows(row_ids < 0), rows(row_ids),
         scalar(_as_key(rng, sp.seed)),
         scalar(np.float32(sp.temperature)), scalar(np.float32(sp.top_p)),
-        scalar(np.int32(sp.max_new_tokens)), scalar(_pad_ids(eos)),
+        scalar(np.int32(sp.max_new_tokens)), scalar(_pad_ids(eos)), source,
         num_new=self.buckets.new_tokens(sp.max_new_tokens), pad_id=self.pad_id)
 
   def _decode_all(self, params, state: decode.DecodeState, sp: SamplingParams,
-                  watcher: StopWatcher | None) -> decode.DecodeState:
+                  watcher: StopWatcher | None, batch: int) -> RowBook:
     """The decode loop: one device call, or chunks with a host stop-string check in between.
 
     The check is synchronous (the next chunk starts after it): overlapping it with the next
     chunk would save the host's few milliseconds but waste a whole chunk of decode steps once
-    every row has hit a stop string, which is the common end of a code completion.
+    every row has hit a stop string, which is the common end of a code completion. After a
+    check, when the rows still running fit a smaller batch bucket, the batch is compacted to
+    them (`decode.take_rows`), so a few long rows do not keep the whole batch decoding.
     """
     mode = mode_of(sp, self.config.vocab_size)
     run = functools.partial(self._decode, params, mode=mode, pad_id=self.pad_id)
+    book = RowBook(batch, state.tokens.shape[1])  # this host's rows
     if watcher is None:
-      return run(state=state, chunk_end=np.int32(sp.max_new_tokens))
+      book.absorb(self._fetch(run(state=state, chunk_end=np.int32(sp.max_new_tokens))))
+      return book
     step = 0
     while True:
       step = min(step + sp.stop_check_interval, sp.max_new_tokens)
       state = run(state=state, chunk_end=np.int32(step))
-      toks, lengths, done = (self.feed.get(x) for x in (state.tokens, state.lengths, state.done))
-      hits = watcher.update(toks, lengths, done)
+      book.absorb(self._fetch(state, ("tokens", "lengths", "done")))
+      hits = watcher.update(book.tokens, book.lengths, book.done)
       if hits:
-        done = np.array(done)
-        done[hits] = True
-        state = state._replace(done=self._place_rows(done))
-      if self.feed.agree_all(done.all()) or step >= sp.max_new_tokens:
-        return state
+        book.done[hits] = True
+        state = state._replace(done=self._place_rows(book.device_done()))
+      if self.feed.agree_all(book.done.all()) or step >= sp.max_new_tokens:
+        book.absorb(self._fetch(state))
+        return book
+      if self.compact:
+        state = self._compact(state, book)
 
-  def _collect(self, state: decode.DecodeState, b0: int, sp: SamplingParams,
+  def _fetch(self, state: decode.DecodeState, fields=RowBook.FIELDS) -> dict[str, np.ndarray]:
+    return {f: self.feed.get(getattr(state, f)) for f in fields}
+
+  def _compact(self, state: decode.DecodeState, book: RowBook) -> decode.DecodeState:
+    """`state` with only its running rows, when they fit a smaller batch bucket."""
+    live = np.nonzero(~book.device_done())[0]                    # device rows still running
+    batch = self.buckets.batch(max(len(live), 1), self._batch_multiple())
+    if batch >= len(book.slots):
+      return state
+    book.absorb(self._fetch(state))  # the outputs of the rows that leave
+    spare = int(np.nonzero(book.device_done())[0][0])            # any done row pads the batch
+    rows = np.concatenate([live, np.full(batch - len(live), spare)]).astype(np.int32)
+    filler = np.arange(batch) >= len(live)
+    book.slots = np.where(filler, -1, book.slots[rows])
+    self.stats["compactions"] += 1
+    return self._take(state, self._place_rows(rows), self._place_rows(filler))
+
+  def _collect(self, book: RowBook, b0: int, sp: SamplingParams,
                contexts: list[list[int]], eos: tuple[int, ...],
                watcher: StopWatcher | None) -> SampleOutput:
     n = sp.max_new_tokens
-    host = tuple(self.feed.get(x) for x in (state.tokens, state.logprobs, state.raw_logprobs,
-                                             state.lengths, state.finish))
-    toks, lps, raws = (np.array(x[:b0, :n]) for x in host[:3])
-    lengths, finish = np.array(host[3][:b0]), np.array(host[4][:b0])
+    toks, lps, raws = (np.array(x[:b0, :n]) for x in (book.tokens, book.logprobs,
+                                                      book.raw_logprobs))
+    lengths, finish = np.array(book.lengths[:b0]), np.array(book.finish[:b0])
     for row, cut in (watcher.cuts.items() if watcher else ()):
       lengths[row], finish[row] = cut.num_tokens, decode.STOP
       toks[row, cut.num_tokens:], lps[row, cut.num_tokens:] = self.pad_id, 0.0
@@ -288,6 +358,18 @@ class Sampler:
           watcher.cuts[r].text if watcher and r in watcher.cuts else
           _text(self.tokenizer, toks[r, :lengths[r]], contexts[r], eos) for r in range(b0))
     return SampleOutput(toks, lps, raws, lengths, finish, texts)
+
+
+def shared_prompts(tokens: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Distinct prompts among left-padded rows [B, P]: (first row of each distinct prompt [U],
+  index of each row's prompt in that list [B])."""
+  first: dict[bytes, int] = {}
+  index = np.empty(len(tokens), np.int64)
+  for i, (t, m) in enumerate(zip(tokens, mask)):
+    index[i] = first.setdefault(t[m].tobytes(), len(first))
+  unique = np.zeros(len(first), np.int64)
+  unique[index[::-1]] = np.arange(len(tokens))[::-1]  # the first row holding each prompt
+  return unique, index
 
 
 def _concat(outs: list[SampleOutput]) -> SampleOutput:
