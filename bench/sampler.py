@@ -4,6 +4,7 @@ lengths, on this machine in the same run. Also each side's FLOP/s as a fraction 
 float32 matmul peak.
 
 python bench/sampler.py [--sizes tiny,100m] [--batch 8] [--prompt 64] [--new 128] [--no-train]
+                        [--no_save]
 """
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--train-seq", type=int, default=256)
   parser.add_argument("--no-train", action="store_true")
+  parser.add_argument("--no_save", action="store_true", help="print only")
   args = parser.parse_args()
   report = common.Report("sampler")
   peak = matmul_peak_flops()
@@ -100,7 +102,8 @@ def main() -> None:
                  peer_peak_fraction=round(tflops / t_peer / peak, 4),
                  batch=args.batch, seq=args.train_seq)
   report.add("matmul_peak", peak / 1e9, peak / 1e9, "GFLOP/s (f32, 1024^3 via XLA)")
-  report.save()
+  if not args.no_save:
+    report.save()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
   forward, its gradient, and the cached step with a stacked or a per-layer KV cache;
 - `grouped_attention`'s hand-written gradient == autodiff of a plain masked-softmax attention
   (incl. fully masked query rows from left padding), float32 and bfloat16;
-- the decode loop on unstacked weights/cache gives the same tokens as on stacked ones.
+- the decode loop on unstacked weights/cache gives the same tokens as on stacked ones;
+- decode params with transposed kernels (`decoder.decode_params`) give the same cached step.
 """
 import dataclasses
 import functools
@@ -140,3 +141,31 @@ def test_decode_loop_same_tokens_stacked_or_unstacked():
   np.testing.assert_array_equal(got[0], want[0])
   np.testing.assert_allclose(got[1], want[1], atol=1e-5)
   assert (np.asarray(got[0]) > 0).all()
+
+
+@pytest.mark.parametrize("overrides", [{}, {"tie_word_embeddings": True},
+                                       {"family": "qwen3", "qk_norm": True, "attention_bias": False}],
+                         ids=["qwen2-untied", "tied", "qwen3-style"])
+def test_decode_params_transposed_kernels_give_the_same_step(overrides):
+  """`decoder.decode_params` (per-layer, kernels stored [N, K] as `kernel_t`) computes the same
+  cached step as the stacked params, and holds every weight exactly once, transposed."""
+  config = dataclasses.replace(TINY, **overrides)
+  params = _params(config)
+  prepared = decoder.decode_params(params)
+  layer0 = prepared["layers"][0]
+  assert "kernel" not in layer0["mlp"]["gate"] and "kernel" not in layer0["attn"]["o"]
+  np.testing.assert_array_equal(layer0["attn"]["o"]["kernel_t"],
+                                params["layers"]["attn"]["o"]["kernel"][0].reshape(-1, 128).T)
+  assert ("lm_head" in prepared) == (not config.tie_word_embeddings)
+  tokens, mask = _batch(np.random.default_rng(4))
+  positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
+
+  def step(p):
+    cache = M.init_cache(config, 3, 8)
+    kv_mask = jnp.zeros((3, 8), bool).at[:, :6].set(mask)
+    return M.forward_step(config, p, tokens, positions, cache, jnp.int32(0), kv_mask)
+
+  (want, want_cache), (got, got_cache) = jax.jit(step)(params), jax.jit(step)(prepared)
+  np.testing.assert_allclose(np.asarray(got)[np.asarray(mask)], np.asarray(want)[np.asarray(mask)],
+                             atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(decoder.stack_cache(got_cache).k, want_cache.k, atol=1e-5)

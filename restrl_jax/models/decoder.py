@@ -143,6 +143,35 @@ def unstack_layers(params: Params) -> Params:
   return {**params, "layers": per_layer}
 
 
+_PROJECTIONS = (("attn", "q"), ("attn", "k"), ("attn", "v"), ("attn", "o"), ("mlp", "gate"),
+                ("mlp", "up"), ("mlp", "down"))
+
+
+def decode_params(params: Params) -> Params:
+  """Params for generation on CPU: per layer (`unstack_layers`), every projection kernel (and
+  an untied lm_head) stored transposed as `kernel_t` [N, K] (see `layers.project`). A one-off
+  copy per weight update; the forward functions accept either form."""
+  params = unstack_layers(params)
+
+  def transposed(entry: dict, in_dims: int) -> dict:
+    entry = dict(entry)
+    kernel = entry.pop("kernel")
+    k = int(np.prod(kernel.shape[:in_dims]))
+    return {**entry, "kernel_t": kernel.reshape(k, -1).T}
+
+  def layer(lp: Params) -> Params:
+    lp = {**lp, "attn": dict(lp["attn"]), "mlp": dict(lp["mlp"])}
+    for block, name in _PROJECTIONS:
+      if "kernel" in lp[block][name]:
+        lp[block][name] = transposed(lp[block][name], 2 if name == "o" else 1)
+    return lp
+
+  out = {**params, "layers": tuple(layer(lp) for lp in params["layers"])}
+  if "lm_head" in params and "kernel" in params["lm_head"]:
+    out["lm_head"] = transposed(params["lm_head"], 1)
+  return out
+
+
 def resolve_layer_loop(layer_loop: str = "auto") -> str:
   """"unroll" on CPU, "scan" on TPU/GPU, unless `layer_loop` fixes one."""
   if layer_loop not in LAYER_LOOPS:
@@ -193,9 +222,10 @@ def _unembed(config: ModelConfig, params: Params, h: jax.Array) -> jax.Array:
   """h [B, T, D] (final-normed) -> logits [B, T, V] float32, as one 2-D matmul (see
   `layers.dense`)."""
   b, t, d = h.shape
-  if config.tie_word_embeddings:
-    out = jnp.einsum("md,vd->mv", h.reshape(b * t, d),
-                     params["embed"]["embedding"].astype(config.dtype),
+  if config.tie_word_embeddings or "kernel_t" in params["lm_head"]:  # [V, D]
+    table = (params["embed"]["embedding"] if config.tie_word_embeddings else
+             params["lm_head"]["kernel_t"])
+    out = jnp.einsum("md,vd->mv", h.reshape(b * t, d), table.astype(config.dtype),
                      preferred_element_type=jnp.float32)
   else:
     out = jnp.einsum("md,dv->mv", h.reshape(b * t, d),

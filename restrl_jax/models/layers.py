@@ -73,13 +73,27 @@ def dense(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
   return y.reshape(*x.shape[:-1], kernel.shape[-1])
 
 
+def project(p: dict, x: jax.Array, dtype) -> jax.Array:
+  """x [..., K] through one projection's params -> [..., N].
+
+  `p["kernel"]` is used as [K, N] (its leading dims flattened: q's [D, H, Dh] as [D, H * Dh],
+  o's [H, Dh, D] as [H * Dh, D]; free reshapes). Decode params on CPU
+  (`decoder.decode_params`) hold `p["kernel_t"]` [N, K] instead, used in an NT matmul: at a
+  decode step's few rows XLA:CPU streams the weights ~30% faster that way.
+  """
+  if "kernel_t" in p:
+    kernel_t = p["kernel_t"]  # [N, K]
+    y = jnp.einsum("mk,nk->mn", x.reshape(-1, x.shape[-1]), kernel_t.astype(dtype))
+    return y.reshape(*x.shape[:-1], kernel_t.shape[0])
+  return dense(x, p["kernel"].reshape(x.shape[-1], -1), dtype)
+
+
 def qkv_projection(config: ModelConfig, p: dict, h: jax.Array, dtype):
   """q [B, T, H, Dh], k/v [B, T, KVH, Dh] from the normed hidden state h [B, T, D]."""
   out = []
+  heads = {"q": config.num_heads, "k": config.num_kv_heads, "v": config.num_kv_heads}
   for name in ("q", "k", "v"):
-    kernel = p[name]["kernel"]  # [D, N, Dh], used as [D, N * Dh] (a free reshape)
-    y = dense(h, kernel.reshape(kernel.shape[0], -1), dtype)
-    y = y.reshape(*h.shape[:2], *kernel.shape[1:])  # [B, T, N, Dh]
+    y = project(p[name], h, dtype).reshape(*h.shape[:2], heads[name], config.head_dim)
     if config.attention_bias:
       y = y + p[name]["bias"].astype(dtype)
     out.append(y)
@@ -173,13 +187,12 @@ def attention_output(p: dict, attn: jax.Array, dtype) -> jax.Array:
   """[B, T, H, Dh] -> [B, T, D], as ONE contraction over H * Dh: contracting (H, Dh) as two
   dims let XLA on CPU reorder them and transpose the kernel on every call."""
   b, t, h, dh = attn.shape
-  kernel = p["o"]["kernel"]  # [H, Dh, D]
-  return dense(attn.reshape(b, t, h * dh), kernel.reshape(h * dh, -1), dtype)
+  return project(p["o"], attn.reshape(b, t, h * dh), dtype)  # kernel [H, Dh, D]
 
 
 def swiglu_mlp(p: dict, h: jax.Array, dtype) -> jax.Array:
   """down(silu(gate(h)) * up(h)) for h [B, T, D]."""
-  gate = dense(h, p["gate"]["kernel"], dtype)
-  up = dense(h, p["up"]["kernel"], dtype)
+  gate = project(p["gate"], h, dtype)
+  up = project(p["up"], h, dtype)
   act = constrain(jax.nn.silu(gate) * up, ("batch", "seq", "mlp"))
-  return dense(act, p["down"]["kernel"], dtype)
+  return project(p["down"], act, dtype)

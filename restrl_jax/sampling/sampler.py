@@ -125,7 +125,7 @@ class Sampler:
         self._counted("decode", functools.partial(decode.decode_chunk, config)),
         static_argnames=("mode", "pad_id"), donate_argnames=("state",))
     self._take = jax.jit(functools.partial(decode.take_rows, config))
-    self._unstack = jax.jit(decoder.unstack_layers)
+    self._unstack = jax.jit(decoder.decode_params)
     self.params = None if params is None else self._prepare(params)
 
   # -- bookkeeping -------------------------------------------------------------------------
@@ -170,8 +170,9 @@ class Sampler:
     return self.feed.replicate(x, self.mesh)
 
   def _prepare(self, params):
-    """Placed params; on CPU with per-layer weight arrays (one copy, made once here, instead of
-    slicing the stacked arrays on every decode step)."""
+    """Placed params; on CPU `decoder.decode_params` (per-layer weight arrays, transposed
+    kernels; one copy, made once here, instead of slicing the stacked arrays on every decode
+    step)."""
     params = self.place_params(params)
     if decoder.resolve_layer_loop() == "unroll":
       with self._context():
