@@ -147,13 +147,21 @@ _PROJECTIONS = (("attn", "q"), ("attn", "k"), ("attn", "v"), ("attn", "o"), ("ml
                 ("mlp", "up"), ("mlp", "down"))
 
 
-def decode_params(params: Params) -> Params:
-  """Params for generation on CPU: per layer (`unstack_layers`), every projection kernel (and
-  an untied lm_head) stored transposed as `kernel_t` [N, K] (see `layers.project`). A one-off
-  copy per weight update; the forward functions accept either form."""
+# Kernels from this size up are transposed for decoding: on 2 CPU cores the NT matmul was
+# faster for the ~100M config's 1.5M-element kernels and slower for the demo's 50K-element ones
+# (bench/sampler.py, sampler_100m / sampler_tiny).
+TRANSPOSE_MIN_ELEMENTS = 1 << 18
+
+
+def decode_params(params: Params, min_elements: int = TRANSPOSE_MIN_ELEMENTS) -> Params:
+  """Params for generation on CPU: per layer (`unstack_layers`), each projection kernel (and an
+  untied lm_head) of at least `min_elements` entries stored transposed as `kernel_t` [N, K] (see
+  `layers.project`). A one-off copy per weight update; the forward functions accept both forms."""
   params = unstack_layers(params)
 
   def transposed(entry: dict, in_dims: int) -> dict:
+    if entry["kernel"].size < min_elements:
+      return entry
     entry = dict(entry)
     kernel = entry.pop("kernel")
     k = int(np.prod(kernel.shape[:in_dims]))
