@@ -39,8 +39,9 @@ def machine() -> str:
 class Report:
   """Collects comparisons of one script; `save()` writes the JSON file and the docs rows."""
 
-  def __init__(self, script: str):
+  def __init__(self, script: str, results_name: str | None = None):
     self.script = script
+    self.results_name = results_name or script  # bench/results/<results_name>.json
     self.rows: list[dict] = []
     self.command = "python " + " ".join([f"bench/{script}.py"] + sys.argv[1:])
 
@@ -57,7 +58,7 @@ class Report:
     RESULTS.mkdir(parents=True, exist_ok=True)
     record = {"script": self.script, "command": self.command, "machine": machine(),
               "date": time.strftime("%Y-%m-%d %H:%M"), "rows": self.rows}
-    (RESULTS / f"{self.script}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (RESULTS / f"{self.results_name}.json").write_text(json.dumps(record, indent=2) + "\n")
     DOC.parent.mkdir(parents=True, exist_ok=True)
     if not DOC.exists():
       DOC.write_text("# Benchmarks\n\nRatios > 1 mean restrl_jax is faster than the peer, measured "

@@ -124,7 +124,7 @@ def main() -> None:
   args = parser.parse_args()
   sampler, vm, sp = _setup(args.max_new_tokens, args.policy)
   problems = load_synthetic("train", args.trees, verify=False)
-  report = Report("search" if args.policy == "demo" else f"search_{args.policy}")
+  report = Report("search", "search" if args.policy == "demo" else f"search_{args.policy}")
   with ExecutionPool() as pool:
     if args.policy == "demo":
       split_row(report, problems, sampler, sp, pool, vm, "collect", args.iterations)
