@@ -232,6 +232,8 @@ def test_round_up_buckets():
       16, 16, 32, 512, 512, 1024, 1536]
   b = Buckets(min_batch=2)
   assert b.batch(3) == 4 and b.batch(3, multiple=8) == 8 and b.batch(9, multiple=4) == 16
+  assert b.batch(80) == 80 and b.batch(81) == 96 and b.batch(17) == 32  # steps of 16 above 16
+  assert b.compacted_batch(40) == 64 and b.compacted_batch(17, multiple=4) == 32
   assert math.log2(b.prompt_len(100)) == 7
 
 

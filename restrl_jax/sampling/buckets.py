@@ -32,6 +32,12 @@ class Buckets:
     b = round_up(n, self.min_batch, self.batch_linear_above)
     return -(-b // multiple) * multiple
 
+  def compacted_batch(self, n: int, multiple: int = 1) -> int:
+    """The batch a call's running rows shrink to: the next power of two (no new sizes besides
+    the powers of two, so compaction adds few compiled shapes)."""
+    b = round_up(n, self.min_batch, 1 << 30)
+    return -(-b // multiple) * multiple
+
 
 def round_up(n: int, minimum: int, linear_above: int) -> int:
   """Next power of two >= max(n, minimum) up to `linear_above`, then multiples of it."""

@@ -331,7 +331,7 @@ class Sampler:
   def _compact(self, state: decode.DecodeState, book: RowBook) -> decode.DecodeState:
     """`state` with only its running rows, when they fit a smaller batch bucket."""
     live = np.nonzero(~book.device_done())[0]                    # device rows still running
-    batch = self.buckets.batch(max(len(live), 1), self._batch_multiple())
+    batch = self.buckets.compacted_batch(max(len(live), 1), self._batch_multiple())
     if batch >= len(book.slots):
       return state
     book.absorb(self._fetch(state))  # the outputs of the rows that leave
