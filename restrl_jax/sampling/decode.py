@@ -14,8 +14,10 @@ inside the loop would copy every layer's weights on every generated token.
 
 Cache slots: [0, P) hold the left-padded prompt, slot P-1+i the i-th generated token.
 Row states: `finish` is RUNNING until the row emits an end-of-sequence id (EOS, kept in `tokens`)
-or reaches `max_new` tokens (LENGTH). Rows that are done keep computing (the batch is static)
-but write PAD / 0 into their outputs.
+or reaches `max_new` tokens (LENGTH). Rows that are done keep computing (the batch is static
+inside `decode_chunk`) but write PAD / 0 into their outputs; between chunks the sampler may drop
+them from the batch (`take_rows`). `prefill(source=...)` gives rows that share a prompt one
+prefill.
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ counts traces per function). Without stop strings the whole decode loop is one d
 stop strings the loop runs `stop_check_interval` steps at a time and the host decodes the new
 text in between, marking rows that hit a stop string as done (see `stops.py` for the cut rule).
 Rows with the same prompt (n samples of one prompt) share one prefill, and when the rows still
-running after a stop check fit a smaller batch bucket, the finished ones leave the batch
+running after a stop check fit a smaller power-of-two batch, the finished ones leave the batch
 (`share_prefill`, `compact`; both keep every row's draws, which depend on its row id only).
 With a `mesh`, params are sharded by `param_logical_axes`, the batch over ("data", "fsdp"), and
 tracing happens inside `parallel.sharding_context(mesh)`. Rows enter and leave the mesh through
@@ -301,7 +301,7 @@ class Sampler:
     The check is synchronous (the next chunk starts after it): overlapping it with the next
     chunk would save the host's few milliseconds but waste a whole chunk of decode steps once
     every row has hit a stop string, which is the common end of a code completion. After a
-    check, when the rows still running fit a smaller batch bucket, the batch is compacted to
+    check, when the rows still running fit a smaller power-of-two batch, it is compacted to
     them (`decode.take_rows`), so a few long rows do not keep the whole batch decoding.
     """
     mode = mode_of(sp, self.config.vocab_size)
@@ -329,7 +329,7 @@ class Sampler:
     return {f: self.feed.get(getattr(state, f)) for f in fields}
 
   def _compact(self, state: decode.DecodeState, book: RowBook) -> decode.DecodeState:
-    """`state` with only its running rows, when they fit a smaller batch bucket."""
+    """`state` with only its running rows, when they fit a smaller power-of-two batch."""
     live = np.nonzero(~book.device_done())[0]                    # device rows still running
     batch = self.buckets.compacted_batch(max(len(live), 1), self._batch_multiple())
     if batch >= len(book.slots):
