@@ -32,6 +32,23 @@ def timeit(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float
   return times[len(times) // 2]
 
 
+def timeit_alternating(fns: dict[str, Callable[[], object]], repeats: int = 5,
+                       warmup: int = 1) -> dict[str, float]:
+  """Median seconds of each of `fns` over `repeats` rounds after `warmup` rounds; a round runs
+  every function once, in turn, so a change of the machine's speed during the run (other
+  tenants, clocks) reaches all of them alike instead of whichever ran in that stretch."""
+  for _ in range(warmup):
+    for fn in fns.values():
+      fn()
+  times: dict[str, list[float]] = {name: [] for name in fns}
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - start)
+  return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+
+
 def machine() -> str:
   return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}"
 

@@ -1,7 +1,8 @@
 """Generation tokens/s of our sampler vs transformers' PyTorch `generate()` (KV cache), and the
 train step (forward + backward + AdamW) vs a PyTorch step, on the same random model, batch and
-lengths, on this machine in the same run. Also each side's FLOP/s as a fraction of the measured
-float32 matmul peak.
+lengths, on this machine in the same run, timed in alternation (ours, peer, ours, ...; the
+median of --repeats rounds, `common.timeit_alternating`). Also each side's FLOP/s as a fraction
+of the measured float32 matmul peak.
 
 python bench/sampler.py [--sizes tiny,100m] [--batch 8] [--prompt 64] [--new 128] [--no-train]
                         [--no_save]
@@ -30,7 +31,8 @@ def _prompts(config, batch: int, prompt_len: int) -> np.ndarray:
   return rng.integers(3, config.vocab_size, (batch, prompt_len), dtype=np.int32)
 
 
-def ours_seconds(config, params, prompts: np.ndarray, new_tokens: int, repeats: int) -> float:
+def ours_runner(config, params, prompts: np.ndarray, new_tokens: int):
+  """One generation call of our sampler (a closure to time)."""
   sampler = Sampler(config, params, buckets=Buckets(min_prompt=prompts.shape[1],
                                                    min_new_tokens=new_tokens))
   sp = SamplingParams(max_new_tokens=new_tokens, temperature=0.0)
@@ -40,10 +42,11 @@ def ours_seconds(config, params, prompts: np.ndarray, new_tokens: int, repeats: 
     out = sampler.sample_tokens(prompts, mask, sp)
     assert int(out.lengths.min()) == new_tokens
 
-  return common.timeit(run, repeats=repeats)
+  return run
 
 
-def torch_seconds(hf_dir: str, prompts: np.ndarray, new_tokens: int, repeats: int) -> float:
+def torch_runner(hf_dir: str, prompts: np.ndarray, new_tokens: int):
+  """One `generate()` call of the transformers PyTorch model saved in `hf_dir`."""
   import torch
   import transformers
   model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, torch_dtype=torch.float32)
@@ -58,7 +61,7 @@ def torch_seconds(hf_dir: str, prompts: np.ndarray, new_tokens: int, repeats: in
                            pad_token_id=0)
     assert out.shape[1] == ids.shape[1] + new_tokens
 
-  return common.timeit(run, repeats=repeats)
+  return run
 
 
 def main() -> None:
@@ -81,8 +84,10 @@ def main() -> None:
     prompts = _prompts(config, args.batch, args.prompt)
     with tempfile.TemporaryDirectory() as hf_dir:
       models.save_hf(config, params, hf_dir)
-      peer = torch_seconds(hf_dir, prompts, args.new, args.repeats)
-    ours = ours_seconds(config, params, prompts, args.new, args.repeats)
+      times = common.timeit_alternating(
+          {"ours": ours_runner(config, params, prompts, args.new),
+           "peer": torch_runner(hf_dir, prompts, args.new)}, repeats=args.repeats)
+    ours, peer = times["ours"], times["peer"]
     generated = args.batch * args.new
     flops = flops_per_token(config, args.prompt + args.new // 2) * (
         args.batch * (args.prompt + args.new))
@@ -92,10 +97,11 @@ def main() -> None:
                batch=args.batch, prompt=args.prompt, new=args.new)
     if not args.no_train:
       tokens = args.batch * args.train_seq
-      t_ours = train_step.ours_step_seconds(bench_config(size), args.batch, args.train_seq,
-                                            args.repeats)
-      t_peer = train_step.torch_step_seconds(bench_config(size), args.batch, args.train_seq,
-                                             args.repeats)
+      times = common.timeit_alternating(
+          {"ours": train_step.ours_step_runner(bench_config(size), args.batch, args.train_seq),
+           "peer": train_step.torch_step_runner(bench_config(size), args.batch, args.train_seq)},
+          repeats=args.repeats)
+      t_ours, t_peer = times["ours"], times["peer"]
       tflops = 3 * flops_per_token(bench_config(size), args.train_seq) * tokens
       report.add(f"train_step_{size}", tokens / t_ours, tokens / t_peer, "tokens/s",
                  ours_peak_fraction=round(tflops / t_ours / peak, 4),

@@ -1,6 +1,5 @@
-"""Timers of one train step (forward + backward + AdamW): ours and a PyTorch (transformers) step.
-
-Used by bench/sampler.py, which runs and reports the comparison.
+"""One train step (forward + backward + AdamW) as closures to time: ours and a PyTorch
+(transformers) step. Used by bench/sampler.py, which times them in alternation and reports.
 """
 from __future__ import annotations
 
@@ -9,12 +8,11 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from bench import common
 from restrl_jax import models
 from restrl_jax.training import init_train_state, make_optimizer, make_train_step, sft_loss
 
 
-def ours_step_seconds(config, batch: int, seq: int, repeats: int) -> float:
+def ours_step_runner(config, batch: int, seq: int):
   params = models.init_params(config, jax.random.key(0))
   optimizer = make_optimizer(1e-4, 1000, schedule="constant")
   state = init_train_state(params, optimizer)
@@ -27,10 +25,10 @@ def ours_step_seconds(config, batch: int, seq: int, repeats: int) -> float:
     holder[0], metrics = step(holder[0], data)
     jax.block_until_ready(metrics["loss"])
 
-  return common.timeit(run, repeats=repeats)
+  return run
 
 
-def torch_step_seconds(config, batch: int, seq: int, repeats: int) -> float:
+def torch_step_runner(config, batch: int, seq: int):
   import torch
   import transformers
   hf = transformers.AutoConfig.for_model(**config.to_hf_config())
@@ -46,4 +44,4 @@ def torch_step_seconds(config, batch: int, seq: int, repeats: int) -> float:
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
 
-  return common.timeit(run, repeats=repeats)
+  return run
