@@ -64,8 +64,9 @@ def _setup(max_new_tokens: int, policy: str):
   tokenizer = load_tokenizer(shipped_policy_path())
   config, params = _policy(policy)
   sampler = Sampler(config, params, tokenizer, max_batch=256)
-  vm = ValueModel(config, init_value_params(config, params, jax.random.key(0)), tokenizer,
-                  max_length=512, batch_size=64)
+  vm = None if policy != "demo" else ValueModel(  # only the demo's "vm" split row scores
+      config, init_value_params(config, params, jax.random.key(0)), tokenizer, max_length=512,
+      batch_size=64)
   return sampler, vm, SamplingParams(max_new_tokens=max_new_tokens, temperature=0.7)
 
 

@@ -125,7 +125,7 @@ class Sampler:
         self._counted("decode", functools.partial(decode.decode_chunk, config)),
         static_argnames=("mode", "pad_id"), donate_argnames=("state",))
     self._take = jax.jit(functools.partial(decode.take_rows, config))
-    self._unstack = jax.jit(decoder.decode_params)
+    self._decode_params = jax.jit(decoder.decode_params)
     self.params = None if params is None else self._prepare(params)
 
   # -- bookkeeping -------------------------------------------------------------------------
@@ -176,7 +176,7 @@ class Sampler:
     params = self.place_params(params)
     if decoder.resolve_layer_loop() == "unroll":
       with self._context():
-        params = self._unstack(params)
+        params = self._decode_params(params)
     return params
 
   def _params(self, params):
@@ -364,13 +364,16 @@ class Sampler:
 def shared_prompts(tokens: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Distinct prompts among left-padded rows [B, P]: (first row of each distinct prompt [U],
   index of each row's prompt in that list [B])."""
-  first: dict[bytes, int] = {}
+  slot: dict[bytes, int] = {}  # prompt -> its index in `unique`
+  unique: list[int] = []
   index = np.empty(len(tokens), np.int64)
   for i, (t, m) in enumerate(zip(tokens, mask)):
-    index[i] = first.setdefault(t[m].tobytes(), len(first))
-  unique = np.zeros(len(first), np.int64)
-  unique[index[::-1]] = np.arange(len(tokens))[::-1]  # the first row holding each prompt
-  return unique, index
+    key = t[m].tobytes()
+    if key not in slot:
+      slot[key] = len(unique)
+      unique.append(i)
+    index[i] = slot[key]
+  return np.asarray(unique, np.int64), index
 
 
 def _concat(outs: list[SampleOutput]) -> SampleOutput:
