@@ -5,7 +5,7 @@ median of --repeats rounds, `common.timeit_alternating`). Also each side's FLOP/
 of the measured float32 matmul peak.
 
 python bench/sampler.py [--sizes tiny,100m] [--batch 8] [--prompt 64] [--new 128] [--no-train]
-                        [--no_save]
+                        [--no_save] [--decode_transpose_min N]
 """
 from __future__ import annotations
 
@@ -31,10 +31,12 @@ def _prompts(config, batch: int, prompt_len: int) -> np.ndarray:
   return rng.integers(3, config.vocab_size, (batch, prompt_len), dtype=np.int32)
 
 
-def ours_runner(config, params, prompts: np.ndarray, new_tokens: int):
+def ours_runner(config, params, prompts: np.ndarray, new_tokens: int,
+                transpose_min: int | None = None):
   """One generation call of our sampler (a closure to time)."""
+  extra = {} if transpose_min is None else {"transpose_min_elements": transpose_min}
   sampler = Sampler(config, params, buckets=Buckets(min_prompt=prompts.shape[1],
-                                                   min_new_tokens=new_tokens))
+                                                   min_new_tokens=new_tokens), **extra)
   sp = SamplingParams(max_new_tokens=new_tokens, temperature=0.0)
   mask = np.ones_like(prompts, dtype=bool)
 
@@ -74,6 +76,9 @@ def main() -> None:
   parser.add_argument("--train-seq", type=int, default=256)
   parser.add_argument("--no-train", action="store_true")
   parser.add_argument("--no_save", action="store_true", help="print only")
+  parser.add_argument("--decode_transpose_min", type=int, default=None,
+                      help="kernels of at least this many entries decode transposed (CPU; "
+                           "default: the library's threshold; 0 = all, 1000000000 = none)")
   args = parser.parse_args()
   report = common.Report("sampler")
   peak = matmul_peak_flops()
@@ -85,7 +90,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as hf_dir:
       models.save_hf(config, params, hf_dir)
       times = common.timeit_alternating(
-          {"ours": ours_runner(config, params, prompts, args.new),
+          {"ours": ours_runner(config, params, prompts, args.new, args.decode_transpose_min),
            "peer": torch_runner(hf_dir, prompts, args.new)}, repeats=args.repeats)
     ours, peer = times["ours"], times["peer"]
     generated = args.batch * args.new

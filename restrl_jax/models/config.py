@@ -107,8 +107,8 @@ def resolve_cache_layout(config: ModelConfig) -> str:
 
   Layouts of one layer's keys / values: "bshd" [B, S, KVH, Dh] both; "bhsd" [B, KVH, S, Dh]
   both; "bhsd_kt" values [B, KVH, S, Dh] and keys transposed, [B, KVH, Dh, S], so that both
-  attention matmuls of a decode step contract a dim that is the rows of the cache operand (on
-  XLA:CPU the q.k^T scores over a [.., S, Dh] key cache were a decode step's largest cost).
+  attention matmuls of a decode step contract a dim that is the rows of the cache operand (the
+  contraction XLA:CPU runs fastest).
   """
   if config.cache_layout != "auto":
     return config.cache_layout

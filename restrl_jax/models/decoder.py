@@ -149,7 +149,7 @@ _PROJECTIONS = (("attn", "q"), ("attn", "k"), ("attn", "v"), ("attn", "o"), ("ml
 
 # Kernels from this size up are transposed for decoding: on 2 CPU cores the NT matmul was
 # faster for the ~100M config's 1.5M-element kernels and slower for the demo's 50K-element ones
-# (bench/sampler.py, sampler_100m / sampler_tiny).
+# (`bench/sampler.py --decode_transpose_min 0` vs `... 1000000000`, docs/benchmarks.md).
 TRANSPOSE_MIN_ELEMENTS = 1 << 18
 
 

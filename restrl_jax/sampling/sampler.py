@@ -102,7 +102,8 @@ class Sampler:
   def __init__(self, config: models.ModelConfig, params=None, tokenizer: Tokenizer | None = None,
                *, mesh: jax.sharding.Mesh | None = None, buckets: Buckets = Buckets(),
                max_batch: int | None = None, feed: distributed.RowFeed | None = None,
-               share_prefill: bool = True, compact: bool = True):
+               share_prefill: bool = True, compact: bool = True,
+               transpose_min_elements: int = decoder.TRANSPOSE_MIN_ELEMENTS):
     if max_batch is not None and max_batch < 1:
       raise ValueError(f"Sampler.max_batch must be >= 1 or None, got {max_batch}")
     self.config = config
@@ -125,7 +126,8 @@ class Sampler:
         self._counted("decode", functools.partial(decode.decode_chunk, config)),
         static_argnames=("mode", "pad_id"), donate_argnames=("state",))
     self._take = jax.jit(functools.partial(decode.take_rows, config))
-    self._decode_params = jax.jit(decoder.decode_params)
+    self._decode_params = jax.jit(functools.partial(decoder.decode_params,
+                                                    min_elements=transpose_min_elements))
     self.params = None if params is None else self._prepare(params)
 
   # -- bookkeeping -------------------------------------------------------------------------
