@@ -36,10 +36,11 @@ def flops_per_token(config: models.ModelConfig, context: int) -> float:
   return 2.0 * matmul_params + attention
 
 
-def matmul_peak_flops(n: int = 1024, repeats: int = 10) -> float:
-  """Measured float32 matmul FLOP/s of this machine through XLA (the best of `repeats`)."""
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-  f = jax.jit(lambda x: x @ x)
+def matmul_peak_flops(n: int = 1024, repeats: int = 10, dtype: str = "float32") -> float:
+  """Measured matmul FLOP/s of this machine through XLA in `dtype`, accumulating in float32
+  (the best of `repeats`)."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
+  f = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
   f(a).block_until_ready()
   best = float("inf")
   for _ in range(repeats):

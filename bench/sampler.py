@@ -5,7 +5,13 @@ median of --repeats rounds, `common.timeit_alternating`). Also each side's FLOP/
 of the measured float32 matmul peak.
 
 python bench/sampler.py [--sizes tiny,100m] [--batch 8] [--prompt 64] [--new 128] [--no-train]
-                        [--no_save] [--decode_transpose_min N]
+                        [--no_save] [--decode_transpose_min N] [--dtype float32|bfloat16]
+
+--dtype bfloat16 runs both sides in bfloat16: the sampler with bf16 weights, KV cache and
+matmuls (ours: `ModelConfig(dtype=param_dtype="bfloat16")`; peer: `from_pretrained(torch_dtype=
+torch.bfloat16)`), the train step as mixed precision, fp32 parameters and optimizer with bf16
+matmuls (ours: `ModelConfig(dtype="bfloat16")`; peer: `torch.autocast("cpu", torch.bfloat16)`
+around the forward). The peak fraction is then taken against the bf16 matmul peak.
 """
 from __future__ import annotations
 
@@ -47,11 +53,12 @@ def ours_runner(config, params, prompts: np.ndarray, new_tokens: int,
   return run
 
 
-def torch_runner(hf_dir: str, prompts: np.ndarray, new_tokens: int):
-  """One `generate()` call of the transformers PyTorch model saved in `hf_dir`."""
+def torch_runner(hf_dir: str, prompts: np.ndarray, new_tokens: int, dtype: str = "float32"):
+  """One `generate()` call of the transformers PyTorch model saved in `hf_dir`, in `dtype`."""
   import torch
   import transformers
-  model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, torch_dtype=torch.float32)
+  model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir,
+                                                            torch_dtype=getattr(torch, dtype))
   model.eval()
   ids = torch.from_numpy(prompts.astype(np.int64))
   mask = torch.ones_like(ids)
@@ -79,9 +86,13 @@ def main() -> None:
   parser.add_argument("--decode_transpose_min", type=int, default=None,
                       help="kernels of at least this many entries decode transposed (CPU; "
                            "default: the library's threshold; 0 = all, 1000000000 = none)")
+  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                      help="precision of both sides (see the module docstring)")
   args = parser.parse_args()
-  report = common.Report("sampler")
-  peak = matmul_peak_flops()
+  report = common.Report("sampler", results_name=None if args.dtype == "float32"
+                         else f"sampler_{args.dtype}")
+  peak = matmul_peak_flops(dtype=args.dtype)
+  suffix = "" if args.dtype == "float32" else f"_{args.dtype}"
   for size in args.sizes.split(","):
     # no EOS: both sides generate exactly --new tokens
     config = dataclasses.replace(bench_config(size), eos_token_id=None)
@@ -89,30 +100,34 @@ def main() -> None:
     prompts = _prompts(config, args.batch, args.prompt)
     with tempfile.TemporaryDirectory() as hf_dir:
       models.save_hf(config, params, hf_dir)
+      low = dataclasses.replace(config, dtype=args.dtype, param_dtype=args.dtype)
+      low_params = jax.tree.map(lambda x: x.astype(args.dtype), params)
       times = common.timeit_alternating(
-          {"ours": ours_runner(config, params, prompts, args.new, args.decode_transpose_min),
-           "peer": torch_runner(hf_dir, prompts, args.new)}, repeats=args.repeats)
+          {"ours": ours_runner(low, low_params, prompts, args.new, args.decode_transpose_min),
+           "peer": torch_runner(hf_dir, prompts, args.new, args.dtype)}, repeats=args.repeats)
     ours, peer = times["ours"], times["peer"]
     generated = args.batch * args.new
     flops = flops_per_token(config, args.prompt + args.new // 2) * (
         args.batch * (args.prompt + args.new))
-    report.add(f"sampler_{size}", generated / ours, generated / peer, "generated tokens/s",
+    report.add(f"sampler_{size}{suffix}", generated / ours, generated / peer, "generated tokens/s",
                ours_peak_fraction=round(flops / ours / peak, 4),
                peer_peak_fraction=round(flops / peer / peak, 4),
                batch=args.batch, prompt=args.prompt, new=args.new)
     if not args.no_train:
       tokens = args.batch * args.train_seq
+      train_config = dataclasses.replace(bench_config(size), dtype=args.dtype)
       times = common.timeit_alternating(
-          {"ours": train_step.ours_step_runner(bench_config(size), args.batch, args.train_seq),
-           "peer": train_step.torch_step_runner(bench_config(size), args.batch, args.train_seq)},
+          {"ours": train_step.ours_step_runner(train_config, args.batch, args.train_seq),
+           "peer": train_step.torch_step_runner(train_config, args.batch, args.train_seq)},
           repeats=args.repeats)
       t_ours, t_peer = times["ours"], times["peer"]
       tflops = 3 * flops_per_token(bench_config(size), args.train_seq) * tokens
-      report.add(f"train_step_{size}", tokens / t_ours, tokens / t_peer, "tokens/s",
+      report.add(f"train_step_{size}{suffix}", tokens / t_ours, tokens / t_peer, "tokens/s",
                  ours_peak_fraction=round(tflops / t_ours / peak, 4),
                  peer_peak_fraction=round(tflops / t_peer / peak, 4),
                  batch=args.batch, seq=args.train_seq)
-  report.add("matmul_peak", peak / 1e9, peak / 1e9, "GFLOP/s (f32, 1024^3 via XLA)")
+  short = {"float32": "f32", "bfloat16": "bf16"}[args.dtype]
+  report.add(f"matmul_peak{suffix}", peak / 1e9, peak / 1e9, f"GFLOP/s ({short}, 1024^3 via XLA)")
   if not args.no_save:
     report.save()
 

@@ -29,6 +29,10 @@ def ours_step_runner(config, batch: int, seq: int):
 
 
 def torch_step_runner(config, batch: int, seq: int):
+  """The PyTorch step; fp32 parameters, with the forward under bf16 autocast when
+  `config.dtype` is bfloat16 (the same mixed precision as ours)."""
+  import contextlib
+
   import torch
   import transformers
   hf = transformers.AutoConfig.for_model(**config.to_hf_config())
@@ -37,9 +41,15 @@ def torch_step_runner(config, batch: int, seq: int):
   optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
   tokens = torch.randint(3, config.vocab_size, (batch, seq))
 
+  def autocast():
+    if config.dtype == "float32":
+      return contextlib.nullcontext()
+    return torch.autocast("cpu", dtype=getattr(torch, config.dtype))
+
   def run():
     optimizer.zero_grad(set_to_none=True)
-    loss = model(input_ids=tokens, labels=tokens).loss
+    with autocast():
+      loss = model(input_ids=tokens, labels=tokens).loss
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()

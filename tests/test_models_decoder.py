@@ -148,7 +148,32 @@ def test_bfloat16_compute_tracks_float32():
   real = np.asarray(mask)
   err = np.abs(np.asarray(got)[real] - want[real]).max()
   assert err < 0.05 * np.abs(want[real]).max(), err
-  assert M.init_cache(config16, 2, 4).k.dtype == jnp.bfloat16
+  # the KV cache: float32 on CPU (a bf16 cache update is a whole-cache f32 round trip there)
+  assert M.init_cache(config16, 2, 4).k.dtype == jnp.float32
+  assert M.init_cache(config16, 2, 4, dtype=jnp.bfloat16).k.dtype == jnp.bfloat16
+  assert M.init_cache(TINY, 2, 4).k.dtype == jnp.float32
+
+
+def test_bfloat16_decode_through_float32_cache_matches_forward():
+  """forward_step over a float32 cache with bf16 compute tracks the float32 logits as closely
+  as the bf16 full forward does (the same bound as above)."""
+  config16 = dataclasses.replace(TINY, dtype="bfloat16", param_dtype="bfloat16")
+  params = _params(TINY)
+  params16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), params)
+  tokens = jnp.asarray(np.random.default_rng(8).integers(3, TINY.vocab_size, (2, 6)), jnp.int32)
+  want = np.asarray(_logits(TINY, params, tokens, jnp.ones_like(tokens, bool)))
+  cache = M.init_cache(config16, 2, 6)
+  kv_mask = jnp.ones((2, 6), bool)
+  positions = jnp.broadcast_to(jnp.arange(6, dtype=jnp.int32), (2, 6))
+  step = jax.jit(functools.partial(M.forward_step, config16))
+  got = []
+  for i in range(6):
+    logits, cache = step(params16, tokens[:, i:i + 1], positions[:, i:i + 1], cache,
+                         jnp.int32(i), kv_mask)
+    got.append(np.asarray(logits[:, 0]))
+  assert cache.k.dtype == jnp.float32
+  err = np.abs(np.stack(got, 1) - want).max()
+  assert err < 0.05 * np.abs(want).max(), err
 
 
 def test_value_head_reads_last_real_token_and_has_gradients():

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from restrl_jax.models import layers
+from restrl_jax.models import layers, matmul
 from restrl_jax.models.config import ModelConfig, resolve_cache_layout
 from restrl_jax.parallel import constrain
 
@@ -233,12 +233,11 @@ def _unembed(config: ModelConfig, params: Params, h: jax.Array) -> jax.Array:
   if config.tie_word_embeddings or "kernel_t" in params["lm_head"]:  # [V, D]
     table = (params["embed"]["embedding"] if config.tie_word_embeddings else
              params["lm_head"]["kernel_t"])
-    out = jnp.einsum("md,vd->mv", h.reshape(b * t, d), table.astype(config.dtype),
-                     preferred_element_type=jnp.float32)
+    out = matmul.linear(h.reshape(b * t, d), table, config.dtype, layout="nk",
+                        out_dtype=jnp.float32)
   else:
-    out = jnp.einsum("md,dv->mv", h.reshape(b * t, d),
-                     params["lm_head"]["kernel"].astype(config.dtype),
-                     preferred_element_type=jnp.float32)
+    out = matmul.linear(h.reshape(b * t, d), params["lm_head"]["kernel"], config.dtype,
+                        out_dtype=jnp.float32)
   return constrain(out.reshape(b, t, -1), ("batch", "seq", "vocab"))
 
 
@@ -299,12 +298,27 @@ def unembed(config: ModelConfig, params: Params, h: jax.Array) -> jax.Array:
   return _unembed(config, params, h)
 
 
+def cache_dtype(config: ModelConfig) -> jnp.dtype:
+  """The KV cache's dtype: the compute dtype, except float32 on CPU for 16-bit compute.
+
+  XLA:CPU's float normalisation runs a bf16 `dynamic_update_slice` as convert-to-f32, update,
+  convert back, over the WHOLE cache: 24 cache copies per decode step at ~100M, a third of the
+  step. A float32 cache is updated in place, and a decode step's attention reads the cache once
+  either way (its size is small next to the weights read per step).
+  """
+  compute = jnp.dtype(config.dtype)
+  if jax.default_backend() == "cpu" and compute.itemsize == 2:
+    return jnp.dtype(jnp.float32)
+  return compute
+
+
 def init_cache(config: ModelConfig, batch_size: int, max_len: int, dtype=None) -> KVCache:
-  """An all-zero cache with capacity `max_len` in the config's resolved layout."""
+  """An all-zero cache with capacity `max_len` in the config's resolved layout, in `dtype`
+  (default `cache_dtype(config)`)."""
   layout = resolve_cache_layout(config)
   shape = lambda kind: (config.num_layers,) + cache_layer_shape(
       layout, kind, batch_size, max_len, config.num_kv_heads, config.head_dim)
-  dtype = jnp.dtype(dtype or config.dtype)
+  dtype = jnp.dtype(dtype or cache_dtype(config))
   return KVCache(jnp.zeros(shape("k"), dtype), jnp.zeros(shape("v"), dtype))
 
 

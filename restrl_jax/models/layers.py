@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from restrl_jax.models import matmul
 from restrl_jax.models.config import ModelConfig
 from restrl_jax.parallel import constrain
 
@@ -19,10 +20,12 @@ MASK_VALUE = -0.7 * float(np.finfo(np.float32).max)  # finite: fully masked rows
 
 
 def rms_norm(x: jax.Array, scale: jax.Array, eps: float) -> jax.Array:
-  """HF-style RMSNorm: normalise in float32, cast back, multiply by `scale`."""
+  """HF-style RMSNorm: normalise in float32, multiply by `scale`, cast back. (HF casts back
+  before the multiply; in float32 the two are the same, in bf16 this keeps the scale's gradient
+  a float32 sum instead of one rounded to bf16 at every addition.)"""
   x32 = x.astype(jnp.float32)
   normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
-  return scale.astype(x.dtype) * normed.astype(x.dtype)
+  return (scale.astype(jnp.float32) * normed).astype(x.dtype)
 
 
 def rope_inv_freq(config: ModelConfig) -> np.ndarray:
@@ -65,16 +68,17 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
   return out.astype(x.dtype)
 
 
-def dense(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
+def dense(x: jax.Array, kernel: jax.Array, dtype, bias: jax.Array | None = None) -> jax.Array:
   """x [..., K] @ kernel [K, N] -> [..., N] as ONE 2-D matmul [M, K] @ [K, N]: on CPU a
   contraction over several leading dims (e.g. "btd,df->btf") made XLA transpose the activations
-  for the weight gradient, ~2x the cost of the whole backward pass of the MLP."""
-  y = x.reshape(-1, x.shape[-1]) @ kernel.astype(dtype)  # [M, N]
+  for the weight gradient, ~2x the cost of the whole backward pass of the MLP. Low-precision
+  compute accumulates in float32 (`matmul.linear`)."""
+  y = matmul.linear(x.reshape(-1, x.shape[-1]), kernel, dtype, bias=bias)  # [M, N]
   return y.reshape(*x.shape[:-1], kernel.shape[-1])
 
 
-def project(p: dict, x: jax.Array, dtype) -> jax.Array:
-  """x [..., K] through one projection's params -> [..., N].
+def project(p: dict, x: jax.Array, dtype, bias: jax.Array | None = None) -> jax.Array:
+  """x [..., K] through one projection's params (plus `bias` [N] if given) -> [..., N].
 
   `p["kernel"]` is used as [K, N] (its leading dims flattened: q's [D, H, Dh] as [D, H * Dh],
   o's [H, Dh, D] as [H * Dh, D]; free reshapes). Decode params on CPU
@@ -83,9 +87,9 @@ def project(p: dict, x: jax.Array, dtype) -> jax.Array:
   """
   if "kernel_t" in p:
     kernel_t = p["kernel_t"]  # [N, K]
-    y = jnp.einsum("mk,nk->mn", x.reshape(-1, x.shape[-1]), kernel_t.astype(dtype))
+    y = matmul.linear(x.reshape(-1, x.shape[-1]), kernel_t, dtype, layout="nk", bias=bias)
     return y.reshape(*x.shape[:-1], kernel_t.shape[0])
-  return dense(x, p["kernel"].reshape(x.shape[-1], -1), dtype)
+  return dense(x, p["kernel"].reshape(x.shape[-1], -1), dtype, bias)
 
 
 def qkv_projection(config: ModelConfig, p: dict, h: jax.Array, dtype):
@@ -93,9 +97,8 @@ def qkv_projection(config: ModelConfig, p: dict, h: jax.Array, dtype):
   out = []
   heads = {"q": config.num_heads, "k": config.num_kv_heads, "v": config.num_kv_heads}
   for name in ("q", "k", "v"):
-    y = project(p[name], h, dtype).reshape(*h.shape[:2], heads[name], config.head_dim)
-    if config.attention_bias:
-      y = y + p[name]["bias"].astype(dtype)
+    bias = p[name]["bias"].reshape(-1) if config.attention_bias else None  # [N]
+    y = project(p[name], h, dtype, bias).reshape(*h.shape[:2], heads[name], config.head_dim)
     out.append(y)
   q, k, v = out
   if config.qk_norm:
@@ -122,16 +125,14 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, layout: st
   qg = qg.transpose(0, 2, 3, 1, 4)  # [B, KVH, G, T, Dh]
   if layout == "bhsd":
     out = grouped_attention(qg, k.astype(q.dtype), v, mask)
-  elif layout == "bhsd_kt":
-    scores = jnp.einsum("bkgtd,bkds->bkgts", qg, k.astype(q.dtype),
+  else:  # a decode cache: attend in its dtype (a float32 cache under bf16 compute on CPU)
+    ct = jnp.promote_types(q.dtype, k.dtype)
+    spec = "bkgtd,bkds->bkgts" if layout == "bhsd_kt" else "bkgtd,bskd->bkgts"
+    scores = jnp.einsum(spec, qg.astype(ct), k.astype(ct),
                         preferred_element_type=jnp.float32)  # [B, KVH, G, T, S]
     probs = _masked_softmax(scores, mask).astype(v.dtype)
-    out = jnp.einsum("bkgts,bksd->bkgtd", probs, v)  # [B, KVH, G, T, Dh]
-  else:
-    scores = jnp.einsum("bkgtd,bskd->bkgts", qg, k.astype(q.dtype),
-                        preferred_element_type=jnp.float32)  # [B, KVH, G, T, S]
-    probs = _masked_softmax(scores, mask).astype(v.dtype)
-    out = jnp.einsum("bkgts,bskd->bkgtd", probs, v)  # [B, KVH, G, T, Dh]
+    spec = "bkgts,bksd->bkgtd" if layout == "bhsd_kt" else "bkgts,bskd->bkgtd"
+    out = jnp.einsum(spec, probs, v)  # [B, KVH, G, T, Dh]
   return out.transpose(0, 3, 1, 2, 4).reshape(b, t, h, dh).astype(q.dtype)
 
 
