@@ -6,8 +6,10 @@ gradients of x and w; FLOP/s count 3 products of 2*M*K*N.
 The peers:
   jax_bf16  `x.astype(bf16) @ w.astype(bf16)` with JAX's autodiff (the product rounded to bf16)
   jax_f32acc  the same with `preferred_element_type=float32`, rounded to bf16 after, autodiff
-It also prints the float32 product with autodiff for scale. Timed in alternation (median of
---repeats rounds, `common.timeit_alternating`).
+And against PyTorch (the peer of bench/sampler.py's train step): the float32 product with JAX's
+autodiff against `torch` autograd in float32, and `matmul.linear` against the bf16 product under
+`torch.autocast("cpu", torch.bfloat16)` (MKL / oneDNN kernels). Timed in alternation (median
+of --repeats rounds, `common.timeit_alternating`).
 
 python bench/matmul.py [--repeats 5] [--no_save]
 """
@@ -51,6 +53,29 @@ def _runner(product, x, w, g):
   return run
 
 
+def _torch_runner(x, w, g, layout: str, autocast: bool):
+  """Forward + backward of x @ w (w [K, N] or, for "nk", [N, K]) with torch autograd."""
+  import contextlib
+
+  import numpy as np
+  import torch
+  tx = torch.from_numpy(np.asarray(x, np.float32)).requires_grad_()
+  tw = torch.from_numpy(np.asarray(w, np.float32)).requires_grad_()
+  tg = torch.from_numpy(np.asarray(g, np.float32))
+  if autocast:
+    ctx = lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+  else:
+    ctx = contextlib.nullcontext
+
+  def run():
+    with ctx():
+      y = tx @ (tw if layout == "kn" else tw.t())
+    y.backward(tg.to(y.dtype))
+    tx.grad, tw.grad = None, None
+
+  return run
+
+
 def main() -> None:
   parser = argparse.ArgumentParser()
   parser.add_argument("--repeats", type=int, default=5)
@@ -69,15 +94,20 @@ def main() -> None:
         "jax_f32acc": _runner(lambda x, w: _plain(x, w, layout, True), x, w, g),
         "jax_f32": _runner(lambda x, w: _f32(x, w, layout), x.astype(jnp.float32), w,
                            g.astype(jnp.float32)),
+        "torch_f32": _torch_runner(x, w, g, layout, autocast=False),
+        "torch_bf16": _torch_runner(x, w, g, layout, autocast=True),
     }, repeats=args.repeats)
     flops = 3 * 2 * m * k * n
     gflops = {key: flops / t / 1e9 for key, t in times.items()}
     shape = dict(m=m, k=k, n=n, layout=layout)
     report.add(f"linear_bf16_{name}", gflops["ours"], gflops["jax_bf16"],
-               "GFLOP/s fwd+bwd (peer: plain JAX bf16 autodiff)", f32_gflops=round(
-                   gflops["jax_f32"], 1), **shape)
+               "GFLOP/s fwd+bwd (peer: plain JAX bf16 autodiff)", **shape)
     report.add(f"linear_bf16_{name}_vs_f32acc", gflops["ours"], gflops["jax_f32acc"],
                "GFLOP/s fwd+bwd (peer: plain JAX, f32 accumulation, autodiff)", **shape)
+    report.add(f"linear_bf16_{name}_vs_torch", gflops["ours"], gflops["torch_bf16"],
+               "GFLOP/s fwd+bwd (peer: torch autocast bf16)", **shape)
+    report.add(f"linear_f32_{name}_vs_torch", gflops["jax_f32"], gflops["torch_f32"],
+               "GFLOP/s fwd+bwd (ours: JAX f32 autodiff; peer: torch f32)", **shape)
   if not args.no_save:
     report.save()
 

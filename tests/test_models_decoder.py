@@ -148,8 +148,11 @@ def test_bfloat16_compute_tracks_float32():
   real = np.asarray(mask)
   err = np.abs(np.asarray(got)[real] - want[real]).max()
   assert err < 0.05 * np.abs(want[real]).max(), err
-  # the KV cache: float32 on CPU (a bf16 cache update is a whole-cache f32 round trip there)
+  # the KV cache: float32 in the CPU layout (a bf16 cache update is a whole-cache f32 round
+  # trip there), the compute dtype in a layout set for TPU/GPU
   assert M.init_cache(config16, 2, 4).k.dtype == jnp.float32
+  tpu16 = dataclasses.replace(config16, cache_layout="bshd")
+  assert M.init_cache(tpu16, 2, 4).k.dtype == jnp.bfloat16
   assert M.init_cache(config16, 2, 4, dtype=jnp.bfloat16).k.dtype == jnp.bfloat16
   assert M.init_cache(TINY, 2, 4).k.dtype == jnp.float32
 

@@ -4,7 +4,7 @@
 - bf16: the product of the bf16-rounded operands accumulated in float32; the gradients are the
   float64 products of the rounded operands with the cotangent rounded to bf16 (what the
   hand-written VJP promises), in the dtypes of the inputs (fp32 master params get fp32 grads);
-  the long-contraction (chunked) input gradient and a row-sharded call agree too;
+  the wide LM-head table's gradients and a row-sharded call agree too;
 - a whole model: bf16-compute gradients of the SFT loss (tied and untied LM head, odd token
   count) track the float32 ones, and compile and run on XLA:CPU (some transposed bf16 dots
   fail there at run time: "Unsupported element type for DotThunk::Execute").
@@ -90,8 +90,8 @@ def test_bf16_gradients_come_back_in_each_inputs_dtype():
   assert dx.dtype == jnp.float32 and dw.dtype == jnp.bfloat16
 
 
-def test_long_contraction_input_gradient_is_chunked_exactly():
-  """The LM head's dx sums products over chunks of the vocabulary (K > 8192 on CPU)."""
+def test_wide_table_gradients():
+  """The LM head's shape: a [V, D] table with V >> D ("nk"), dW computed as (x^T g)^T."""
   m, d, vocab = 5, 16, 20000
   x, table, _, g = _operands(m, d, vocab, seed=3)  # table [D, V] -> used as [V, D]
   f = lambda x, t: matmul.linear(x, t, "bfloat16", "nk", out_dtype=jnp.float32)

@@ -299,15 +299,17 @@ def unembed(config: ModelConfig, params: Params, h: jax.Array) -> jax.Array:
 
 
 def cache_dtype(config: ModelConfig) -> jnp.dtype:
-  """The KV cache's dtype: the compute dtype, except float32 on CPU for 16-bit compute.
+  """The KV cache's dtype: the compute dtype, except float32 for 16-bit compute in the CPU
+  layout ("bhsd_kt", what "auto" resolves to on CPU).
 
   XLA:CPU's float normalisation runs a bf16 `dynamic_update_slice` as convert-to-f32, update,
   convert back, over the WHOLE cache: 24 cache copies per decode step at ~100M, a third of the
-  step. A float32 cache is updated in place, and a decode step's attention reads the cache once
-  either way (its size is small next to the weights read per step).
+  step. A float32 cache is updated in place, and a decode step reads the cache once either way
+  (small next to the weights it reads). A layout set explicitly for TPU/GPU ("bshd", as
+  `memory_plan` compiles on CPU) keeps the compute dtype.
   """
   compute = jnp.dtype(config.dtype)
-  if jax.default_backend() == "cpu" and compute.itemsize == 2:
+  if resolve_cache_layout(config) == "bhsd_kt" and compute.itemsize == 2:
     return jnp.dtype(jnp.float32)
   return compute
 

@@ -7,14 +7,16 @@ the cotangent is cast to the compute dtype and both gradient matmuls accumulate 
 the kernel's gradient is returned in the kernel's own dtype, so float32 parameters under bf16
 compute get it straight from the float32 accumulator (what `torch.autocast` rounds to bf16).
 
-Why by hand, on CPU: XLA:CPU runs a bf16 x bf16 -> f32 dot on its fast library kernels (AMX on
-this machine's Xeon; measured 800-1000 GFLOP/s against 230-280 in float32) only when the left
-operand is [M, K] row-major (`ynn_support.cc`, `IsDotSupportedByYnn`). Everything else is
-upcast to float32 first, and a bf16-out dot runs ~180 GFLOP/s. JAX's autodiff gives the weight
-gradient as a dot contracting the rows of both operands (x^T dy); XLA upcasts it. Here the left
-operand is transposed explicitly, reshaped through a unit axis behind an optimisation barrier (a
-bare transpose reaches XLA with a column-major layout and is upcast anyway), so the dot sees a
+Why by hand, on CPU: XLA:CPU runs a bf16 x bf16 -> f32 dot on its library kernels (YNNPACK;
+AMX on this machine's Xeon) only when the left operand is [M, K] row-major (XLA's
+`ynn_support.cc`, `IsDotSupportedByYnn`); any other bf16 dot is upcast to float32 first, and
+one with a bf16 result does not reach them either. JAX's autodiff gives the weight gradient as
+a dot contracting the rows of both operands (x^T dy), which XLA upcasts. Here the left operand
+is transposed explicitly, reshaped through a unit axis behind an optimisation barrier (a bare
+transpose reaches XLA with a column-major layout and is upcast anyway), so the dot sees a
 row-major [K, M] operand (`_rows_to_columns`). On TPU/GPU the plain contraction is used.
+`bench/matmul.py` times one projection's forward + backward this way against the same product
+written plainly in JAX (docs/benchmarks.md, "bf16 on CPU").
 """
 from __future__ import annotations
 
@@ -59,22 +61,6 @@ def _contract(a: jax.Array, b: jax.Array, a_dim: int, b_dim: int) -> jax.Array:
                              preferred_element_type=jnp.float32)
 
 
-def _contract_long(a: jax.Array, b: jax.Array, chunk: int = 8192) -> jax.Array:
-  """a [M, K] @ b [K, N] with a long K (the vocabulary, in the LM head's input gradient) as a
-  sum of products over K-chunks of at most `chunk`: XLA:CPU's bf16 library dot ran ~2-3x
-  slower over one 32000-long contraction than over chunks of 8000 (`bench/matmul.py`)."""
-  k = a.shape[1]
-  if jax.default_backend() != "cpu" or k <= chunk:
-    return _contract(a, b, 1, 0)
-  parts = -(-k // chunk)
-  size = -(-k // parts)
-  out = None
-  for start in range(0, k, size):
-    part = _contract(a[:, start:start + size], b[start:start + size], 1, 0)
-    out = part if out is None else out + part
-  return out
-
-
 def _rows_to_columns(a: jax.Array) -> jax.Array:
   """a [M, K] -> a^T [K, M], materialised row-major on CPU (see the module docstring)."""
   if jax.default_backend() != "cpu":
@@ -111,7 +97,7 @@ def _input_grads(dtype, layout, xl, wl, g):
   g = g.astype(dtype)
   if layout == "kn":  # w [K, N]
     return _contract(g, wl, 1, 1), _contract_rows(xl, g)
-  return _contract_long(g, wl), _contract_rows_transposed(g, xl)  # w [N, K]
+  return _contract(g, wl, 1, 0), _contract_rows_transposed(g, xl)  # w [N, K]
 
 
 def _dtype_of(x) -> jax.Array:
