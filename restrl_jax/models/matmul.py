@@ -26,11 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-LOW_PRECISION = ("bfloat16", "float16")
+LOW_PRECISION = ("bfloat16", "float16")  # also the dtypes `training.fp32_master` wraps
 LAYOUTS = ("kn", "nk")  # kernel [K, N] (x @ w) or [N, K] (x @ w.T)
 
 
-def is_low_precision(dtype) -> bool:
+def is_low_precision_dtype(dtype) -> bool:
   return np.dtype(dtype).name in LOW_PRECISION
 
 
@@ -43,16 +43,14 @@ def linear(x: jax.Array, w: jax.Array, dtype, layout: str = "kn", out_dtype=None
     raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
   dtype = np.dtype(dtype)
   out_dtype = np.dtype(out_dtype or dtype)
-  if not is_low_precision(dtype):
+  if not is_low_precision_dtype(dtype):
     spec = "mk,kn->mn" if layout == "kn" else "mk,nk->mn"
     y = jnp.einsum(spec, x.astype(dtype), w.astype(dtype),
                    preferred_element_type=out_dtype if out_dtype != dtype else None)
     if bias is not None:
       y = y + bias.astype(dtype)
     return y.astype(out_dtype)
-  if bias is None:
-    return _low_precision_linear(x, w, dtype.name, layout, out_dtype.name)
-  return _low_precision_affine(x, w, bias, dtype.name, layout, out_dtype.name)
+  return _low_precision_linear(x, w, bias, dtype.name, layout, out_dtype.name)
 
 
 def _contract(a: jax.Array, b: jax.Array, a_dim: int, b_dim: int) -> jax.Array:
@@ -100,47 +98,34 @@ def _input_grads(dtype, layout, xl, wl, g):
   return _contract(g, wl, 1, 0), _contract_rows_transposed(g, xl)  # w [N, K]
 
 
-def _dtype_of(x) -> jax.Array:
+def _dtype_of(x) -> jax.Array | None:
   """A zero-size stand-in carrying x's dtype (custom_vjp residuals must be arrays)."""
-  return jnp.zeros((0,), x.dtype)
+  return None if x is None else jnp.zeros((0,), x.dtype)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _low_precision_linear(x, w, dtype, layout, out_dtype):
-  return _forward(x, w, dtype, layout)[0].astype(out_dtype)
-
-
-def _linear_fwd(x, w, dtype, layout, out_dtype):
-  y, (xl, wl) = _forward(x, w, dtype, layout)
-  return y.astype(out_dtype), (xl, wl, _dtype_of(x), _dtype_of(w))
-
-
-def _linear_bwd(dtype, layout, out_dtype, res, g):
-  xl, wl, x_like, w_like = res
-  dx, dw = _input_grads(dtype, layout, xl, wl, g)
-  return dx.astype(x_like.dtype), dw.astype(w_like.dtype)
-
-
-_low_precision_linear.defvjp(_linear_fwd, _linear_bwd)
+def _affine(x, w, bias, dtype, layout, out_dtype):
+  y, low = _forward(x, w, dtype, layout)
+  if bias is not None:
+    y = y + bias.astype(jnp.float32)
+  return y.astype(out_dtype), low
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def _low_precision_affine(x, w, bias, dtype, layout, out_dtype):
-  y, _ = _forward(x, w, dtype, layout)
-  return (y + bias.astype(jnp.float32)).astype(out_dtype)
+def _low_precision_linear(x, w, bias, dtype, layout, out_dtype):
+  """x @ w (+ bias) in low precision; `bias` may be None."""
+  return _affine(x, w, bias, dtype, layout, out_dtype)[0]
 
 
-def _affine_fwd(x, w, bias, dtype, layout, out_dtype):
-  y, (xl, wl) = _forward(x, w, dtype, layout)
-  out = (y + bias.astype(jnp.float32)).astype(out_dtype)
-  return out, (xl, wl, _dtype_of(x), _dtype_of(w), _dtype_of(bias))
+def _linear_fwd(x, w, bias, dtype, layout, out_dtype):
+  y, (xl, wl) = _affine(x, w, bias, dtype, layout, out_dtype)
+  return y, (xl, wl, _dtype_of(x), _dtype_of(w), _dtype_of(bias))
 
 
-def _affine_bwd(dtype, layout, out_dtype, res, g):
+def _linear_bwd(dtype, layout, out_dtype, res, g):
   xl, wl, x_like, w_like, b_like = res
   dx, dw = _input_grads(dtype, layout, xl, wl, g)
-  db = jnp.sum(g.astype(jnp.float32), axis=0)  # [N]
-  return dx.astype(x_like.dtype), dw.astype(w_like.dtype), db.astype(b_like.dtype)
+  db = None if b_like is None else jnp.sum(g.astype(jnp.float32), axis=0).astype(b_like.dtype)
+  return dx.astype(x_like.dtype), dw.astype(w_like.dtype), db
 
 
-_low_precision_affine.defvjp(_affine_fwd, _affine_bwd)
+_low_precision_linear.defvjp(_linear_fwd, _linear_bwd)

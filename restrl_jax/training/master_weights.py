@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-LOW_PRECISION = ("bfloat16", "float16")
+from restrl_jax.models.matmul import LOW_PRECISION  # ("bfloat16", "float16")
 
 
 class MasterState(NamedTuple):
