@@ -303,8 +303,8 @@ def cache_dtype(config: ModelConfig) -> jnp.dtype:
   layout ("bhsd_kt", what "auto" resolves to on CPU).
 
   XLA:CPU's float normalisation runs a bf16 `dynamic_update_slice` as convert-to-f32, update,
-  convert back, over the WHOLE cache: 24 cache copies per decode step at ~100M, a third of the
-  step. A float32 cache is updated in place, and a decode step reads the cache once either way
+  convert back, over the WHOLE cache: 24 whole-cache round trips per decode step at ~100M
+  (12 layers, keys and values). A float32 cache is updated in place, and a decode step reads the cache once either way
   (small next to the weights it reads). A layout set explicitly for TPU/GPU ("bshd", as
   `memory_plan` compiles on CPU) keeps the compute dtype.
   """

@@ -5,7 +5,7 @@ float16) casts both operands to the compute dtype, accumulates in float32
 (`preferred_element_type`) and rounds the product to `out_dtype`, with a hand-written gradient:
 the cotangent is cast to the compute dtype and both gradient matmuls accumulate in float32 too;
 the kernel's gradient is returned in the kernel's own dtype, so float32 parameters under bf16
-compute get it straight from the float32 accumulator (what `torch.autocast` rounds to bf16).
+compute get it straight from the float32 accumulator.
 
 Why by hand, on CPU: XLA:CPU runs a bf16 x bf16 -> f32 dot on its library kernels (YNNPACK;
 AMX on this machine's Xeon) only when the left operand is [M, K] row-major (XLA's
