@@ -10,7 +10,6 @@
   fail there at run time: "Unsupported element type for DotThunk::Execute").
 """
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
