@@ -308,10 +308,9 @@ def cache_dtype(config: ModelConfig) -> jnp.dtype:
   (small next to the weights it reads). A layout set explicitly for TPU/GPU ("bshd", as
   `memory_plan` compiles on CPU) keeps the compute dtype.
   """
-  compute = jnp.dtype(config.dtype)
-  if resolve_cache_layout(config) == "bhsd_kt" and compute.itemsize == 2:
+  if resolve_cache_layout(config) == "bhsd_kt" and matmul.is_low_precision_dtype(config.dtype):
     return jnp.dtype(jnp.float32)
-  return compute
+  return jnp.dtype(config.dtype)
 
 
 def init_cache(config: ModelConfig, batch_size: int, max_len: int, dtype=None) -> KVCache:

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-LOW_PRECISION = ("bfloat16", "float16")  # also the dtypes `training.fp32_master` wraps
+LOW_PRECISION = ("bfloat16", "float16")  # also what `master_weights.for_dtype` wraps
 LAYOUTS = ("kn", "nk")  # kernel [K, N] (x @ w) or [N, K] (x @ w.T)
 
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from restrl_jax.models.matmul import LOW_PRECISION  # ("bfloat16", "float16")
+from restrl_jax.models.matmul import is_low_precision_dtype
 
 
 class MasterState(NamedTuple):
@@ -70,7 +70,7 @@ def fp32_master(inner: optax.GradientTransformation) -> optax.GradientTransforma
 def for_dtype(optimizer: optax.GradientTransformation,
               dtype: str | np.dtype) -> optax.GradientTransformation:
   """`optimizer` wrapped in `fp32_master` when params of `dtype` are low precision."""
-  return fp32_master(optimizer) if np.dtype(dtype).name in LOW_PRECISION else optimizer
+  return fp32_master(optimizer) if is_low_precision_dtype(dtype) else optimizer
 
 
 def with_master_weights(optimizer: optax.GradientTransformation,
