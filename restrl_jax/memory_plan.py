@@ -10,8 +10,9 @@ bf16 reference weights for the KL term; layer rematerialisation; sharded by `par
 * `compiled_plan`: `jax.jit(...).lower(abstract args).compile().memory_analysis()` of the real
   sharded train step (`training.make_train_step` on `sft_loss`, the same forward/backward as the
   GRPO policy loss) and sample step (`sampling.decode` prefill + decode loop) on the devices at
-  hand, with `jax.ShapeDtypeStruct` inputs (no weights are allocated). Depth can be reduced and
-  extrapolated linearly (`extrapolate`), since every per-layer array grows with the layer count.
+  hand, with `jax.ShapeDtypeStruct` inputs (no weights are allocated), in the TPU form
+  (`plan_config`: rolled layer scan, TPU cache layout). Depth can be reduced and extrapolated
+  linearly (`extrapolate`), since every per-layer array grows with the layer count.
 
 Precision note: with the paper's learning rate (1e-7) a bf16-only AdamW step is lost to rounding
 (bf16 spacing near a weight of 0.02 is ~1e-4), so the plan keeps an fp32 master copy in the
@@ -172,6 +173,12 @@ class Compiled(NamedTuple):
     return self.argument + self.output - self.alias + self.temp
 
 
+def extrapolate(at: Compiled, next_layer: Compiled, layers: int, to_layers: int) -> Compiled:
+  """Sizes at `to_layers` layers from compiles at `layers` and `layers + 1` (linear in depth)."""
+  grow = lambda a, b: a + (to_layers - layers) * (b - a)
+  return Compiled(*(grow(a, b) for a, b in zip(at[:4], next_layer[:4])), seconds=0.0)
+
+
 def _analysis(lowered, start: float) -> Compiled:
   m = lowered.compile().memory_analysis()
   return Compiled(int(m.argument_size_in_bytes), int(m.output_size_in_bytes),
@@ -242,9 +249,15 @@ def compile_sample_step(config: models.ModelConfig, mesh: Mesh, wl: Workload) ->
   return _analysis(jitted.lower(params, prompts, prompts, key), start)
 
 
+def plan_config(config: models.ModelConfig) -> models.ModelConfig:
+  """The model as `compiled_plan` compiles it: the TPU cache layout and layer loop (a rolled
+  scan; the per-layer unrolled loop that CPU runs by default keeps far more live at depth)."""
+  return dataclasses.replace(config, cache_layout="bshd", layer_loop="scan")
+
+
 def compiled_plan(config: models.ModelConfig, mesh: Mesh, wl: Workload) -> dict[str, Compiled]:
-  """Train and sample step memory per device, compiled for `mesh` with the TPU cache layout."""
-  config = dataclasses.replace(config, cache_layout="bshd")
+  """Train and sample step memory per device of `plan_config(config)`, compiled for `mesh`."""
+  config = plan_config(config)
   return {"train": compile_train_step(config, mesh, wl),
           "sample": compile_sample_step(config, mesh, wl)}
 

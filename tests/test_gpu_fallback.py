@@ -77,8 +77,14 @@ def test_auto_layer_loop_follows_backend(monkeypatch, backend, loop):
   fake_backend(monkeypatch, backend)
   assert resolve() == resolve("auto") == loop
   assert resolve("scan") == "scan" and resolve("unroll") == "unroll"   # explicit wins
+  for fixed in ("scan", "unroll"):                                     # then the config
+    config = models.ModelConfig(layer_loop=fixed)
+    assert resolve(config=config) == fixed
+    assert resolve("unroll" if fixed == "scan" else "scan", config) != fixed
   with pytest.raises(ValueError, match="layer_loop"):
     resolve("rolled")
+  with pytest.raises(ValueError, match="ModelConfig.layer_loop"):
+    models.ModelConfig(layer_loop="rolled")
 
 
 def _pipeline_config() -> ml_collections.ConfigDict:

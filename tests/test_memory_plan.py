@@ -85,16 +85,28 @@ def test_compiled_train_step_matches_plan_qwen25_v5p8():
   shape, wl = mp.simulated_setup(hw, wl, jax.devices())
   assert shape == hw.mesh_shape                               # 4 devices: the real mesh
   mesh = parallel.make_mesh(shape, jax.devices()[:4])
-  config = dataclasses.replace(config, cache_layout="bshd")
-  got = mp.compile_train_step(config, mesh, wl)
+  got = mp.compile_train_step(mp.plan_config(config), mesh, wl)
   _check(got, mp.expected_compiled(config, shape, wl)["train"])
   assert got.alias == pytest.approx(got.argument, rel=0.01)    # the state is donated
+
+
+def test_compiled_train_step_extrapolates_to_full_depth():
+  """2- and 3-layer compiles of the 7B train step, extrapolated to its 28 layers, against the
+  28-layer plan: the per-layer growth is that of one rematerialised scan step (an unrolled
+  loop, the CPU default, grows ~6x faster per layer and fails this)."""
+  base = models.get_preset("qwen2.5-coder-7b-instruct")
+  wl = mp.Workload(train_batch=4, train_len=1024)
+  mesh = parallel.make_mesh((1, 4, 1), jax.devices()[:4])
+  two, three = (mp.compile_train_step(mp.plan_config(dataclasses.replace(base, num_layers=n)),
+                                      mesh, wl) for n in (2, 3))
+  full = mp.extrapolate(two, three, 2, base.num_layers)
+  _check(full, mp.expected_compiled(base, (1, 4, 1), wl)["train"])
 
 
 def test_compiled_sample_step_matches_plan_qwen3_v5e16():
   """The sample step of Qwen3-8B (true width, 2 layers) for v5e-16, simulated on 8 devices."""
   hw = mesh_presets.get("v5e-16")
-  config = dataclasses.replace(models.get_preset("qwen3-8b"), num_layers=2, cache_layout="bshd")
+  config = mp.plan_config(dataclasses.replace(models.get_preset("qwen3-8b"), num_layers=2))
   shape, wl = mp.simulated_setup(hw, mp.Workload(sample_batch=16, prompt_len=256, new_tokens=256),
                                  jax.devices())
   assert shape == (1, 2, 4) and wl.sample_batch == 8          # same per-device batch as on 16

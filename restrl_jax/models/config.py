@@ -13,6 +13,7 @@ import jax
 
 FAMILIES = ("llama", "qwen2", "qwen3")
 CACHE_LAYOUTS = ("auto", "bhsd", "bhsd_kt", "bshd")
+LAYER_LOOPS = ("auto", "scan", "unroll")
 ARCHITECTURES = {
     "llama": "LlamaForCausalLM",
     "qwen2": "Qwen2ForCausalLM",
@@ -45,6 +46,7 @@ class ModelConfig:
   dtype: str = "float32"
   param_dtype: str = "float32"
   cache_layout: str = "auto"
+  layer_loop: str = "auto"   # how the layers run: `models.decoder.resolve_layer_loop`
 
   def __post_init__(self):
     if self.family not in FAMILIES:
@@ -52,6 +54,9 @@ class ModelConfig:
     if self.cache_layout not in CACHE_LAYOUTS:
       raise ValueError(
           f"ModelConfig.cache_layout must be one of {CACHE_LAYOUTS}, got {self.cache_layout!r}")
+    if self.layer_loop not in LAYER_LOOPS:
+      raise ValueError(
+          f"ModelConfig.layer_loop must be one of {LAYER_LOOPS}, got {self.layer_loop!r}")
     if self.num_heads % self.num_kv_heads:
       raise ValueError(f"ModelConfig.num_heads ({self.num_heads}) must be a multiple of "
                        f"num_kv_heads ({self.num_kv_heads})")

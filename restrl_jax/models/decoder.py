@@ -19,7 +19,9 @@ How the layers run (`layer_loop`): "scan" is a rolled `jax.lax.scan` over the st
 (one compiled layer body: fast compiles for 7B models on TPU/GPU); "unroll" is a Python loop over
 per-layer arrays (`unstack_layers`). On CPU, XLA copies each layer's weight slice inside a scan
 and keeps the scan's saved activations in stacked [L, ...] buffers (dynamic slices/updates and
-their zero fills in the backward pass), so "auto" unrolls there and scans elsewhere. The decode
+their zero fills in the backward pass), so "auto" unrolls there and scans elsewhere; a
+`layer_loop` argument, then `ModelConfig.layer_loop`, fixes one (`memory_plan` compiles the TPU
+"scan" on CPU). The decode
 loop unstacks the weights and the KV cache ONCE, outside its while loop (`sampling/decode.py`).
 `params["layers"]` may be given already unstacked: a tuple of per-layer dicts (no [L] axis).
 """
@@ -34,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from restrl_jax.models import layers, matmul
-from restrl_jax.models.config import ModelConfig, resolve_cache_layout
+from restrl_jax.models.config import LAYER_LOOPS, ModelConfig, resolve_cache_layout
 from restrl_jax.parallel import constrain
 
 Params = dict[str, Any]
@@ -129,9 +131,6 @@ def param_shapes(config: ModelConfig) -> dict:
   return jax.tree.map(lambda s: s[0], _param_specs(config), is_leaf=_is_spec)
 
 
-LAYER_LOOPS = ("auto", "scan", "unroll")
-
-
 def unstack_layers(params: Params) -> Params:
   """`params` with `layers` as a tuple of per-layer dicts (static slices of the stacked arrays);
   unchanged when already unstacked. Under jit, keep this out of loops: each slice is a copy."""
@@ -180,10 +179,13 @@ def decode_params(params: Params, min_elements: int = TRANSPOSE_MIN_ELEMENTS) ->
   return out
 
 
-def resolve_layer_loop(layer_loop: str = "auto") -> str:
-  """"unroll" on CPU, "scan" on TPU/GPU, unless `layer_loop` fixes one."""
+def resolve_layer_loop(layer_loop: str = "auto", config: ModelConfig | None = None) -> str:
+  """The loop the layers run in: `layer_loop` if it is not "auto", else `config.layer_loop` if
+  that is not, else "unroll" on CPU and "scan" on TPU/GPU."""
   if layer_loop not in LAYER_LOOPS:
     raise ValueError(f"layer_loop must be one of {LAYER_LOOPS}, got {layer_loop!r}")
+  if layer_loop == "auto" and config is not None:
+    layer_loop = config.layer_loop
   if layer_loop != "auto":
     return layer_loop
   return "unroll" if jax.default_backend() == "cpu" else "scan"
@@ -193,11 +195,12 @@ def _is_unstacked(params: Params) -> bool:
   return isinstance(params["layers"], (tuple, list))
 
 
-def _loop_params(params: Params, layer_loop: str) -> Params:
+def _loop_params(config: ModelConfig, params: Params, layer_loop: str) -> Params:
   """Params in the form the chosen loop consumes (per-layer for "unroll", stacked for "scan")."""
-  loop = resolve_layer_loop(layer_loop)
+  loop = resolve_layer_loop(layer_loop, config)
+  explicit = layer_loop if layer_loop != "auto" else config.layer_loop
   if _is_unstacked(params):
-    if layer_loop == "scan":
+    if explicit == "scan":
       raise ValueError("layer_loop='scan' needs stacked params['layers'], got a tuple of layers")
     return params
   return unstack_layers(params) if loop == "unroll" else params
@@ -262,7 +265,7 @@ def hidden_states(config: ModelConfig, params: Params, tokens: jax.Array,
   `remat=True` rematerialises each layer in the backward pass (training memory); `layer_loop`
   as in the module docstring.
   """
-  params = _loop_params(params, layer_loop)
+  params = _loop_params(config, params, layer_loop)
   positions, mask = _full_mask(attention_mask, tokens)
   cos, sin = layers.rope_cos_sin(positions, layers.rope_inv_freq(config))
   x = _embed(config, params, tokens)
@@ -401,7 +404,7 @@ def forward_step(config: ModelConfig, params: Params, tokens: jax.Array, positio
   """
   layout = resolve_cache_layout(config)
   _check_step_inputs(cache, tokens, positions, kv_mask, layout)
-  params = _loop_params(params, layer_loop)
+  params = _loop_params(config, params, layer_loop)
   t, cap = tokens.shape[1], kv_mask.shape[1]
   index = jnp.asarray(cache_index, jnp.int32)
   slots = jnp.arange(cap, dtype=jnp.int32)

@@ -63,8 +63,8 @@ def _constrain_cache(config: models.ModelConfig, cache: models.KVCache) -> model
   return models.KVCache(constrain(cache.k, k_names), constrain(cache.v, v_names))
 
 
-def _unrolled() -> bool:
-  return decoder.resolve_layer_loop() == "unroll"
+def _unrolled(config: models.ModelConfig) -> bool:
+  return decoder.resolve_layer_loop(config=config) == "unroll"
 
 
 def _constrain_state(config: models.ModelConfig, s: DecodeState) -> DecodeState:
@@ -92,7 +92,7 @@ def prefill(config: models.ModelConfig, params, prompt_tokens: jax.Array,
   positions = jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=1) - 1, 0)  # [U, P]
   kv_mask = jnp.zeros((u, p + num_new), bool).at[:, :p].set(mask)          # [U, S]
   cache = models.init_cache(config, u, p + num_new)
-  if _unrolled():
+  if _unrolled(config):
     params, cache = decoder.unstack_layers(params), decoder.unstack_cache(cache)
   cache = _constrain_cache(config, cache)
   if p > 1:
@@ -177,7 +177,7 @@ def decode_chunk(config: models.ModelConfig, params, state: DecodeState, chunk_e
                  *, mode: SamplingMode, pad_id: int) -> DecodeState:
   """Run decode steps until all rows are done or the step reaches min(chunk_end, max_new)."""
   limit = jnp.minimum(jnp.asarray(chunk_end, jnp.int32), state.max_new)
-  if _unrolled():  # loop-invariant per-layer views: hoisted here, not sliced on every step
+  if _unrolled(config):  # loop-invariant per-layer views: hoisted here, not sliced on every step
     params = decoder.unstack_layers(params)
     state = state._replace(cache=_constrain_cache(config, decoder.unstack_cache(state.cache)))
 

@@ -176,7 +176,7 @@ class Sampler:
     kernels; one copy, made once here, instead of slicing the stacked arrays on every decode
     step)."""
     params = self.place_params(params)
-    if decoder.resolve_layer_loop() == "unroll":
+    if decoder.resolve_layer_loop(config=self.config) == "unroll":
       with self._context():
         params = self._decode_params(params)
     return params
