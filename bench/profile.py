@@ -62,14 +62,25 @@ def _op_table(trace_dir: str, hlo_text: str | None, top: int) -> list[str]:
     if e.get("ph") == "X" and "dur" in e and not e["name"].startswith(_SKIP):
       total[e["name"]] += e["dur"]
       count[e["name"]] += 1
-  lines = []
-  for name, us in total.most_common(top):
+  lines, kinds = [], collections.Counter()
+  for name, us in total.most_common():
     shape = op = ""
     if hlo_text:
       m = re.search(r"%" + re.escape(name) + r" = (\S+) .*?op_name=\"([^\"]*)\"", hlo_text)
       shape, op = (m.group(1), m.group(2)) if m else ("", "")
-    lines.append(f"{us / 1e3:9.1f} ms  x{count[name]:<5d} {name:32s} {shape:28s} {op[:60]}")
+    kinds[_kind(op) if hlo_text else re.sub(r"\.\d+$", "", name)] += us
+    if len(lines) < top:
+      lines.append(f"{us / 1e3:9.1f} ms  x{count[name]:<5d} {name:32s} {shape:28s} {op[:60]}")
+  lines.append(f"all {len(total)} ops: {sum(total.values()) / 1e3:.1f} ms; by JAX primitive (or op "
+               "name without a HLO text): "
+               + ", ".join(f"{k} {us / 1e3:.0f}" for k, us in kinds.most_common(8)))
   return lines
+
+
+def _kind(op_name: str) -> str:
+  """The JAX primitive an op came from: the last path part without its einsum spec."""
+  last = op_name.rsplit("/", 1)[-1] if op_name else "?"
+  return re.sub(r"\(.*", "", last) or "?"
 
 
 def _read_bandwidth() -> float:

@@ -142,43 +142,65 @@ def _masked_softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
   return jax.nn.softmax(jnp.where(mask[:, None, None, :, :], scores, MASK_VALUE), axis=-1)
 
 
-def _probs(qg: jax.Array, k: jax.Array, mask: jax.Array) -> jax.Array:
-  scores = jnp.einsum("bkgtd,bksd->bkgts", qg, k, preferred_element_type=jnp.float32)
-  return _masked_softmax(scores, mask)  # [B, KVH, G, T, S] float32
-
-
 @jax.custom_vjp
 def grouped_attention(qg: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
   """softmax(qg k^T masked) v for pre-scaled queries qg [B, KVH, G, T, Dh], k, v [B, KVH, S, Dh],
   mask [B, T, S] -> [B, KVH, G, T, Dh].
 
-  The custom gradient keeps every matmul in a form XLA's CPU backend runs without transposing
-  the [.., T, S] score gradient (autodiff's dK = dS^T q and dV = P^T dO did), and it reuses the
-  saved probabilities; it equals autodiff's gradient (masked scores get none).
+  The hand-written gradient (equal to autodiff's; masked scores get none):
+  * the softmax backward's row sums sum_s P dP are taken as dO . O (FlashAttention's D), from
+    [.., T, Dh] arrays instead of a pass over the [.., T, S] scores;
+  * the probabilities are kept in the compute dtype (the forward product rounds them to it);
+  * dV = P^T dO and dK = dS^T q contract the query rows of both operands; on CPU the small
+    operand (dO, q) is transposed to row-major first (`_contract_queries`): XLA:CPU runs a
+    low-precision dot on its library kernels only when the left operand is [M, K] row-major
+    (`models.matmul`), and upcast these two products to float32 otherwise (1.85x the whole
+    attention forward + backward at the ~100M bench shapes, bf16).
   """
-  return jnp.einsum("bkgts,bksd->bkgtd", _probs(qg, k, mask).astype(v.dtype), v)
+  return _grouped_attention_fwd(qg, k, v, mask)[0]
 
 
 def _grouped_attention_fwd(qg, k, v, mask):
-  probs = _probs(qg, k, mask)
-  out = jnp.einsum("bkgts,bksd->bkgtd", probs.astype(v.dtype), v)
-  return out, (qg, k, v, mask, probs)
+  bias = jnp.where(mask, 0.0, MASK_VALUE)[:, None, None]                 # [B, 1, 1, T, S] f32
+  scores = jnp.einsum("bkgtd,bksd->bkgts", qg, k, preferred_element_type=jnp.float32) + bias
+  # fully masked rows: every score is MASK_VALUE, so they come out uniform, not NaN
+  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)                 # [B, KVH, G, T, S]
+  out = jnp.einsum("bkgts,bksd->bkgtd", probs, v,
+                   preferred_element_type=jnp.float32).astype(v.dtype)    # [B, KVH, G, T, Dh]
+  live = jnp.any(mask, axis=-1).astype(jnp.float32)                       # [B, T] row has a key
+  return out, (qg, k, v, probs, out, live)
 
 
 def _grouped_attention_bwd(res, d_out):
-  qg, k, v, mask, probs = res
+  qg, k, v, probs, out, live = res
   b, kvh, g, t, dh = qg.shape
-  s = k.shape[2]
-  d_out = d_out.reshape(b, kvh, g * t, dh)                 # [B, KVH, Q, Dh], Q = G * T
-  p = probs.reshape(b, kvh, g * t, s)                      # [B, KVH, Q, S]
-  dp = jnp.einsum("bkqd,bksd->bkqs", d_out, v, preferred_element_type=jnp.float32)
-  ds = p * (dp - jnp.sum(dp * p, axis=-1, keepdims=True))  # softmax backward
-  ds = jnp.where(mask[:, None, None], ds.reshape(probs.shape), 0.0).reshape(p.shape)
-  # dV = P^T dO and dK = dS^T q as (dO^T P)^T and (q^T dS)^T: the small operand is transposed
-  dv = jnp.einsum("bkqd,bkqs->bkds", d_out, p.astype(d_out.dtype)).swapaxes(2, 3)
-  dk = jnp.einsum("bkqd,bkqs->bkds", qg.reshape(b, kvh, g * t, dh), ds.astype(qg.dtype))
-  dq = jnp.einsum("bkqs,bksd->bkqd", ds.astype(k.dtype), k).reshape(qg.shape)
-  return dq.astype(qg.dtype), dk.swapaxes(2, 3).astype(k.dtype), dv.astype(v.dtype), None
+  f32 = jnp.float32
+  d_out = d_out.astype(v.dtype)
+  delta = jnp.sum(d_out.astype(f32) * out.astype(f32), axis=-1, keepdims=True)  # [B, KVH, G, T, 1]
+  dp = jnp.einsum("bkgtd,bksd->bkgts", d_out, v, preferred_element_type=f32)
+  # masked entries have P = 0; fully masked (uniform) rows are zeroed by `live`
+  ds = probs.astype(f32) * (dp - delta) * live[:, None, None, :, None]
+  ds = ds.astype(qg.dtype)                                                  # [B, KVH, G, T, S]
+  rows = lambda x: x.reshape(b, kvh, g * t, x.shape[-1])                    # [B, KVH, G * T, .]
+  dv = _contract_queries(rows(d_out), rows(probs))                          # [B, KVH, S, Dh]
+  dk = _contract_queries(rows(qg), rows(ds))
+  dq = jnp.einsum("bkgts,bksd->bkgtd", ds, k, preferred_element_type=f32)
+  return dq.astype(qg.dtype), dk.astype(k.dtype), dv.astype(v.dtype), None
+
+
+def _contract_queries(a: jax.Array, b: jax.Array) -> jax.Array:
+  """b^T a over the query rows: a [B, KVH, Q, Dh], b [B, KVH, Q, S] -> [B, KVH, S, Dh] float32.
+
+  On CPU as (a^T b)^T with a^T materialised row-major (a transpose and a unit-axis reshape
+  behind an optimisation barrier, as `matmul._rows_to_columns`) and a barrier before the small
+  result's transpose (folded into the dot, XLA would leave the library kernel again)."""
+  if jax.default_backend() != "cpu":
+    return jnp.einsum("bkqd,bkqs->bksd", a, b, preferred_element_type=jnp.float32)
+  bb, kvh, q, d = a.shape
+  a_t = jax.lax.optimization_barrier(jnp.swapaxes(a, 2, 3).reshape(bb, kvh, 1, d, q))
+  prod = jnp.einsum("bkdq,bkqs->bkds", a_t.reshape(bb, kvh, d, q), b,
+                    preferred_element_type=jnp.float32)                    # [B, KVH, Dh, S]
+  return jnp.swapaxes(jax.lax.optimization_barrier(prod), 2, 3)
 
 
 grouped_attention.defvjp(_grouped_attention_fwd, _grouped_attention_bwd)
