@@ -23,3 +23,12 @@ def test_timeit_alternating_interleaves_and_takes_medians(monkeypatch):
   out = common.timeit_alternating({"a": make("a"), "b": make("b")}, repeats=3, warmup=1)
   assert calls == ["a", "b"] * 4
   assert out == {"a": 3.0, "b": 4.0}
+
+
+def test_no_bench_script_shadows_a_standard_library_module():
+  """Scripts run as `python bench/x.py` put bench/ first on sys.path: a bench/profile.py hid the
+  standard library's `profile` and broke PyTorch's import in every bench script."""
+  bench_dir = Path(__file__).resolve().parents[1] / "bench"
+  names = {p.stem for p in bench_dir.glob("*.py")} | {p.name for p in bench_dir.iterdir()
+                                                       if p.is_dir()}
+  assert not names & set(sys.stdlib_module_names), names & set(sys.stdlib_module_names)

@@ -1,13 +1,14 @@
 """Where one call's time goes: a jax.profiler trace of the train step's gradient or of one
 sampler call at a bench size, summed per XLA op (fusion), with the op's shape and JAX name.
 
-python bench/profile.py [--what grad|decode] [--size tiny|100m] [--dtype float32|bfloat16]
+python bench/op_profile.py [--what grad|decode] [--size tiny|100m] [--dtype float32|bfloat16]
                         [--top 15]
 
 Prints the median seconds of 3 untraced calls, then the top ops of one traced call (summed
 over the CPU threads that ran them, so the column can exceed the call's wall time), and this
 machine's streaming read bandwidth (a float32 sum over 400 MB). A diagnostic, not a
-comparison: nothing is saved.
+comparison: nothing is saved. (Not named profile.py: a script run from bench/ has bench/ first on
+sys.path, and that file shadowed the standard library's `profile`, which PyTorch imports.)
 """
 from __future__ import annotations
 
