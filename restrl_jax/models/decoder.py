@@ -266,8 +266,8 @@ def hidden_states(config: ModelConfig, params: Params, tokens: jax.Array,
   as in the module docstring.
   """
   params = _loop_params(config, params, layer_loop)
-  positions, mask = _full_mask(attention_mask, tokens)
-  cos, sin = layers.rope_cos_sin(positions, layers.rope_inv_freq(config))
+  positions, mask = _full_mask(attention_mask, tokens)                   # positions < T
+  cos, sin = layers.rope_cos_sin(positions, layers.rope_inv_freq(config), tokens.shape[1])
   x = _embed(config, params, tokens)
 
   def body(x, lp):

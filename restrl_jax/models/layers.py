@@ -52,8 +52,21 @@ def _llama3_inv_freq(inv_freq: np.ndarray, scaling: dict) -> np.ndarray:
   return np.where(medium, smoothed, scaled)
 
 
-def rope_cos_sin(positions: jax.Array, inv_freq: np.ndarray) -> tuple[jax.Array, jax.Array]:
-  """cos, sin [B, T, head_dim] float32 for integer positions [B, T]."""
+def rope_cos_sin(positions: jax.Array, inv_freq: np.ndarray,
+                 num_positions: int | None = None) -> tuple[jax.Array, jax.Array]:
+  """cos, sin [B, T, head_dim] float32 for integer positions [B, T].
+
+  With `num_positions` (a static bound: every position is below it) they are looked up in
+  tables built at trace time (float32 arithmetic, as computed at run time): computed at run
+  time, XLA:CPU fuses cos/sin into each consumer and evaluates them once per head and per use
+  (the RoPE backward products of every layer).
+  """
+  if num_positions is not None:
+    angles = np.arange(num_positions, dtype=np.float32)[:, None] * inv_freq  # [P, Dh/2]
+    angles = np.concatenate([angles, angles], axis=-1)                     # [P, Dh]
+    index = jnp.clip(positions, 0, num_positions - 1)
+    return (jnp.take(jnp.asarray(np.cos(angles)), index, axis=0),
+            jnp.take(jnp.asarray(np.sin(angles)), index, axis=0))
   angles = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)  # [B, T, Dh/2]
   angles = jnp.concatenate([angles, angles], axis=-1)  # [B, T, Dh]
   return jnp.cos(angles), jnp.sin(angles)
@@ -161,8 +174,8 @@ def grouped_attention(qg: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array
 
 
 def _grouped_attention_fwd(qg, k, v, mask):
-  bias = jnp.where(mask, 0.0, MASK_VALUE)[:, None, None]                 # [B, 1, 1, T, S] f32
-  scores = jnp.einsum("bkgtd,bksd->bkgts", qg, k, preferred_element_type=jnp.float32) + bias
+  scores = jnp.einsum("bkgtd,bksd->bkgts", qg, k, preferred_element_type=jnp.float32)
+  scores = jnp.where(mask[:, None, None], scores, MASK_VALUE)             # [B, KVH, G, T, S]
   # fully masked rows: every score is MASK_VALUE, so they come out uniform, not NaN
   probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)                 # [B, KVH, G, T, S]
   out = jnp.einsum("bkgts,bksd->bkgtd", probs, v,
@@ -176,11 +189,12 @@ def _grouped_attention_bwd(res, d_out):
   b, kvh, g, t, dh = qg.shape
   f32 = jnp.float32
   d_out = d_out.astype(v.dtype)
-  delta = jnp.sum(d_out.astype(f32) * out.astype(f32), axis=-1, keepdims=True)  # [B, KVH, G, T, 1]
-  dp = jnp.einsum("bkgtd,bksd->bkgts", d_out, v, preferred_element_type=f32)
-  # masked entries have P = 0; fully masked (uniform) rows are zeroed by `live`
-  ds = probs.astype(f32) * (dp - delta) * live[:, None, None, :, None]
-  ds = ds.astype(qg.dtype)                                                  # [B, KVH, G, T, S]
+  # masked entries have P = 0; fully masked (uniform) rows get no score gradient: their dO is
+  # zeroed for dS (a [.., T, Dh] multiply, not one over [.., T, S])
+  d_live = d_out * live[:, None, None, :, None].astype(d_out.dtype)
+  delta = jnp.sum(d_live.astype(f32) * out.astype(f32), axis=-1, keepdims=True)  # [B, KVH, G, T, 1]
+  dp = jnp.einsum("bkgtd,bksd->bkgts", d_live, v, preferred_element_type=f32)
+  ds = (probs.astype(f32) * (dp - delta)).astype(qg.dtype)                  # [B, KVH, G, T, S]
   rows = lambda x: x.reshape(b, kvh, g * t, x.shape[-1])                    # [B, KVH, G * T, .]
   dv = _contract_queries(rows(d_out), rows(probs))                          # [B, KVH, S, Dh]
   dk = _contract_queries(rows(qg), rows(ds))
