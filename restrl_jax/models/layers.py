@@ -167,8 +167,8 @@ def grouped_attention(qg: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array
   * dV = P^T dO and dK = dS^T q contract the query rows of both operands; on CPU the small
     operand (dO, q) is transposed to row-major first (`_contract_queries`): XLA:CPU runs a
     low-precision dot on its library kernels only when the left operand is [M, K] row-major
-    (`models.matmul`), and upcast these two products to float32 otherwise (1.85x the whole
-    attention forward + backward at the ~100M bench shapes, bf16).
+    (`models.matmul`), and upcast these two products to float32 otherwise.
+  `bench/attention.py` times it against plain JAX and PyTorch attention (docs/benchmarks.md).
   """
   return _grouped_attention_fwd(qg, k, v, mask)[0]
 
