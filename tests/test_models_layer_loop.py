@@ -95,8 +95,14 @@ def _reference_attention(q, k, v, mask):
   return jnp.einsum("bhts,bhsd->bthd", jax.nn.softmax(scores, axis=-1), v)
 
 
+@pytest.mark.parametrize("block_rows", [None, 2, 3])   # None: causal=False, one block
 @pytest.mark.parametrize("dtype,tol", [(jnp.float32, 2e-5), (jnp.bfloat16, 3e-2)])
-def test_grouped_attention_gradient_matches_autodiff(dtype, tol):
+def test_grouped_attention_gradient_matches_autodiff(dtype, tol, block_rows, monkeypatch):
+  """Also with causal query blocks (7 rows in blocks of 2 or 3: 3 or 2 uneven blocks), over
+  left-padded rows whose keys are all masked (batch row 0, queries 0-2)."""
+  if block_rows:
+    monkeypatch.setattr(layers, "CAUSAL_BLOCK_ROWS", block_rows)
+    assert layers.causal_blocks(7, 7) == 7 // block_rows and layers.causal_blocks(7, 9) == 1
   b, t, h, kvh, dh = 3, 7, 6, 2, 8
   rng = np.random.default_rng(2)
   q, k, v = (jnp.asarray(rng.normal(size=shape), dtype)
@@ -107,7 +113,8 @@ def test_grouped_attention_gradient_matches_autodiff(dtype, tol):
   def loss(fn, *args):
     return (fn(*args, mask).astype(jnp.float32) * weights).sum()
 
-  ours = jax.jit(jax.grad(functools.partial(loss, lambda *a: layers.attend(*a, "bhsd")),
+  causal = block_rows is not None
+  ours = jax.jit(jax.grad(functools.partial(loss, lambda *a: layers.attend(*a, "bhsd", causal)),
                           argnums=(0, 1, 2)))(q, k, v)
   ref = jax.jit(jax.grad(functools.partial(loss, _reference_attention), argnums=(0, 1, 2)))(
       q.astype(jnp.float32), k.astype(jnp.float32), v.astype(jnp.float32))
@@ -116,7 +123,7 @@ def test_grouped_attention_gradient_matches_autodiff(dtype, tol):
     scale = float(jnp.abs(r).max())
     err = float(jnp.abs(g.astype(jnp.float32) - r).max())
     assert err <= tol * scale, (name, err, scale)
-  out = jax.jit(functools.partial(layers.attend, layout="bhsd"))(q, k, v, mask)
+  out = jax.jit(functools.partial(layers.attend, layout="bhsd", causal=causal))(q, k, v, mask)
   want = jax.jit(_reference_attention)(q, k, v, mask)
   np.testing.assert_allclose(out.astype(jnp.float32), want, atol=4 * tol, rtol=4 * tol)
 

@@ -274,7 +274,8 @@ def hidden_states(config: ModelConfig, params: Params, tokens: jax.Array,
     q, k, v = _attention_inputs(config, lp, x, cos, sin)
     # keys/values head-major [B, KVH, T, Dh]: batch-leading matmuls in the attention (on CPU
     # the grouped einsum straight over [B, T, KVH, Dh] made the backward pass several x slower)
-    attn = layers.attend(q, jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2), mask, "bhsd")
+    attn = layers.attend(q, jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2), mask, "bhsd",
+                         causal=True)
     return _layer_output(config, lp, x, attn), None
 
   if remat:

@@ -6,6 +6,7 @@ softmax are computed in float32; matmuls run in the config's compute dtype.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -123,21 +124,25 @@ def qkv_projection(config: ModelConfig, p: dict, h: jax.Array, dtype):
   return q, k, v
 
 
-def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, layout: str) -> jax.Array:
+def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, layout: str,
+           causal: bool = False) -> jax.Array:
   """Grouped-query attention without repeating k/v.
 
   q [B, T, H, Dh]; k, v [B, KVH, S, Dh] ("bhsd"), [B, S, KVH, Dh] ("bshd"), or k [B, KVH, Dh, S]
   and v [B, KVH, S, Dh] ("bhsd_kt", the CPU decode cache); mask [B, T, S] bool (True = may
   attend). Returns [B, T, H, Dh] in q's dtype. The query groups are moved next to the kv heads
   ([B, KVH, G, T, Dh]) so that both matmuls have leading batch dims; with "bhsd" the gradient is
-  `grouped_attention`'s hand-written one.
+  `grouped_attention`'s hand-written one. `causal=True` promises that `mask` hides every key
+  after its query (T == S, query t is key t): "bhsd" then skips the hidden blocks
+  (`causal_blocks`).
   """
   b, t, h, dh = q.shape
   kvh = k.shape[2] if layout == "bshd" else k.shape[1]
   qg = (q * jnp.asarray(1.0 / math.sqrt(dh), q.dtype)).reshape(b, t, kvh, h // kvh, dh)
   qg = qg.transpose(0, 2, 3, 1, 4)  # [B, KVH, G, T, Dh]
   if layout == "bhsd":
-    out = grouped_attention(qg, k.astype(q.dtype), v, mask)
+    blocks = causal_blocks(t, k.shape[2]) if causal else 1
+    out = grouped_attention(qg, k.astype(q.dtype), v, mask, blocks)
   else:  # a decode cache: attend in its dtype (a float32 cache under bf16 compute on CPU)
     ct = jnp.promote_types(q.dtype, k.dtype)
     spec = "bkgtd,bkds->bkgts" if layout == "bhsd_kt" else "bkgtd,bskd->bkgts"
@@ -155,10 +160,36 @@ def _masked_softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
   return jax.nn.softmax(jnp.where(mask[:, None, None, :, :], scores, MASK_VALUE), axis=-1)
 
 
-@jax.custom_vjp
-def grouped_attention(qg: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+CAUSAL_BLOCK_ROWS = 64   # query rows per block of causal attention
+MAX_CAUSAL_BLOCKS = 8
+
+
+def causal_blocks(t: int, s: int) -> int:
+  """Query blocks for causal self-attention of T queries over S = T keys: blocks of
+  `CAUSAL_BLOCK_ROWS` rows, at most `MAX_CAUSAL_BLOCKS` (more blocks skip more of the hidden
+  upper triangle, (n - 1) / 2n of the scores, but each is a separate set of products)."""
+  if t != s:
+    return 1
+  return max(1, min(MAX_CAUSAL_BLOCKS, t // CAUSAL_BLOCK_ROWS))
+
+
+def _block_bounds(t: int, s: int, blocks: int) -> list[tuple[int, int, int]]:
+  """(first query, end query, end key) per block: all S keys unless blocked (then S == T)."""
+  if blocks == 1:
+    return [(0, t, s)]
+  return [(i * t // blocks, (i + 1) * t // blocks, (i + 1) * t // blocks) for i in range(blocks)]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def grouped_attention(qg: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array,
+                      blocks: int = 1) -> jax.Array:
   """softmax(qg k^T masked) v for pre-scaled queries qg [B, KVH, G, T, Dh], k, v [B, KVH, S, Dh],
   mask [B, T, S] -> [B, KVH, G, T, Dh].
+
+  `blocks` > 1 (causal self-attention only: `mask` must hide every key after its query) splits
+  the queries into that many row blocks; block [t0, t1) attends to keys [0, t1) only, skipping
+  the hidden upper triangle. A fully masked row (e.g. left padding) gives the mean of v over all
+  S keys whatever the blocking (the uniform softmax of the unblocked form).
 
   The hand-written gradient (equal to autodiff's; masked scores get none):
   * the softmax backward's row sums sum_s P dP are taken as dO . O (FlashAttention's D), from
@@ -170,35 +201,49 @@ def grouped_attention(qg: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array
     (`models.matmul`), and upcast these two products to float32 otherwise.
   `bench/attention.py` times it against plain JAX and PyTorch attention (docs/benchmarks.md).
   """
-  return _grouped_attention_fwd(qg, k, v, mask)[0]
+  return _grouped_attention_fwd(qg, k, v, mask, blocks)[0]
 
 
-def _grouped_attention_fwd(qg, k, v, mask):
-  scores = jnp.einsum("bkgtd,bksd->bkgts", qg, k, preferred_element_type=jnp.float32)
-  scores = jnp.where(mask[:, None, None], scores, MASK_VALUE)             # [B, KVH, G, T, S]
-  # fully masked rows: every score is MASK_VALUE, so they come out uniform, not NaN
-  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)                 # [B, KVH, G, T, S]
-  out = jnp.einsum("bkgts,bksd->bkgtd", probs, v,
-                   preferred_element_type=jnp.float32).astype(v.dtype)    # [B, KVH, G, T, Dh]
-  live = jnp.any(mask, axis=-1).astype(jnp.float32)                       # [B, T] row has a key
-  return out, (qg, k, v, probs, out, live)
+def _grouped_attention_fwd(qg, k, v, mask, blocks):
+  outs, probs = [], []
+  for t0, t1, s1 in _block_bounds(qg.shape[3], k.shape[2], blocks):
+    scores = jnp.einsum("bkgtd,bksd->bkgts", qg[:, :, :, t0:t1], k[:, :, :s1],
+                        preferred_element_type=jnp.float32)                # [B, KVH, G, Tb, s1]
+    scores = jnp.where(mask[:, None, None, t0:t1, :s1], scores, MASK_VALUE)
+    p = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    probs.append(p)
+    outs.append(jnp.einsum("bkgts,bksd->bkgtd", p, v[:, :, :s1],
+                           preferred_element_type=jnp.float32))           # [B, KVH, G, Tb, Dh]
+  live = jnp.any(mask, axis=-1)                                             # [B, T] row has a key
+  mean_v = jnp.mean(v.astype(jnp.float32), axis=2)[:, :, None, None]       # [B, KVH, 1, 1, Dh]
+  out = jnp.where(live[:, None, None, :, None], jnp.concatenate(outs, axis=3), mean_v)
+  out = out.astype(v.dtype)                                                 # [B, KVH, G, T, Dh]
+  return out, (qg, k, v, tuple(probs), out, live.astype(jnp.float32))
 
 
-def _grouped_attention_bwd(res, d_out):
+def _grouped_attention_bwd(blocks, res, d_out):
   qg, k, v, probs, out, live = res
   b, kvh, g, t, dh = qg.shape
+  s = k.shape[2]
   f32 = jnp.float32
   d_out = d_out.astype(v.dtype)
-  # masked entries have P = 0; fully masked (uniform) rows get no score gradient: their dO is
-  # zeroed for dS (a [.., T, Dh] multiply, not one over [.., T, S])
-  d_live = d_out * live[:, None, None, :, None].astype(d_out.dtype)
+  live_rows = live[:, None, None, :, None]                                  # [B, 1, 1, T, 1]
+  # masked entries have P = 0; a fully masked row's output is mean(v): its dO goes to dV as
+  # dO / S on every key (below), not through the softmax
+  d_live = d_out * live_rows.astype(d_out.dtype)
   delta = jnp.sum(d_live.astype(f32) * out.astype(f32), axis=-1, keepdims=True)  # [B, KVH, G, T, 1]
-  dp = jnp.einsum("bkgtd,bksd->bkgts", d_live, v, preferred_element_type=f32)
-  ds = (probs.astype(f32) * (dp - delta)).astype(qg.dtype)                  # [B, KVH, G, T, S]
-  rows = lambda x: x.reshape(b, kvh, g * t, x.shape[-1])                    # [B, KVH, G * T, .]
-  dv = _contract_queries(rows(d_out), rows(probs))                          # [B, KVH, S, Dh]
-  dk = _contract_queries(rows(qg), rows(ds))
-  dq = jnp.einsum("bkgts,bksd->bkgtd", ds, k, preferred_element_type=f32)
+  dead = jnp.sum(d_out.astype(f32) * (1.0 - live_rows), axis=(2, 3))      # [B, KVH, Dh]
+  dq, dk, dv = [], jnp.zeros(k.shape, f32), jnp.zeros(v.shape, f32) + dead[:, :, None] / s
+  for (t0, t1, s1), p in zip(_block_bounds(t, s, blocks), probs):
+    d_block = d_live[:, :, :, t0:t1]                                        # [B, KVH, G, Tb, Dh]
+    dp = jnp.einsum("bkgtd,bksd->bkgts", d_block, v[:, :, :s1], preferred_element_type=f32)
+    ds = (p.astype(f32) * (dp - delta[:, :, :, t0:t1])).astype(qg.dtype)   # [B, KVH, G, Tb, s1]
+    rows = lambda x: x.reshape(b, kvh, g * (t1 - t0), x.shape[-1])          # [B, KVH, G*Tb, .]
+    keys = lambda x: jnp.pad(x, ((0, 0), (0, 0), (0, s - s1), (0, 0)))     # [.., s1, Dh] -> S
+    dv = dv + keys(_contract_queries(rows(d_block), rows(p)))
+    dk = dk + keys(_contract_queries(rows(qg[:, :, :, t0:t1]), rows(ds)))
+    dq.append(jnp.einsum("bkgts,bksd->bkgtd", ds, k[:, :, :s1], preferred_element_type=f32))
+  dq = jnp.concatenate(dq, axis=3)
   return dq.astype(qg.dtype), dk.astype(k.dtype), dv.astype(v.dtype), None
 
 
