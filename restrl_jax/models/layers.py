@@ -250,14 +250,12 @@ def _grouped_attention_bwd(blocks, res, d_out):
 def _contract_queries(a: jax.Array, b: jax.Array) -> jax.Array:
   """b^T a over the query rows: a [B, KVH, Q, Dh], b [B, KVH, Q, S] -> [B, KVH, S, Dh] float32.
 
-  On CPU as (a^T b)^T with a^T materialised row-major (a transpose and a unit-axis reshape
-  behind an optimisation barrier, as `matmul._rows_to_columns`) and a barrier before the small
-  result's transpose (folded into the dot, XLA would leave the library kernel again)."""
+  On CPU as (a^T b)^T with a^T materialised row-major (`matmul.rows_to_columns`) and a barrier
+  before the small result's transpose (folded into the dot, XLA would leave the library kernel
+  again)."""
   if jax.default_backend() != "cpu":
     return jnp.einsum("bkqd,bkqs->bksd", a, b, preferred_element_type=jnp.float32)
-  bb, kvh, q, d = a.shape
-  a_t = jax.lax.optimization_barrier(jnp.swapaxes(a, 2, 3).reshape(bb, kvh, 1, d, q))
-  prod = jnp.einsum("bkdq,bkqs->bkds", a_t.reshape(bb, kvh, d, q), b,
+  prod = jnp.einsum("bkdq,bkqs->bkds", matmul.rows_to_columns(a), b,
                     preferred_element_type=jnp.float32)                    # [B, KVH, Dh, S]
   return jnp.swapaxes(jax.lax.optimization_barrier(prod), 2, 3)
 

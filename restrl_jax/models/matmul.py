@@ -14,7 +14,7 @@ one with a bf16 result does not reach them either. JAX's autodiff gives the weig
 a dot contracting the rows of both operands (x^T dy), which XLA upcasts. Here the left operand
 is transposed explicitly, reshaped through a unit axis behind an optimisation barrier (a bare
 transpose reaches XLA with a column-major layout and is upcast anyway), so the dot sees a
-row-major [K, M] operand (`_rows_to_columns`). On TPU/GPU the plain contraction is used.
+row-major [K, M] operand (`rows_to_columns`). On TPU/GPU the plain contraction is used.
 `bench/matmul.py` times one projection's forward + backward this way against the same product
 written plainly in JAX (docs/benchmarks.md, "bf16 on CPU").
 """
@@ -59,19 +59,21 @@ def _contract(a: jax.Array, b: jax.Array, a_dim: int, b_dim: int) -> jax.Array:
                              preferred_element_type=jnp.float32)
 
 
-def _rows_to_columns(a: jax.Array) -> jax.Array:
-  """a [M, K] -> a^T [K, M], materialised row-major on CPU (see the module docstring)."""
+def rows_to_columns(a: jax.Array) -> jax.Array:
+  """a [..., M, K] -> [..., K, M] (the last two axes swapped), materialised row-major on CPU
+  (see the module docstring)."""
+  a_t = jnp.swapaxes(a, -1, -2)
   if jax.default_backend() != "cpu":
-    return a.T
-  k, m = a.shape[1], a.shape[0]
-  return jax.lax.optimization_barrier(a.T.reshape(1, k, m)).reshape(k, m)
+    return a_t
+  unit = a_t.reshape(*a_t.shape[:-2], 1, *a_t.shape[-2:])
+  return jax.lax.optimization_barrier(unit).reshape(a_t.shape)
 
 
 def _contract_rows(a: jax.Array, b: jax.Array) -> jax.Array:
   """a [M, K], b [M, N] -> a^T b [K, N], float32 accumulation."""
   if jax.default_backend() != "cpu":
     return _contract(a, b, 0, 0)
-  return _contract(_rows_to_columns(a), b, 1, 0)
+  return _contract(rows_to_columns(a), b, 1, 0)
 
 
 def _contract_rows_transposed(a: jax.Array, b: jax.Array) -> jax.Array:
