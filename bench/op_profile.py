@@ -7,7 +7,9 @@ python bench/op_profile.py [--what grad|decode] [--size tiny|100m] [--dtype floa
 Prints the median seconds of 3 untraced calls, then the top ops of one traced call (summed
 over the CPU threads that ran them, so the column can exceed the call's wall time), and this
 machine's streaming read bandwidth (a float32 sum over 400 MB). A diagnostic, not a
-comparison: nothing is saved. (Not named profile.py: a script run from bench/ has bench/ first on
+comparison: nothing is saved. Tracing inflates short ops (a ~100M decode step's projections
+read over twice as long here as removing them saves): for a decode step's breakdown use
+`bench/decode_ablation.py`. (Not named profile.py: a script run from bench/ has bench/ first on
 sys.path, and that file shadowed the standard library's `profile`, which PyTorch imports.)
 """
 from __future__ import annotations

@@ -32,3 +32,39 @@ def test_no_bench_script_shadows_a_standard_library_module():
   names = {p.stem for p in bench_dir.glob("*.py")} | {p.name for p in bench_dir.iterdir()
                                                        if p.is_dir()}
   assert not names & set(sys.stdlib_module_names), names & set(sys.stdlib_module_names)
+
+
+def test_decode_ablation_stand_ins_replace_each_part_once_per_use():
+  """bench/decode_ablation.py times a decode step without one part: each stand-in must be the
+  function the step really calls (once per layer; the LM head once), and the byte counts behind
+  its GB/s figures must be the part's own."""
+  import dataclasses
+
+  import jax
+
+  from bench import decode_ablation
+  from restrl_jax import models
+  from restrl_jax.models import decoder
+
+  config = dataclasses.replace(models.get_preset("tiny"), num_layers=2)
+  params = models.init_params(config, jax.random.key(0))
+  step_params = decoder.decode_params(params)
+  for name, variant in decode_ablation.VARIANTS.items():
+    if variant is None:
+      continue
+    target, stand_in = variant
+    calls = []
+
+    def spy(*args, stand_in=stand_in, **kwargs):
+      calls.append(name)
+      return stand_in(*args, **kwargs)
+
+    decode_ablation._step_runner(config, step_params, (target, spy), batch=2, slots=8,
+                                 steps=1)()
+    assert len(calls) == (1 if name == "lm_head" else config.num_layers), (name, calls)
+  sizes = decode_ablation._part_bytes(config, decoder.unstack_layers(params), batch=2, slots=8)
+  d, f, item = config.hidden_size, config.intermediate_size, 4
+  assert sizes["mlp"] == config.num_layers * 3 * d * f * item
+  assert sizes["attention"] == 2 * config.num_layers * 2 * config.num_kv_heads * 8 * \
+      config.head_dim * item
+  assert sizes["lm_head"] == config.vocab_size * d * item
