@@ -1,24 +1,33 @@
 """One train step (forward + backward + AdamW) as closures to time: ours and a PyTorch
 (transformers) step. Used by bench/sampler.py, which times them in alternation and reports.
+`*_phase_runners` split the same step into forward, forward + backward and optimizer
+(bench/train_phases.py).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from restrl_jax import models
 from restrl_jax.training import init_train_state, make_optimizer, make_train_step, sft_loss
 
 
-def ours_step_runner(config, batch: int, seq: int):
+def _ours_setup(config, batch: int, seq: int):
   params = models.init_params(config, jax.random.key(0))
   optimizer = make_optimizer(1e-4, 1000, schedule="constant")
-  state = init_train_state(params, optimizer)
-  step = make_train_step(functools.partial(sft_loss, config), optimizer)
   tokens = jax.random.randint(jax.random.key(1), (batch, seq), 3, config.vocab_size)
   data = dict(tokens=tokens, attention_mask=jnp.ones_like(tokens), loss_mask=jnp.ones_like(tokens))
+  return params, optimizer, data
+
+
+def ours_step_runner(config, batch: int, seq: int):
+  params, optimizer, data = _ours_setup(config, batch, seq)
+  state = init_train_state(params, optimizer)
+  step = make_train_step(functools.partial(sft_loss, config), optimizer)
   holder = [state]
 
   def run():
@@ -28,11 +37,21 @@ def ours_step_runner(config, batch: int, seq: int):
   return run
 
 
-def torch_step_runner(config, batch: int, seq: int):
-  """The PyTorch step; fp32 parameters, with the forward under bf16 autocast when
-  `config.dtype` is bfloat16 (the same mixed precision as ours)."""
-  import contextlib
+def ours_phase_runners(config, batch: int, seq: int) -> dict:
+  """{"forward": the loss, "gradient": loss and gradient, "optimizer": clipping + AdamW update
+  applied to fixed gradients}, each jitted as in `make_train_step`."""
+  params, optimizer, data = _ours_setup(config, batch, seq)
+  loss = jax.jit(lambda p: sft_loss(config, p, data)[0])
+  grad = jax.jit(jax.value_and_grad(lambda p: sft_loss(config, p, data)[0]))
+  grads = grad(params)[1]
+  opt_state = optimizer.init(params)
+  update = jax.jit(lambda g, s, p: optax.apply_updates(p, optimizer.update(g, s, p)[0]))
+  return {"forward": lambda: jax.block_until_ready(loss(params)),
+          "gradient": lambda: jax.block_until_ready(grad(params)),
+          "optimizer": lambda: jax.block_until_ready(update(grads, opt_state, params))}
 
+
+def _torch_setup(config, batch: int, seq: int):
   import torch
   import transformers
   hf = transformers.AutoConfig.for_model(**config.to_hf_config())
@@ -46,12 +65,39 @@ def torch_step_runner(config, batch: int, seq: int):
       return contextlib.nullcontext()
     return torch.autocast("cpu", dtype=getattr(torch, config.dtype))
 
-  def run():
+  def gradient():
     optimizer.zero_grad(set_to_none=True)
     with autocast():
       loss = model(input_ids=tokens, labels=tokens).loss
     loss.backward()
+
+  def update():
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
 
+  return torch, model, tokens, autocast, gradient, update
+
+
+def torch_step_runner(config, batch: int, seq: int):
+  """The PyTorch step; fp32 parameters, with the forward under bf16 autocast when
+  `config.dtype` is bfloat16 (the same mixed precision as ours)."""
+  *_, gradient, update = _torch_setup(config, batch, seq)
+
+  def run():
+    gradient()
+    update()
+
   return run
+
+
+def torch_phase_runners(config, batch: int, seq: int) -> dict:
+  """The PyTorch step's phases as in `ours_phase_runners`: the forward without autograd, the
+  forward and backward, and clipping + AdamW on the gradients of one backward."""
+  torch, model, tokens, autocast, gradient, update = _torch_setup(config, batch, seq)
+
+  def forward():
+    with torch.no_grad(), autocast():
+      model(input_ids=tokens, labels=tokens).loss
+
+  gradient()  # the optimizer phase steps on these gradients
+  return {"forward": forward, "gradient": gradient, "optimizer": update}
