@@ -68,3 +68,21 @@ def test_decode_ablation_stand_ins_replace_each_part_once_per_use():
   assert sizes["attention"] == 2 * config.num_layers * 2 * config.num_kv_heads * 8 * \
       config.head_dim * item
   assert sizes["lm_head"] == config.vocab_size * d * item
+
+
+def test_train_phase_runners_cover_the_same_phases_and_run():
+  """bench/train_phases.py compares phase by phase: both sides must offer the same phases, each
+  a closure that runs (tiny model, short batch)."""
+  import pytest
+
+  pytest.importorskip("torch")
+  pytest.importorskip("transformers")
+  from bench import train_phases, train_step
+  from restrl_jax import models
+
+  config = models.get_preset("tiny")
+  ours = train_step.ours_phase_runners(config, batch=2, seq=16)
+  peer = train_step.torch_phase_runners(config, batch=2, seq=16)
+  assert tuple(ours) == tuple(peer) == train_phases.PHASES
+  for run in (*ours.values(), *peer.values()):
+    run()
