@@ -39,7 +39,8 @@ def ours_step_runner(config, batch: int, seq: int):
 
 def ours_phase_runners(config, batch: int, seq: int) -> dict:
   """{"forward": the loss, "gradient": loss and gradient, "optimizer": clipping + AdamW update
-  applied to fixed gradients}, each jitted as in `make_train_step`."""
+  applied to fixed gradients}, each its own jitted call (`make_train_step` fuses them into one,
+  with the state donated)."""
   params, optimizer, data = _ours_setup(config, batch, seq)
   loss = jax.jit(lambda p: sft_loss(config, p, data)[0])
   grad = jax.jit(jax.value_and_grad(lambda p: sft_loss(config, p, data)[0]))
