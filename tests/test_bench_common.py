@@ -86,3 +86,30 @@ def test_train_phase_runners_cover_the_same_phases_and_run():
   assert tuple(ours) == tuple(peer) == train_phases.PHASES
   for run in (*ours.values(), *peer.values()):
     run()
+
+
+def test_train_parts_cover_every_projection_and_run():
+  """bench/train_parts.py sums the step's parts: its projection counts must cover every layer
+  kernel exactly once (entry for entry against the parameter tree), and every part runs, for a
+  tied and an untied vocabulary projection."""
+  import dataclasses
+
+  import jax
+
+  from bench import train_parts
+  from restrl_jax import models
+
+  tiny = models.get_preset("tiny")
+  for config in (tiny, dataclasses.replace(tiny, tie_word_embeddings=True, dtype="bfloat16")):
+    params = jax.eval_shape(lambda k: models.init_params(config, k), jax.random.key(0))
+    kernels = [x.size for path, x in jax.tree_util.tree_leaves_with_path(params["layers"])
+               if "kernel" in jax.tree_util.keystr(path)]
+    counts = train_parts.projection_counts(config)
+    assert sum(k * n * c for (k, n), c in counts.items()) == sum(kernels)
+    assert sum(counts.values()) == 7 * config.num_layers
+    parts = train_parts.part_runners(config, batch=2, seq=16)
+    assert parts["attention"][1] == config.num_layers
+    assert {c for name, (_, c) in parts.items() if not name.startswith("projection")} == {
+        1, config.num_layers}
+    for run, _ in parts.values():
+      run()
