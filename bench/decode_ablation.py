@@ -6,7 +6,9 @@ python bench/decode_ablation.py [--size 100m] [--dtype bfloat16] [--batch 8] [--
                                 [--steps 30] [--repeats 5]
 
 Prints ms per step for each variant and, per part, the time it costs (whole minus without) and
-the bytes it reads per step over that time. A diagnostic, not a comparison: nothing is saved.
+the bytes it reads per step over that time; also, in the same rounds, the time a jitted sum takes
+to read every byte the step reads (decode params and KV cache), the step's floor at this
+machine's streaming rate. A diagnostic, not a comparison: nothing is saved.
 Why not a profiler trace (`bench/op_profile.py --what decode`): the trace puts each ~100M bf16
 MLP projection at ~0.5 ms per step (summed over threads), over twice what removing the MLP
 saves here per projection (~8 ms / 12 layers / 3); tracing inflates a decode step's short ops.
@@ -95,6 +97,21 @@ def _step_runner(config, params, patch, batch: int, slots: int, steps: int):
   return run
 
 
+def _stream_runner(params, config, batch: int, slots: int, steps: int):
+  """A closure reading every byte a step reads (the decode params and a KV cache) `steps`
+  times with a jitted float32 sum: the step's floor at this machine's streaming rate."""
+  arrays = jax.tree.leaves(params) + jax.tree.leaves(
+      decoder.unstack_cache(models.init_cache(config, batch, slots)))
+  total = jax.jit(lambda xs: sum(jnp.sum(x.astype(jnp.float32)) for x in xs))
+  total(arrays).block_until_ready()
+
+  def run():
+    for _ in range(steps):
+      total(arrays).block_until_ready()
+
+  return run, sum(x.nbytes for x in arrays)
+
+
 def main() -> None:
   parser = argparse.ArgumentParser()
   parser.add_argument("--size", default="100m")
@@ -110,6 +127,8 @@ def main() -> None:
   run_params = jax.jit(decoder.decode_params)(params)
   runners = {name: _step_runner(config, run_params, patch, args.batch, args.slots, args.steps)
              for name, patch in VARIANTS.items()}
+  runners["stream"], step_bytes = _stream_runner(run_params, config, args.batch, args.slots,
+                                                 args.steps)
   times = {name: [] for name in runners}
   for _ in range(args.repeats):  # alternate, so a slow stretch of the machine hits all variants
     for name, run in runners.items():
@@ -120,6 +139,9 @@ def main() -> None:
   part_bytes = _part_bytes(config, decoder.unstack_layers(params), args.batch, args.slots)
   print(f"decode step, {args.size} {args.dtype}, batch {args.batch}, {args.slots} cache slots: "
         f"{ms['whole']:.2f} ms whole (median of {args.repeats} x {args.steps} steps)")
+  print(f"  streaming its {step_bytes / 1e6:.0f} MB (weights and cache) by a jitted sum: "
+        f"{ms['stream']:.2f} ms ({step_bytes / ms['stream'] / 1e6:.1f} GB/s); the step takes "
+        f"{ms['whole'] / ms['stream']:.2f}x that")
   for name in VARIANTS:
     if name == "whole":
       continue

@@ -2,7 +2,10 @@
 train step (forward + backward + AdamW) vs a PyTorch step, on the same random model, batch and
 lengths, on this machine in the same run, timed in alternation (ours, peer, ours, ...; the
 median of --repeats rounds, `common.timeit_alternating`). Also each side's FLOP/s as a fraction
-of the measured float32 matmul peak.
+of the measured float32 matmul peak, and for the sampler a floor: the prefill at that peak plus,
+per generated step, the time a jitted sum takes to read the bytes a decode step reads (weights
+and KV cache; `decode_ablation._stream_runner`, timed in the same rounds). `ours_floor_fraction`
+is floor / ours; `peer_over_floor` is the ratio a sampler running at the floor would reach.
 
 python bench/sampler.py [--sizes tiny,100m] [--batch 8] [--prompt 64] [--new 128] [--no-train]
                         [--no_save] [--decode_transpose_min N] [--dtype float32|bfloat16]
@@ -26,9 +29,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax
 import numpy as np
 
-from bench import common, train_step
+from bench import common, decode_ablation, train_step
 from bench.model_sizes import bench_config, flops_per_token, matmul_peak_flops
 from restrl_jax import models
+from restrl_jax.models import decoder
 from restrl_jax.sampling import Buckets, Sampler, SamplingParams
 
 
@@ -102,17 +106,25 @@ def main() -> None:
       models.save_hf(config, params, hf_dir)
       low = dataclasses.replace(config, dtype=args.dtype, param_dtype=args.dtype)
       low_params = jax.tree.map(lambda x: x.astype(args.dtype), params)
+      stream, step_bytes = decode_ablation._stream_runner(
+          decoder.decode_params(low_params), low, args.batch, args.prompt + args.new, steps=1)
       times = common.timeit_alternating(
           {"ours": ours_runner(low, low_params, prompts, args.new, args.decode_transpose_min),
-           "peer": torch_runner(hf_dir, prompts, args.new, args.dtype)}, repeats=args.repeats)
+           "peer": torch_runner(hf_dir, prompts, args.new, args.dtype), "stream": stream},
+          repeats=args.repeats)
     ours, peer = times["ours"], times["peer"]
     generated = args.batch * args.new
     flops = flops_per_token(config, args.prompt + args.new // 2) * (
         args.batch * (args.prompt + args.new))
+    # the floor: the prefill at the matmul peak, then each step reading its bytes at the rate
+    # of a jitted sum over them (measured in the same rounds)
+    floor = (flops_per_token(config, args.prompt) * args.batch * args.prompt / peak
+             + args.new * times["stream"])
     report.add(f"sampler_{size}{suffix}", generated / ours, generated / peer, "generated tokens/s",
                ours_peak_fraction=round(flops / ours / peak, 4),
                peer_peak_fraction=round(flops / peer / peak, 4),
-               batch=args.batch, prompt=args.prompt, new=args.new)
+               ours_floor_fraction=round(floor / ours, 4), peer_over_floor=round(peer / floor, 3),
+               step_bytes=step_bytes, batch=args.batch, prompt=args.prompt, new=args.new)
     if not args.no_train:
       tokens = args.batch * args.train_seq
       train_config = dataclasses.replace(bench_config(size), dtype=args.dtype)
