@@ -97,7 +97,7 @@ def _step_runner(config, params, patch, batch: int, slots: int, steps: int):
   return run
 
 
-def _stream_runner(params, config, batch: int, slots: int, steps: int):
+def stream_runner(params, config, batch: int, slots: int, steps: int):
   """A closure reading every byte a step reads (the decode params and a KV cache) `steps`
   times with a jitted float32 sum: the step's floor at this machine's streaming rate."""
   arrays = jax.tree.leaves(params) + jax.tree.leaves(
@@ -127,7 +127,7 @@ def main() -> None:
   run_params = jax.jit(decoder.decode_params)(params)
   runners = {name: _step_runner(config, run_params, patch, args.batch, args.slots, args.steps)
              for name, patch in VARIANTS.items()}
-  runners["stream"], step_bytes = _stream_runner(run_params, config, args.batch, args.slots,
+  runners["stream"], step_bytes = stream_runner(run_params, config, args.batch, args.slots,
                                                  args.steps)
   times = {name: [] for name in runners}
   for _ in range(args.repeats):  # alternate, so a slow stretch of the machine hits all variants

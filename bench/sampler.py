@@ -4,7 +4,7 @@ lengths, on this machine in the same run, timed in alternation (ours, peer, ours
 median of --repeats rounds, `common.timeit_alternating`). Also each side's FLOP/s as a fraction
 of the measured float32 matmul peak, and for the sampler a floor: the prefill at that peak plus,
 per generated step, the time a jitted sum takes to read the bytes a decode step reads (weights
-and KV cache; `decode_ablation._stream_runner`, timed in the same rounds). `ours_floor_fraction`
+and KV cache; `decode_ablation.stream_runner`, timed in the same rounds). `ours_floor_fraction`
 is floor / ours; `peer_over_floor` is the ratio a sampler running at the floor would reach.
 
 python bench/sampler.py [--sizes tiny,100m] [--batch 8] [--prompt 64] [--new 128] [--no-train]
@@ -106,7 +106,7 @@ def main() -> None:
       models.save_hf(config, params, hf_dir)
       low = dataclasses.replace(config, dtype=args.dtype, param_dtype=args.dtype)
       low_params = jax.tree.map(lambda x: x.astype(args.dtype), params)
-      stream, step_bytes = decode_ablation._stream_runner(
+      stream, step_bytes = decode_ablation.stream_runner(
           decoder.decode_params(low_params), low, args.batch, args.prompt + args.new, steps=1)
       times = common.timeit_alternating(
           {"ours": ours_runner(low, low_params, prompts, args.new, args.decode_transpose_min),

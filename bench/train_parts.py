@@ -4,7 +4,7 @@ timed alone, summed, against the PyTorch step (the peer of bench/sampler.py's tr
 The parts (forward + backward each, except the optimizer, at the step's shapes, in the step's
 precision): every projection (`models.matmul.linear`, one call per distinct kernel shape times
 its count over the layers), the causal attention (`layers.attend`, once per layer), the LM head
-with its log-softmax loss (`decoder.unembed` + the loss of `training.token_logprobs`) and
+with its log-softmax loss (`training.token_logprobs.target_logprobs`) and
 clipping + AdamW (`train_step.ours_phase_runners`' "optimizer"). Left out as glue: embedding,
 norms, RoPE, residual adds, reshapes, gradient assembly. So the sum is below anything our step
 can take while these parts run at the speed they run alone, and peer / sum is the highest ratio
@@ -20,7 +20,6 @@ measured in the same rounds). Each part's median is in the results file.
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
 import os
@@ -34,7 +33,8 @@ import jax.numpy as jnp
 from bench import common, train_step
 from bench.model_sizes import bench_config
 from restrl_jax import models
-from restrl_jax.models import decoder, layers, matmul
+from restrl_jax.models import layers, matmul
+from restrl_jax.training.token_logprobs import target_logprobs
 
 
 def projection_counts(config: models.ModelConfig) -> dict[tuple[int, int], int]:
@@ -88,22 +88,14 @@ def _lm_head_loss_runner(config, batch: int, seq: int, normal):
   targets = jax.random.randint(jax.random.key(1), (batch, seq - 1), 0, config.vocab_size)
 
   def loss(hidden, table):
-    logits = decoder.unembed(config, {name[0]: {name[1]: table}}, hidden)      # [B, T-1, V]
-    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-    return -jnp.mean(picked - jax.nn.logsumexp(logits, axis=-1))
+    params = {name[0]: {name[1]: table}}
+    return -jnp.mean(target_logprobs(config, params, hidden, targets))
 
   return _vjp_runner(loss, hidden, table)
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--sizes", default="tiny,100m")
-  parser.add_argument("--batch", type=int, default=8)
-  parser.add_argument("--seq", type=int, default=256)
-  parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-  parser.add_argument("--no_save", action="store_true", help="print only")
-  args = parser.parse_args()
+  args = train_step.parse_bench_args()
   suffix = "" if args.dtype == "float32" else f"_{args.dtype}"
   report = common.Report("train_parts", results_name=f"train_parts{suffix}")
   for size in args.sizes.split(","):

@@ -13,7 +13,6 @@ row per phase, in milliseconds, ratio > 1 meaning ours takes less time; ours' ba
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import sys
@@ -27,14 +26,7 @@ PHASES = ("forward", "gradient", "optimizer")
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--sizes", default="tiny,100m")
-  parser.add_argument("--batch", type=int, default=8)
-  parser.add_argument("--seq", type=int, default=256)
-  parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-  parser.add_argument("--no_save", action="store_true", help="print only")
-  args = parser.parse_args()
+  args = train_step.parse_bench_args()
   suffix = "" if args.dtype == "float32" else f"_{args.dtype}"
   report = common.Report("train_phases", results_name=f"train_phases{suffix}")
   for size in args.sizes.split(","):

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 
@@ -14,6 +15,18 @@ import optax
 
 from restrl_jax import models
 from restrl_jax.training import init_train_state, make_optimizer, make_train_step, sft_loss
+
+
+def parse_bench_args():
+  """The command line shared by the train-step scripts (train_phases.py, train_parts.py)."""
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--sizes", default="tiny,100m")
+  parser.add_argument("--batch", type=int, default=8)
+  parser.add_argument("--seq", type=int, default=256)
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+  parser.add_argument("--no_save", action="store_true", help="print only")
+  return parser.parse_args()
 
 
 def _ours_setup(config, batch: int, seq: int):

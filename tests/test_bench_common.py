@@ -68,7 +68,7 @@ def test_decode_ablation_stand_ins_replace_each_part_once_per_use():
   assert sizes["attention"] == 2 * config.num_layers * 2 * config.num_kv_heads * 8 * \
       config.head_dim * item
   assert sizes["lm_head"] == config.vocab_size * d * item
-  run, step_bytes = decode_ablation._stream_runner(step_params, config, batch=2, slots=8, steps=1)
+  run, step_bytes = decode_ablation.stream_runner(step_params, config, batch=2, slots=8, steps=1)
   run()
   param_bytes = sum(x.nbytes for x in jax.tree.leaves(step_params))
   assert step_bytes == param_bytes + sizes["attention"]

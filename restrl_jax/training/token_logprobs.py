@@ -16,8 +16,14 @@ def token_logprobs(config: models.ModelConfig, params, tokens: jax.Array,
   `temperature` divides the logits (the distribution the sampler drew from).
   """
   h = models.hidden_states(config, params, tokens, attention_mask, remat=remat)[:, :-1]
-  logits = decoder.unembed(config, params, h) / temperature             # [B, T-1, V]
-  targets = tokens[:, 1:]                                                  # [B, T-1]
+  return target_logprobs(config, params, h, tokens[:, 1:], temperature)
+
+
+def target_logprobs(config: models.ModelConfig, params, h: jax.Array, targets: jax.Array,
+                    temperature: float = 1.0) -> jax.Array:
+  """log pi(targets) [B, T] float32 from final-normed hidden states h [B, T, D]: the LM head
+  and the log-softmax over the vocabulary."""
+  logits = decoder.unembed(config, params, h) / temperature             # [B, T, V]
   picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
   return picked - jax.nn.logsumexp(logits, axis=-1)
 
