@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -37,16 +38,34 @@ def timeit_alternating(fns: dict[str, Callable[[], object]], repeats: int = 5,
   """Median seconds of each of `fns` over `repeats` rounds after `warmup` rounds; a round runs
   every function once, in turn, so a change of the machine's speed during the run (other
   tenants, clocks) reaches all of them alike instead of whichever ran in that stretch."""
+  return {name: u.seconds for name, u in measure_alternating(fns, repeats, warmup).items()}
+
+
+class Usage(NamedTuple):
+  """Medians per call: wall seconds, minor page faults, system CPU seconds (whole process)."""
+  seconds: float
+  minor_faults: int
+  system_seconds: float
+
+
+def measure_alternating(fns: dict[str, Callable[[], object]], repeats: int = 5,
+                        warmup: int = 1) -> dict[str, Usage]:
+  """`timeit_alternating` that also counts each call's minor page faults (memory the kernel
+  maps and zeroes on first touch) and system CPU time, from `getrusage` around the call."""
   for _ in range(warmup):
     for fn in fns.values():
       fn()
-  times: dict[str, list[float]] = {name: [] for name in fns}
+  samples: dict[str, list[tuple[float, int, float]]] = {name: [] for name in fns}
   for _ in range(repeats):
     for name, fn in fns.items():
-      start = time.perf_counter()
+      before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
       fn()
-      times[name].append(time.perf_counter() - start)
-  return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+      seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+      samples[name].append((seconds, after.ru_minflt - before.ru_minflt,
+                            after.ru_stime - before.ru_stime))
+  median = lambda xs: sorted(xs)[len(xs) // 2]
+  return {name: Usage(*(median([x[i] for x in s]) for i in range(3)))
+          for name, s in samples.items()}
 
 
 def machine() -> str:

@@ -117,3 +117,25 @@ def test_train_parts_cover_every_projection_and_run():
         1, config.num_layers}
     for run, _ in parts.values():
       run()
+
+
+def test_measure_alternating_counts_the_pages_a_call_faults_in():
+  page = __import__("os").sysconf("SC_PAGE_SIZE")
+  size = 64 << 20  # fresh memory: glibc maps a block this large anew at every allocation
+  # (bytes, not numpy: numpy asks for huge pages, 2 MiB per fault)
+  usage = common.measure_alternating({"touch": lambda: b"\x01" * size, "idle": lambda: None},
+                                     repeats=3)
+  assert usage["touch"].minor_faults >= 0.9 * size / page
+  assert usage["idle"].minor_faults < 0.01 * size / page
+  assert usage["touch"].seconds > usage["idle"].seconds >= 0
+
+
+def test_host_memory_bench_takes_medians_over_rounds():
+  from bench import host_memory
+  rounds = [{"ours": {"seconds": s, "minor_faults": f, "system_seconds": 0.0},
+             "peer": {"seconds": 2 * s, "minor_faults": 0, "system_seconds": 0.0}}
+            for s, f in ((3.0, 10), (1.0, 30), (2.0, 20))]
+  table = host_memory.summarize({"retain": rounds})
+  assert table["retain"]["ours"] == {"seconds": 2.0, "minor_faults": 20, "system_seconds": 0.0}
+  assert table["retain"]["peer"]["seconds"] == 4.0
+  assert set(host_memory.SETUPS) == {"release", "retain", "thp"}

@@ -95,7 +95,7 @@ def _accum_update(loss_fn: LossFn, optimizer: optax.GradientTransformation, step
   grads, metrics = accumulated_grads(loss_fn, state.params, batch, steps)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = dict(metrics, grad_norm=optax.global_norm(grads))
+  metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
   return TrainState(state.step + 1, params, opt_state), metrics
 
 

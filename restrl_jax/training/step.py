@@ -21,7 +21,7 @@ def _update(loss_fn: LossFn, optimizer: optax.GradientTransformation, state: Tra
   (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = dict(metrics, grad_norm=optax.global_norm(grads))
+  metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
   return TrainState(state.step + 1, params, opt_state), metrics
 
 

@@ -1,0 +1,112 @@
+"""What fresh host memory costs a CPU train step, and what `restrl_jax.host_memory`'s "retain"
+heap policy gives back: our train step against the PyTorch step under each heap set-up.
+
+python bench/host_memory.py [--sizes tiny,100m] [--batch 8] [--seq 256] [--repeats 5]
+                            [--dtype float32|bfloat16] [--rounds 2] [--no_save]
+
+A heap set-up holds for a whole process, so each one runs in its own child process, which times
+ours and the PyTorch step in alternation (`common.measure_alternating`) and counts each call's
+minor page faults (pages the kernel maps and zeroes on first touch) and system CPU time. The
+set-ups: "release" (glibc's defaults), "retain" (`host_memory.apply("retain")`, what
+`restrl_jax.main` uses on CPU) and "thp" (glibc's defaults plus
+`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`: malloc on transparent huge pages). The children run
+in `--rounds` rounds of all set-ups in turn; each figure is the median over rounds. One row per
+size, `host_memory_<size>[_dtype]`: ours under "retain" against PyTorch under whichever set-up
+made it fastest (the peer is not handicapped by our heap policy), in ms per step, ratio > 1
+meaning ours takes less time; every set-up's figures come with it.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+SETUPS = {"release": ("release", {}), "retain": ("retain", {}),
+          "thp": ("release", {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"})}
+SIDES = ("ours", "peer")
+
+
+def parse_args(argv=None):
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--sizes", default="tiny,100m")
+  parser.add_argument("--batch", type=int, default=8)
+  parser.add_argument("--seq", type=int, default=256)
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+  parser.add_argument("--rounds", type=int, default=2)
+  parser.add_argument("--no_save", action="store_true", help="print only")
+  parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # a heap policy
+  return parser.parse_args(argv)
+
+
+def child(args) -> None:
+  """Runs in a fresh process: set the heap policy first, then time both steps; prints JSON."""
+  from restrl_jax import host_memory
+  policy = host_memory.apply(args.child)  # before JAX starts its threads
+  from bench import common, train_step
+  from bench.model_sizes import bench_config
+  config = dataclasses.replace(bench_config(args.sizes), dtype=args.dtype)
+  runners = {"ours": train_step.ours_step_runner(config, args.batch, args.seq),
+             "peer": train_step.torch_step_runner(config, args.batch, args.seq)}
+  usage = common.measure_alternating(runners, repeats=args.repeats)
+  print("RESULT " + json.dumps({"policy": policy, **{s: usage[s]._asdict() for s in SIDES}}),
+        flush=True)
+
+
+def run_child(args, size: str, setup: str) -> dict:
+  policy, env = SETUPS[setup]
+  command = [sys.executable, os.path.abspath(__file__), "--child", policy, "--sizes", size,
+             "--batch", str(args.batch), "--seq", str(args.seq), "--repeats", str(args.repeats),
+             "--dtype", args.dtype]
+  done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True)
+  lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
+  if done.returncode != 0 or not lines:
+    raise RuntimeError(f"{setup} child for {size} failed:\n{done.stderr[-3000:]}")
+  return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def median(xs):
+  return sorted(xs)[len(xs) // 2]
+
+
+def summarize(results: dict[str, list[dict]]) -> dict[str, dict[str, dict]]:
+  """{setup: {side: {seconds, minor_faults, system_seconds}}}: medians over the rounds."""
+  return {setup: {side: {k: median([r[side][k] for r in rounds]) for k in rounds[0][side]}
+                  for side in SIDES} for setup, rounds in results.items()}
+
+
+def main() -> None:
+  args = parse_args()
+  if args.child:
+    child(args)
+    return
+  from bench import common
+  page_mib = os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+  suffix = "" if args.dtype == "float32" else f"_{args.dtype}"
+  report = common.Report("host_memory", results_name=f"host_memory{suffix}")
+  for size in args.sizes.split(","):
+    results = {setup: [] for setup in SETUPS}
+    for _ in range(args.rounds):  # set-ups in turn, so a slow stretch reaches each of them
+      for setup in SETUPS:
+        results[setup].append(run_child(args, size, setup))
+    table = summarize(results)
+    best_peer = min(SETUPS, key=lambda s: table[s]["peer"]["seconds"])
+    extra = {f"{side}_{setup}": {"ms": round(1e3 * u["seconds"], 1),
+                                 "faulted_mib": round(u["minor_faults"] * page_mib, 1),
+                                 "system_s": round(u["system_seconds"], 3)}
+             for setup in SETUPS for side, u in table[setup].items()}
+    report.add(f"host_memory_{size}{suffix}", 1e3 * table["retain"]["ours"]["seconds"],
+               1e3 * table[best_peer]["peer"]["seconds"], "ms per train step",
+               higher_is_better=False, peer_setup=best_peer, batch=args.batch, seq=args.seq,
+               rounds=args.rounds, **extra)
+  if not args.no_save:
+    report.save()
+
+
+if __name__ == "__main__":
+  main()
