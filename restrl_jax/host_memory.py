@@ -4,10 +4,12 @@ XLA:CPU allocates an executable's temporaries as one block, afresh at every call
 its worker threads: ~170 MiB for the tiny model's train step, ~1.9 GiB at ~100M parameters
 (`bench/host_memory.py`). glibc serves a block that large with its own `mmap` and unmaps it on
 `free`, so every call faults all of its pages in again (the kernel maps and zeroes each 4 KiB
-page): 0.07 s of system time per tiny train step, 1.4 s at ~100M, on 2 cores. With the
+page): 0.06-0.10 s of system time per tiny train step, 2 s at ~100M, on 2 cores
+(docs/benchmarks.md, "Session 8"). With the
 "retain" policy every thread allocates from glibc's one main heap (`M_ARENA_MAX=1`), large
-blocks come from that heap too (`M_MMAP_MAX=0`) and its free top is not trimmed
-(`M_TRIM_THRESHOLD`), so the next call reuses the block and touches no new page. The price is
+blocks come from that heap too (`M_MMAP_MAX=0`) and its free top is never trimmed
+(`M_TRIM_THRESHOLD=-1`; any finite threshold, at most 2 GiB through `mallopt`, is below the
+~100M float32 step's temporaries), so the next call reuses the block and touches no new page. The price is
 a resident size that stays at its peak, as with any caching allocator.
 
 It must be set before JAX starts its threads (before the first computation): a thread keeps the
@@ -25,7 +27,7 @@ POLICIES = ("auto", "retain", "release")
 
 # mallopt(3) parameters (glibc's malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
-_RETAIN = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2 ** 31 - 1))
+_RETAIN = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))  # -1: never trim
 _ACCELERATOR_PLUGINS = ("libtpu", "jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm7_plugin")
 
 
