@@ -41,6 +41,11 @@ def timeit_alternating(fns: dict[str, Callable[[], object]], repeats: int = 5,
   return {name: u.seconds for name, u in measure_alternating(fns, repeats, warmup).items()}
 
 
+def median(xs):
+  """The upper median (of an even count, the larger middle value)."""
+  return sorted(xs)[len(xs) // 2]
+
+
 class Usage(NamedTuple):
   """Medians per call: wall seconds, minor page faults, system CPU seconds (whole process)."""
   seconds: float
@@ -63,7 +68,6 @@ def measure_alternating(fns: dict[str, Callable[[], object]], repeats: int = 5,
       seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
       samples[name].append((seconds, after.ru_minflt - before.ru_minflt,
                             after.ru_stime - before.ru_stime))
-  median = lambda xs: sorted(xs)[len(xs) // 2]
   return {name: Usage(*(median([x[i] for x in s]) for i in range(3)))
           for name, s in samples.items()}
 

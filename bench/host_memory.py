@@ -8,12 +8,14 @@ A heap set-up holds for a whole process, so each one runs in its own child proce
 ours and the PyTorch step in alternation (`common.measure_alternating`) and counts each call's
 minor page faults (pages the kernel maps and zeroes on first touch) and system CPU time. The
 set-ups: "release" (glibc's defaults), "retain" (`host_memory.apply("retain")`, what
-`restrl_jax.main` uses on CPU) and "thp" (glibc's defaults plus
+`--config.host_memory=retain` sets) and "thp" (glibc's defaults plus
 `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`: malloc on transparent huge pages). The children run
 in `--rounds` rounds of all set-ups in turn; each figure is the median over rounds. One row per
 size, `host_memory_<size>[_dtype]`: ours under "retain" against PyTorch under whichever set-up
 made it fastest (the peer is not handicapped by our heap policy), in ms per step, ratio > 1
-meaning ours takes less time; every set-up's figures come with it.
+meaning ours takes less time; every set-up's figures come with it. "Median over rounds" is the
+upper median (of 2 rounds: the slower one). `faulted_mib` counts 4 KiB per fault: under "thp" a
+fault may map a 2 MiB page, so there it understates the memory faulted in.
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import common  # noqa: E402  (no JAX or torch import: children set the heap first)
 
 SETUPS = {"release": ("release", {}), "retain": ("retain", {}),
           "thp": ("release", {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"})}
@@ -48,7 +52,7 @@ def child(args) -> None:
   """Runs in a fresh process: set the heap policy first, then time both steps; prints JSON."""
   from restrl_jax import host_memory
   policy = host_memory.apply(args.child)  # before JAX starts its threads
-  from bench import common, train_step
+  from bench import train_step
   from bench.model_sizes import bench_config
   config = dataclasses.replace(bench_config(args.sizes), dtype=args.dtype)
   runners = {"ours": train_step.ours_step_runner(config, args.batch, args.seq),
@@ -63,20 +67,18 @@ def run_child(args, size: str, setup: str) -> dict:
   command = [sys.executable, os.path.abspath(__file__), "--child", policy, "--sizes", size,
              "--batch", str(args.batch), "--seq", str(args.seq), "--repeats", str(args.repeats),
              "--dtype", args.dtype]
-  done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True)
+  child_env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"} | env
+  done = subprocess.run(command, env=child_env, capture_output=True, text=True, timeout=3600)
   lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
   if done.returncode != 0 or not lines:
     raise RuntimeError(f"{setup} child for {size} failed:\n{done.stderr[-3000:]}")
   return json.loads(lines[-1].removeprefix("RESULT "))
 
 
-def median(xs):
-  return sorted(xs)[len(xs) // 2]
-
-
 def summarize(results: dict[str, list[dict]]) -> dict[str, dict[str, dict]]:
-  """{setup: {side: {seconds, minor_faults, system_seconds}}}: medians over the rounds."""
-  return {setup: {side: {k: median([r[side][k] for r in rounds]) for k in rounds[0][side]}
+  """{setup: {side: {seconds, minor_faults, system_seconds}}}: upper medians over the rounds
+  (of 2 rounds: the larger), each field on its own."""
+  return {setup: {side: {k: common.median([r[side][k] for r in rounds]) for k in rounds[0][side]}
                   for side in SIDES} for setup, rounds in results.items()}
 
 
@@ -85,7 +87,6 @@ def main() -> None:
   if args.child:
     child(args)
     return
-  from bench import common
   page_mib = os.sysconf("SC_PAGE_SIZE") / 2 ** 20
   suffix = "" if args.dtype == "float32" else f"_{args.dtype}"
   report = common.Report("host_memory", results_name=f"host_memory{suffix}")

@@ -1,34 +1,32 @@
-"""The process's heap policy on the host: keep freed memory for reuse, or give it back.
+"""The process's heap policy on the host: give freed memory back (glibc's default) or keep it.
 
 XLA:CPU allocates an executable's temporaries as one block, afresh at every call and on one of
-its worker threads: ~170 MiB for the tiny model's train step, ~1.9 GiB at ~100M parameters
-(`bench/host_memory.py`). glibc serves a block that large with its own `mmap` and unmaps it on
-`free`, so every call faults all of its pages in again (the kernel maps and zeroes each 4 KiB
-page): 0.06-0.10 s of system time per tiny train step, 2 s at ~100M, on 2 cores
-(docs/benchmarks.md, "Session 8"). With the
-"retain" policy every thread allocates from glibc's one main heap (`M_ARENA_MAX=1`), large
-blocks come from that heap too (`M_MMAP_MAX=0`) and its free top is never trimmed
-(`M_TRIM_THRESHOLD=-1`; any finite threshold, at most 2 GiB through `mallopt`, is below the
-~100M float32 step's temporaries), so the next call reuses the block and touches no new page. The price is
-a resident size that stays at its peak, as with any caching allocator.
+its worker threads: ~170 MiB for the tiny model's float32 train step, ~1.9 GiB (bf16) to
+~2.7 GiB (float32) at ~100M parameters. glibc serves a block that large with its own `mmap`
+and unmaps it on `free`, so every call faults all of its pages in again (the kernel maps and
+zeroes each page): 0.06-0.10 s of system time per tiny train step, 2-4 s at ~100M, on 2 cores
+(`bench/host_memory.py`, docs/benchmarks.md "Session 8"). The "retain" policy makes every
+thread allocate from glibc's one main heap (`M_ARENA_MAX=1`: a thread's own arena maps blocks
+over 64 MiB itself whatever else is set), takes large blocks from that heap too
+(`M_MMAP_MAX=0`) and never trims it (`M_TRIM_THRESHOLD=-1`), so the next call reuses the block.
+It took 9-25% off our train step there, but made the quick demo (sampling, sandbox, search
+threads) ~30% slower, so it is opt-in: `--config.host_memory=retain` for training-heavy CPU
+runs. The resident size then stays near its peak.
 
-It must be set before JAX starts its threads (before the first computation): a thread keeps the
-arena it got at its first allocation. `restrl_jax.setup_runtime.initialize` applies
-`config.host_memory` first thing. Not glibc (macOS, musl): nothing to set.
+It must be set before JAX starts its threads (a thread keeps the arena it got at its first
+allocation): `restrl_jax.setup_runtime.initialize` applies `config.host_memory` first thing.
+Not glibc (macOS, musl): nothing to set.
 """
 from __future__ import annotations
 
 import ctypes
-import importlib.util
-import os
+import logging
 import sys
 
-POLICIES = ("auto", "retain", "release")
+POLICIES = ("release", "retain")
 
-# mallopt(3) parameters (glibc's malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
-_RETAIN = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))  # -1: never trim
-_ACCELERATOR_PLUGINS = ("libtpu", "jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm7_plugin")
+# mallopt(3) parameters (glibc's malloc.h), in the order they are set
+_RETAIN = (("M_ARENA_MAX", -8, 1), ("M_MMAP_MAX", -4, 0), ("M_TRIM_THRESHOLD", -1, -1))
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -38,31 +36,28 @@ def _glibc() -> ctypes.CDLL | None:
   return libc if hasattr(libc, "gnu_get_libc_version") else None
 
 
-def resolve(policy: str) -> str:
-  """"retain" or "release" for a configured policy; "auto" retains when JAX will run on the
-  CPU (JAX_PLATFORMS is "cpu", or no TPU/GPU plugin is installed): host-side work on an
-  accelerator machine keeps glibc's defaults."""
+def _jax_started() -> bool:
+  if "jax" not in sys.modules:
+    return False
+  from jax._src import xla_bridge  # pylint: disable=import-outside-toplevel
+  return xla_bridge.backends_are_initialized()
+
+
+def apply(policy: str = "release") -> str:
+  """Set the heap policy (see the module docstring). Returns the one in force: "release"
+  (glibc's defaults, left as they are; an earlier "retain" is not undone), "retain",
+  "unsupported" (not glibc) or "late" (JAX's threads already run: nothing set, a warning)."""
   if policy not in POLICIES:
     raise ValueError(f"host memory policy must be one of {POLICIES}, got {policy!r}")
-  if policy != "auto":
+  if policy == "release":
     return policy
-  platforms = os.environ.get("JAX_PLATFORMS", "")
-  if platforms:
-    return "retain" if platforms.split(",")[0].strip() == "cpu" else "release"
-  installed = any(importlib.util.find_spec(m) is not None for m in _ACCELERATOR_PLUGINS)
-  return "release" if installed else "retain"
-
-
-def apply(policy: str = "auto") -> str:
-  """Set the heap policy (see the module docstring); returns the one in force: "retain",
-  "release" (glibc's defaults, left as they are) or "unsupported" (not glibc)."""
-  resolved = resolve(policy)
-  if resolved == "release":
-    return resolved
   libc = _glibc()
   if libc is None:
     return "unsupported"
-  for param, value in _RETAIN:
+  if _jax_started():
+    logging.warning("host_memory.apply(%r) after JAX started its threads: not set", policy)
+    return "late"
+  for name, param, value in _RETAIN:
     if libc.mallopt(param, value) != 1:
-      raise OSError(f"mallopt({param}, {value}) failed: cannot set the 'retain' heap policy")
-  return resolved
+      raise OSError(f"mallopt({name}, {value}) failed: the 'retain' heap policy is not set")
+  return policy

@@ -25,7 +25,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.stages must be a tuple of stage names, got the string {config.stages!r}")
   from restrl_jax.pipeline.runner import check_stages
   check_stages(config.stages)
-  policy = config.get("host_memory", "auto")
+  policy = config.get("host_memory", "release")
   if policy not in host_memory.POLICIES:
     raise ConfigError(f"config.host_memory={policy!r}: choose one of {host_memory.POLICIES}")
   for path in config.get("required_paths", ()):
@@ -70,7 +70,7 @@ def apply_quick(config: ml_collections.ConfigDict) -> None:
 
 
 def initialize(config: ml_collections.ConfigDict) -> None:
-  heap = host_memory.apply(config.get("host_memory", "auto"))  # before JAX starts its threads
+  heap = host_memory.apply(config.get("host_memory", "release"))  # before JAX starts its threads
   import jax
   from restrl_jax import distributed, mesh_presets
   distributed.initialize(config.get("distributed", None))

@@ -26,7 +26,6 @@ from typing import Any, Callable, Sequence
 
 import ml_collections
 
-from restrl_jax import host_memory
 from restrl_jax import io_utils
 from restrl_jax.config_checks import ConfigError, get_field
 
@@ -243,7 +242,6 @@ def read_results(root: Path, cells: Sequence[Cell]) -> list[dict]:
 def main(argv: list[str]) -> None:
   if len(argv) != 2:
     sys.exit("usage: python -m restrl_jax.experiments.sweep CELL_JSON")
-  host_memory.apply()  # before JAX starts its threads
   spec, cell = _from_cell_json(json.loads(Path(argv[1]).read_text()))
   from absl import logging
   logging.set_verbosity(logging.INFO)

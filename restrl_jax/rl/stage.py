@@ -21,7 +21,6 @@ from typing import Any
 import jax
 import ml_collections
 
-from restrl_jax import host_memory
 from restrl_jax import config_defaults, parallel
 from restrl_jax.config_checks import ConfigError
 from restrl_jax.data.registry import load_problems
@@ -154,7 +153,6 @@ def main(argv: list[str]) -> None:
   if len(argv) != 3:
     sys.exit("usage: python -m restrl_jax.rl.stage CONFIG_JSON WORKDIR")
   config = ml_collections.ConfigDict(json.loads(Path(argv[1]).read_text()))
-  host_memory.apply(config.get("host_memory", "auto"))  # before JAX starts its threads
   workdir = Path(argv[2])
   stage_dir = workdir / STAGE
   stage_dir.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,6 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from restrl_jax import host_memory
 from restrl_jax import config_defaults, io_utils
 
 OVERRIDES = {"steps": int, "batch_size": int, "learning_rate": float, "warmup_steps": int,
@@ -57,7 +56,6 @@ def evaluate(policy: Path, args: argparse.Namespace) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-  host_memory.apply()  # before JAX starts its threads
   from restrl_jax.warmstart.train import train_policy  # pylint: disable=import-outside-toplevel
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
   args = parse(argv)
