@@ -100,3 +100,35 @@ def test_config_check_names_a_bad_host_memory_value():
   config.host_memory = "keep"
   with pytest.raises(ConfigError, match="config.host_memory='keep'"):
     setup_runtime.validate(config)
+
+
+# The same jitted call after the pipeline's own start-up (config.host_memory -> initialize).
+_PIPELINE_PROBE = _PRELUDE + """
+import importlib.util
+from restrl_jax import setup_runtime
+spec = importlib.util.spec_from_file_location("demo", sys.argv[2])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+config = module.get_config()
+config.host_memory = sys.argv[1]
+setup_runtime.initialize(config)
+import jax, jax.numpy as jnp
+x = jnp.arange(1 << 24, dtype=jnp.float32)
+f = jax.jit(lambda x: jnp.cumsum(x)[::2].sum() + jnp.cumsum(x * 2.0)[1::2].max())
+print(json.dumps({"faults": faults(lambda: f(x).block_until_ready())}))
+"""
+
+
+@glibc_only
+def test_pipeline_start_up_applies_the_configured_policy():
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
+  env.pop("GLIBC_TUNABLES", None)
+  steady = {}
+  for policy in ("release", "retain"):
+    done = subprocess.run([sys.executable, "-c", _PIPELINE_PROBE, policy,
+                           str(REPO / "configs" / "demo.py")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    steady[policy] = _steady(json.loads(done.stdout.strip().splitlines()[-1]))
+  block_pages = (64 << 20) // PAGE
+  assert steady["release"] > block_pages and steady["retain"] < block_pages // 100, steady
