@@ -28,7 +28,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench import common  # noqa: E402  (no JAX or torch import: children set the heap first)
+from bench import common, train_step  # noqa: E402  (imports JAX but starts none of its threads)
 
 SETUPS = {"release": ("release", {}), "retain": ("retain", {}),
           "thp": ("release", {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"})}
@@ -36,23 +36,16 @@ SIDES = ("ours", "peer")
 
 
 def parse_args(argv=None):
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--sizes", default="tiny,100m")
-  parser.add_argument("--batch", type=int, default=8)
-  parser.add_argument("--seq", type=int, default=256)
-  parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-  parser.add_argument("--rounds", type=int, default=2)
-  parser.add_argument("--no_save", action="store_true", help="print only")
-  parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # a heap policy
-  return parser.parse_args(argv)
+  def add_arguments(parser):
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # a heap policy
+  return train_step.parse_bench_args(add_arguments, argv)
 
 
 def child(args) -> None:
   """Runs in a fresh process: set the heap policy first, then time both steps; prints JSON."""
   from restrl_jax import host_memory
   policy = host_memory.apply(args.child)  # before JAX starts its threads
-  from bench import train_step
   from bench.model_sizes import bench_config
   config = dataclasses.replace(bench_config(args.sizes), dtype=args.dtype)
   runners = {"ours": train_step.ours_step_runner(config, args.batch, args.seq),

@@ -17,8 +17,9 @@ from restrl_jax import models
 from restrl_jax.training import init_train_state, make_optimizer, make_train_step, sft_loss
 
 
-def parse_bench_args():
-  """The command line shared by the train-step scripts (train_phases.py, train_parts.py)."""
+def parse_bench_args(add_arguments=None, argv=None):
+  """The command line shared by the train-step scripts (train_phases.py, train_parts.py,
+  host_memory.py); `add_arguments(parser)` adds a script's own."""
   parser = argparse.ArgumentParser()
   parser.add_argument("--sizes", default="tiny,100m")
   parser.add_argument("--batch", type=int, default=8)
@@ -26,7 +27,9 @@ def parse_bench_args():
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
   parser.add_argument("--no_save", action="store_true", help="print only")
-  return parser.parse_args()
+  if add_arguments is not None:
+    add_arguments(parser)
+  return parser.parse_args(argv)
 
 
 def _ours_setup(config, batch: int, seq: int):
