@@ -34,6 +34,7 @@ def parse_bench_args(add_arguments=None, argv=None):
 
 def _ours_setup(config, batch: int, seq: int):
   params = models.init_params(config, jax.random.key(0))
+  params = models.to_layout(params, models.params_layout(config))  # as the pipeline trains
   optimizer = make_optimizer(1e-4, 1000, schedule="constant")
   tokens = jax.random.randint(jax.random.key(1), (batch, seq), 3, config.vocab_size)
   data = dict(tokens=tokens, attention_mask=jnp.ones_like(tokens), loss_mask=jnp.ones_like(tokens))

@@ -94,7 +94,12 @@ def tree_shardings(logical_tree, shape_tree, mesh: Mesh, rules=LOGICAL_RULES):
   """Shardings for a pytree (e.g. params) from a matching pytree of logical-name tuples."""
   return jax.tree.map(
       lambda names, x: logical_to_sharding(names, x.shape, mesh, rules),
-      logical_tree, shape_tree, is_leaf=lambda n: isinstance(n, tuple))
+      logical_tree, shape_tree, is_leaf=_is_axis_names)
+
+
+def _is_axis_names(x) -> bool:
+  """A leaf of a logical-axes tree: a tuple of names (not a tuple of subtrees, e.g. layers)."""
+  return isinstance(x, tuple) and all(n is None or isinstance(n, str) for n in x)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

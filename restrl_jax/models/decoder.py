@@ -23,7 +23,8 @@ their zero fills in the backward pass), so "auto" unrolls there and scans elsewh
 `layer_loop` argument, then `ModelConfig.layer_loop`, fixes one (`memory_plan` compiles the TPU
 "scan" on CPU). The decode
 loop unstacks the weights and the KV cache ONCE, outside its while loop (`sampling/decode.py`).
-`params["layers"]` may be given already unstacked: a tuple of per-layer dicts (no [L] axis).
+`params["layers"]` may be given already unstacked: a tuple of per-layer dicts (no [L] axis;
+`layer_layout`), the form train states keep on CPU (`params_layout`).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from restrl_jax.models import layers, matmul
+from restrl_jax.models import layer_layout, layers, matmul
 from restrl_jax.models.config import LAYER_LOOPS, ModelConfig, resolve_cache_layout
 from restrl_jax.parallel import constrain
 
@@ -122,9 +123,11 @@ def init_params(config: ModelConfig, rng: jax.Array, std: float = 0.02) -> Param
   return jax.tree.unflatten(treedef, [make(i, s) for i, s in enumerate(leaves)])
 
 
-def param_logical_axes(config: ModelConfig) -> dict:
-  """Logical axis names per parameter (same structure as `init_params`)."""
-  return jax.tree.map(lambda s: s[1], _param_specs(config), is_leaf=_is_spec)
+def param_logical_axes(config: ModelConfig, like: Params | None = None) -> dict:
+  """Logical axis names per parameter: the structure of `init_params` (stacked layers), or of
+  `like` when given (e.g. per-layer params, `layer_layout.match_axes`)."""
+  axes = jax.tree.map(lambda s: s[1], _param_specs(config), is_leaf=_is_spec)
+  return axes if like is None else layer_layout.match_axes(axes, like)
 
 
 def param_shapes(config: ModelConfig) -> dict:
@@ -132,14 +135,9 @@ def param_shapes(config: ModelConfig) -> dict:
 
 
 def unstack_layers(params: Params) -> Params:
-  """`params` with `layers` as a tuple of per-layer dicts (static slices of the stacked arrays);
-  unchanged when already unstacked. Under jit, keep this out of loops: each slice is a copy."""
-  stacked = params["layers"]
-  if isinstance(stacked, (tuple, list)):
-    return params
-  n = jax.tree.leaves(stacked)[0].shape[0]
-  per_layer = tuple(jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(n))
-  return {**params, "layers": per_layer}
+  """`params` with `layers` as a tuple of per-layer dicts (`layer_layout`, "per_layer");
+  unchanged when already so. Under jit, keep this out of loops: each slice is a copy."""
+  return layer_layout.to_layout(params, "per_layer")
 
 
 _PROJECTIONS = (("attn", "q"), ("attn", "k"), ("attn", "v"), ("attn", "o"), ("mlp", "gate"),
@@ -195,15 +193,21 @@ def _is_unstacked(params: Params) -> bool:
   return isinstance(params["layers"], (tuple, list))
 
 
+def params_layout(config: ModelConfig, layer_loop: str = "auto") -> str:
+  """The layer layout (`layer_layout.LAYOUTS`) the resolved loop consumes without conversion:
+  "per_layer" for "unroll", "stacked" for "scan". Train states keep their params (and so the
+  optimizer's moments) in it."""
+  return "per_layer" if resolve_layer_loop(layer_loop, config) == "unroll" else "stacked"
+
+
 def _loop_params(config: ModelConfig, params: Params, layer_loop: str) -> Params:
   """Params in the form the chosen loop consumes (per-layer for "unroll", stacked for "scan")."""
-  loop = resolve_layer_loop(layer_loop, config)
   explicit = layer_loop if layer_loop != "auto" else config.layer_loop
   if _is_unstacked(params):
     if explicit == "scan":
       raise ValueError("layer_loop='scan' needs stacked params['layers'], got a tuple of layers")
     return params
-  return unstack_layers(params) if loop == "unroll" else params
+  return layer_layout.to_layout(params, params_layout(config, layer_loop))
 
 
 def _embed(config: ModelConfig, params: Params, tokens: jax.Array) -> jax.Array:

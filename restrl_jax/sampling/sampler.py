@@ -158,7 +158,7 @@ class Sampler:
     """Params on the mesh by their logical axes (unchanged without a mesh)."""
     if self.mesh is None:
       return params
-    axes = models.param_logical_axes(self.config)
+    axes = models.param_logical_axes(self.config, like=params)
     return jax.device_put(params, parallel.tree_shardings(axes, params, self.mesh))
 
   def _place_rows(self, x: np.ndarray) -> jax.Array:

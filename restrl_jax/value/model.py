@@ -39,8 +39,10 @@ def init_value_params(config: models.ModelConfig, backbone: Any, rng: jax.Array)
   return {"backbone": backbone, "head": models.init_value_head(config, rng)}
 
 
-def value_logical_axes(config: models.ModelConfig) -> dict:
-  return {"backbone": models.param_logical_axes(config),
+def value_logical_axes(config: models.ModelConfig, like: Any = None) -> dict:
+  """Logical axes of value params (of `like`'s layer layout when given)."""
+  backbone = None if like is None else like["backbone"]
+  return {"backbone": models.param_logical_axes(config, like=backbone),
           "head": models.value_head_logical_axes(config)}
 
 
@@ -49,7 +51,8 @@ def place_value_params(config: models.ModelConfig, params: Any,
   """Value params on the mesh by their logical axes (unchanged without a mesh)."""
   if mesh is None:
     return params
-  return jax.device_put(params, parallel.tree_shardings(value_logical_axes(config), params, mesh))
+  return jax.device_put(params, parallel.tree_shardings(value_logical_axes(config, params),
+                                                       params, mesh))
 
 
 # One jitted forward for every ValueModel (the config is static, so models of the same
@@ -132,8 +135,8 @@ def save_value_model(path: str | os.PathLike, params: Any, backbone_path: str | 
   """Writes `params/` (orbax) and `value_model.json` under `path` (replacing an old save)."""
   path = Path(path).absolute()
   target = path / PARAMS_DIR
-  with ocp.StandardCheckpointer() as ckpt:
-    ckpt.save(target, params, force=True)
+  with ocp.StandardCheckpointer() as ckpt:  # layers stacked, as `load_value_model` reads them
+    ckpt.save(target, models.to_layout(params, "stacked"), force=True)
   meta = {"backbone_path": str(Path(backbone_path).absolute()), "max_length": int(max_length),
           **(extra or {})}
   (path / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
