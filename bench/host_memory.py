@@ -2,20 +2,22 @@
 heap policy gives back: our train step against the PyTorch step under each heap set-up.
 
 python bench/host_memory.py [--sizes tiny,100m] [--batch 8] [--seq 256] [--repeats 5]
-                            [--dtype float32|bfloat16] [--rounds 2] [--no_save]
+                            [--dtype float32|bfloat16] [--rounds 3] [--no_save]
 
-A heap set-up holds for a whole process, so each one runs in its own child process, which times
-ours and the PyTorch step in alternation (`common.measure_alternating`) and counts each call's
-minor page faults (pages the kernel maps and zeroes on first touch) and system CPU time. The
-set-ups: "release" (glibc's defaults), "retain" (`host_memory.apply("retain")`, what
-`--config.host_memory=retain` sets) and "thp" (glibc's defaults plus
-`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`: malloc on transparent huge pages). The children run
-in `--rounds` rounds of all set-ups in turn; each figure is the median over rounds. One row per
-size, `host_memory_<size>[_dtype]`: ours under "retain" against PyTorch under whichever set-up
-made it fastest (the peer is not handicapped by our heap policy), in ms per step, ratio > 1
-meaning ours takes less time; every set-up's figures come with it. "Median over rounds" is the
-upper median (of 2 rounds: the slower one). `faulted_mib` counts 4 KiB per fault: under "thp" a
-fault may map a 2 MiB page, so there it understates the memory faulted in.
+A heap set-up holds for a whole process, and one step's heap traffic changes the next one's
+(memory the other step freed, its arenas' state): so each side (ours, PyTorch) under each
+set-up runs ALONE in its own child process, which times `--repeats` steps after one warm-up and
+counts each call's minor page faults (pages the kernel maps and zeroes on first touch) and
+system CPU time (`common.measure_alternating` over one function). The set-ups: "release"
+(glibc's defaults), "retain" (`host_memory.apply("retain")`, what `--config.host_memory=retain`
+sets) and "thp" (glibc's defaults plus `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`: malloc on
+transparent huge pages). The children run in `--rounds` rounds of every (set-up, side) in turn,
+so a slow stretch of the machine reaches all of them; each figure is the median over rounds
+(the upper median of an even count). One row per size, `host_memory_<size>[_dtype]`: ours under
+"retain" against PyTorch under whichever set-up made it fastest (the peer is not handicapped by
+our heap policy), in ms per step, ratio > 1 meaning ours takes less time; every set-up's figures
+come with it. `faulted_mib` counts 4 KiB per fault: under "thp" a fault may map a 2 MiB page,
+so there it understates the memory faulted in.
 """
 from __future__ import annotations
 
@@ -37,42 +39,44 @@ SIDES = ("ours", "peer")
 
 def parse_args(argv=None):
   def add_arguments(parser):
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # a heap policy
+    parser.add_argument("--side", default="ours", choices=SIDES, help=argparse.SUPPRESS)
   return train_step.parse_bench_args(add_arguments, argv)
 
 
 def child(args) -> None:
-  """Runs in a fresh process: set the heap policy first, then time both steps; prints JSON."""
+  """Runs in a fresh process: set the heap policy first, then time one side's step alone;
+  prints JSON."""
   from restrl_jax import host_memory
   policy = host_memory.apply(args.child)  # before JAX starts its threads
   from bench.model_sizes import bench_config
   config = dataclasses.replace(bench_config(args.sizes), dtype=args.dtype)
-  runners = {"ours": train_step.ours_step_runner(config, args.batch, args.seq),
-             "peer": train_step.torch_step_runner(config, args.batch, args.seq)}
-  usage = common.measure_alternating(runners, repeats=args.repeats)
-  print("RESULT " + json.dumps({"policy": policy, **{s: usage[s]._asdict() for s in SIDES}}),
-        flush=True)
+  runner = {"ours": train_step.ours_step_runner,
+            "peer": train_step.torch_step_runner}[args.side](config, args.batch, args.seq)
+  usage = common.measure_alternating({args.side: runner}, repeats=args.repeats)[args.side]
+  print("RESULT " + json.dumps({"policy": policy, **usage._asdict()}), flush=True)
 
 
-def run_child(args, size: str, setup: str) -> dict:
+def run_child(args, size: str, setup: str, side: str) -> dict:
   policy, env = SETUPS[setup]
-  command = [sys.executable, os.path.abspath(__file__), "--child", policy, "--sizes", size,
-             "--batch", str(args.batch), "--seq", str(args.seq), "--repeats", str(args.repeats),
-             "--dtype", args.dtype]
+  command = [sys.executable, os.path.abspath(__file__), "--child", policy, "--side", side,
+             "--sizes", size, "--batch", str(args.batch), "--seq", str(args.seq),
+             "--repeats", str(args.repeats), "--dtype", args.dtype]
   child_env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"} | env
   done = subprocess.run(command, env=child_env, capture_output=True, text=True, timeout=3600)
   lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
   if done.returncode != 0 or not lines:
-    raise RuntimeError(f"{setup} child for {size} failed:\n{done.stderr[-3000:]}")
+    raise RuntimeError(f"{setup} child ({side}) for {size} failed:\n{done.stderr[-3000:]}")
   return json.loads(lines[-1].removeprefix("RESULT "))
 
 
-def summarize(results: dict[str, list[dict]]) -> dict[str, dict[str, dict]]:
-  """{setup: {side: {seconds, minor_faults, system_seconds}}}: upper medians over the rounds
-  (of 2 rounds: the larger), each field on its own."""
-  return {setup: {side: {k: common.median([r[side][k] for r in rounds]) for k in rounds[0][side]}
-                  for side in SIDES} for setup, rounds in results.items()}
+def summarize(results: dict[str, dict[str, list[dict]]]) -> dict[str, dict[str, dict]]:
+  """{setup: {side: {seconds, minor_faults, system_seconds}}} from {setup: {side: [one dict per
+  round]}}: medians over the rounds (upper median of an even count), each field on its own."""
+  return {setup: {side: {k: common.median([r[k] for r in rounds]) for k in rounds[0]
+                         if k != "policy"}
+                  for side, rounds in sides.items()} for setup, sides in results.items()}
 
 
 def main() -> None:
@@ -84,10 +88,11 @@ def main() -> None:
   suffix = "" if args.dtype == "float32" else f"_{args.dtype}"
   report = common.Report("host_memory", results_name=f"host_memory{suffix}")
   for size in args.sizes.split(","):
-    results = {setup: [] for setup in SETUPS}
-    for _ in range(args.rounds):  # set-ups in turn, so a slow stretch reaches each of them
+    results = {setup: {side: [] for side in SIDES} for setup in SETUPS}
+    for _ in range(args.rounds):  # every child in turn, so a slow stretch reaches each of them
       for setup in SETUPS:
-        results[setup].append(run_child(args, size, setup))
+        for side in SIDES:
+          results[setup][side].append(run_child(args, size, setup, side))
     table = summarize(results)
     best_peer = min(SETUPS, key=lambda s: table[s]["peer"]["seconds"])
     extra = {f"{side}_{setup}": {"ms": round(1e3 * u["seconds"], 1),
