@@ -3,6 +3,7 @@ heap policy gives back: our train step against the PyTorch step under each heap 
 
 python bench/host_memory.py [--sizes tiny,100m] [--batch 8] [--seq 256] [--repeats 5]
                             [--dtype float32|bfloat16] [--rounds 3] [--no_save]
+                            [--layout auto|stacked|per_layer]
 
 A heap set-up holds for a whole process, and one step's heap traffic changes the next one's
 (memory the other step freed, its arenas' state): so each side (ours, PyTorch) under each
@@ -52,8 +53,10 @@ def child(args) -> None:
   policy = host_memory.apply(args.child)  # before JAX starts its threads
   from bench.model_sizes import bench_config
   config = dataclasses.replace(bench_config(args.sizes), dtype=args.dtype)
-  runner = {"ours": train_step.ours_step_runner,
-            "peer": train_step.torch_step_runner}[args.side](config, args.batch, args.seq)
+  if args.side == "ours":
+    runner = train_step.ours_step_runner(config, args.batch, args.seq, args.layout)
+  else:
+    runner = train_step.torch_step_runner(config, args.batch, args.seq)
   usage = common.measure_alternating({args.side: runner}, repeats=args.repeats)[args.side]
   print("RESULT " + json.dumps({"policy": policy, **usage._asdict()}), flush=True)
 
@@ -62,7 +65,7 @@ def run_child(args, size: str, setup: str, side: str) -> dict:
   policy, env = SETUPS[setup]
   command = [sys.executable, os.path.abspath(__file__), "--child", policy, "--side", side,
              "--sizes", size, "--batch", str(args.batch), "--seq", str(args.seq),
-             "--repeats", str(args.repeats), "--dtype", args.dtype]
+             "--repeats", str(args.repeats), "--dtype", args.dtype, "--layout", args.layout]
   child_env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"} | env
   done = subprocess.run(command, env=child_env, capture_output=True, text=True, timeout=3600)
   lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
@@ -86,7 +89,8 @@ def main() -> None:
     return
   page_mib = os.sysconf("SC_PAGE_SIZE") / 2 ** 20
   suffix = "" if args.dtype == "float32" else f"_{args.dtype}"
-  report = common.Report("host_memory", results_name=f"host_memory{suffix}")
+  layout = "" if args.layout == "auto" else f"_{args.layout}"
+  report = common.Report("host_memory", results_name=f"host_memory{suffix}{layout}")
   for size in args.sizes.split(","):
     results = {setup: {side: [] for side in SIDES} for setup in SETUPS}
     for _ in range(args.rounds):  # every child in turn, so a slow stretch reaches each of them
@@ -99,10 +103,10 @@ def main() -> None:
                                  "faulted_mib": round(u["minor_faults"] * page_mib, 1),
                                  "system_s": round(u["system_seconds"], 3)}
              for setup in SETUPS for side, u in table[setup].items()}
-    report.add(f"host_memory_{size}{suffix}", 1e3 * table["retain"]["ours"]["seconds"],
+    report.add(f"host_memory_{size}{suffix}{layout}", 1e3 * table["retain"]["ours"]["seconds"],
                1e3 * table[best_peer]["peer"]["seconds"], "ms per train step",
                higher_is_better=False, peer_setup=best_peer, batch=args.batch, seq=args.seq,
-               rounds=args.rounds, **extra)
+               rounds=args.rounds, layout=args.layout, **extra)
   if not args.no_save:
     report.save()
 

@@ -27,22 +27,26 @@ def parse_bench_args(add_arguments=None, argv=None):
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
   parser.add_argument("--no_save", action="store_true", help="print only")
+  parser.add_argument("--layout", default="auto", choices=("auto",) + models.LAYER_LAYOUTS,
+                      help="our train state's layer layout (auto: what the pipeline uses)")
   if add_arguments is not None:
     add_arguments(parser)
   return parser.parse_args(argv)
 
 
-def _ours_setup(config, batch: int, seq: int):
+def _ours_setup(config, batch: int, seq: int, layout: str = "auto"):
+  """Params in `layout` ("auto": the pipeline's, `models.params_layout`), AdamW, one batch."""
   params = models.init_params(config, jax.random.key(0))
-  params = models.to_layout(params, models.params_layout(config))  # as the pipeline trains
+  layout = models.params_layout(config) if layout == "auto" else layout
+  params = jax.tree.map(jnp.copy, models.to_layout(params, layout))  # no shared buffers
   optimizer = make_optimizer(1e-4, 1000, schedule="constant")
   tokens = jax.random.randint(jax.random.key(1), (batch, seq), 3, config.vocab_size)
   data = dict(tokens=tokens, attention_mask=jnp.ones_like(tokens), loss_mask=jnp.ones_like(tokens))
   return params, optimizer, data
 
 
-def ours_step_runner(config, batch: int, seq: int):
-  params, optimizer, data = _ours_setup(config, batch, seq)
+def ours_step_runner(config, batch: int, seq: int, layout: str = "auto"):
+  params, optimizer, data = _ours_setup(config, batch, seq, layout)
   state = init_train_state(params, optimizer)
   step = make_train_step(functools.partial(sft_loss, config), optimizer)
   holder = [state]

@@ -7,8 +7,8 @@
                unrolled layer loop consumes (CPU, `decoder.resolve_layer_loop`).
 
 A train state kept per layer on CPU spares every step the slices of the stacked weights in the
-forward pass and the assembly of stacked gradients, moments and updates after it (a ~100M bf16
-step: 4.5 s stacked vs 3.8 s per layer under glibc's default heap; `docs/benchmarks.md`,
+forward pass and the assembly of stacked gradients, moments and updates after it: 3-8% off a
+CPU train step, and ~10% less memory faulted in per step at ~100M float32 (`docs/benchmarks.md`,
 "Session 9").
 
 The conversions act on every dict with a "layers" entry anywhere in a pytree -- params, the
