@@ -9,9 +9,12 @@ zeroes each page): 0.06-0.10 s of system time per tiny train step, 2-4 s at ~100
 thread allocate from glibc's one main heap (`M_ARENA_MAX=1`: a thread's own arena maps blocks
 over 64 MiB itself whatever else is set), takes large blocks from that heap too
 (`M_MMAP_MAX=0`) and never trims it (`M_TRIM_THRESHOLD=-1`), so the next call reuses the block.
-It took 9-25% off our train step there, but made the quick demo (sampling, sandbox, search
-threads) ~30% slower, so it is opt-in: `--config.host_memory=retain` for training-heavy CPU
-runs. The resident size then stays near its peak.
+It took 5-9% off a ~100M train step there (each step timed alone in its process, "Session
+9"), but made the quick demo (sampling, sandbox, search threads) ~30% slower, so it is opt-in:
+`--config.host_memory=retain` for training-heavy CPU runs. The resident size then stays near
+its peak, and grows now and then: small allocations land in a freed block, the next call's no
+longer fits there and the heap grows by its size (a tiny float32 run: 757 -> 1590 MiB over 40
+steps; whether it levels off over long runs is not measured).
 
 It must be set before JAX starts its threads (a thread keeps the arena it got at its first
 allocation): `restrl_jax.setup_runtime.initialize` applies `config.host_memory` first thing.
