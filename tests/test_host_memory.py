@@ -33,7 +33,7 @@ policy = host_memory.apply(sys.argv[1])
 import jax, jax.numpy as jnp
 x = jnp.arange(1 << 24, dtype=jnp.float32)
 f = jax.jit(lambda x: jnp.cumsum(x)[::2].sum() + jnp.cumsum(x * 2.0)[1::2].max())
-print(json.dumps({"policy": policy, "faults": faults(lambda: f(x).block_until_ready()),
+print(json.dumps({"policy": policy, "faults": faults(lambda: f(x).block_until_ready(), 32),
                   "again": host_memory.apply(sys.argv[1])}))
 """
 # 64 MiB written by a fresh thread per call (no JAX): a thread's own arena maps it itself.
@@ -57,7 +57,11 @@ def _run(probe: str, policy: str) -> dict:
 
 
 def _steady(result: dict) -> int:
-  return sorted(result["faults"][8:])[4]  # median of the last 8 calls
+  """The median faults per call over the second half of the calls. Under "retain" the heap
+  still grows by a block now and then early on (small allocations land in a freed block), so
+  single calls may fault; the steady state does not."""
+  tail = result["faults"][len(result["faults"]) // 2:]
+  return sorted(tail)[len(tail) // 2]
 
 
 glibc_only = pytest.mark.skipif(host_memory._glibc() is None, reason="the heap policy is glibc's")
@@ -115,7 +119,7 @@ setup_runtime.initialize(config)
 import jax, jax.numpy as jnp
 x = jnp.arange(1 << 24, dtype=jnp.float32)
 f = jax.jit(lambda x: jnp.cumsum(x)[::2].sum() + jnp.cumsum(x * 2.0)[1::2].max())
-print(json.dumps({"faults": faults(lambda: f(x).block_until_ready())}))
+print(json.dumps({"faults": faults(lambda: f(x).block_until_ready(), 32)}))
 """
 
 
