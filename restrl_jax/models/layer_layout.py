@@ -7,9 +7,9 @@
                unrolled layer loop consumes (CPU, `decoder.resolve_layer_loop`).
 
 A train state kept per layer on CPU spares every step the slices of the stacked weights in the
-forward pass and the assembly of stacked gradients, moments and updates after it: 3-8% off a
-CPU train step, and ~10% less memory faulted in per step at ~100M float32 (`docs/benchmarks.md`,
-"Session 9").
+forward pass and the assembly of stacked gradients, moments and updates after it. Measured, the
+gain is small and within this machine's noise at ~100M bfloat16 (`docs/benchmarks.md`,
+"Session 9"; `bench/host_memory.py --layout stacked` times the stacked form).
 
 The conversions act on every dict with a "layers" entry anywhere in a pytree -- params, the
 optimizer's moments (which mirror them), value params {"backbone": ..., "head": ...} -- so a
