@@ -13,8 +13,8 @@ It took 5-9% off a ~100M train step there (each step timed alone in its process,
 9"), but made the quick demo (sampling, sandbox, search threads) ~30% slower, so it is opt-in:
 `--config.host_memory=retain` for training-heavy CPU runs. The resident size then stays near
 its peak, and grows now and then: small allocations land in a freed block, the next call's no
-longer fits there and the heap grows by its size (a tiny float32 run: 757 -> 1590 MiB over 40
-steps; whether it levels off over long runs is not measured).
+longer fits there and the heap grows by its size, a few times over the first tens of steps
+(whether it levels off over long runs is not measured).
 
 It must be set before JAX starts its threads (a thread keeps the arena it got at its first
 allocation): `restrl_jax.setup_runtime.initialize` applies `config.host_memory` first thing.
