@@ -190,7 +190,7 @@ def resolve_layer_loop(layer_loop: str = "auto", config: ModelConfig | None = No
 
 
 def _is_unstacked(params: Params) -> bool:
-  return isinstance(params["layers"], (tuple, list))
+  return layer_layout.layout_of(params) == "per_layer"
 
 
 def params_layout(config: ModelConfig, layer_loop: str = "auto") -> str:
