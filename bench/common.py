@@ -1,8 +1,14 @@
 """Shared conventions of the benchmark scripts.
 
 Every comparison prints one JSON line `{"bench", "ours", "peer", "unit", "ratio", ...}` (ratio > 1
-means we are faster), is saved in `bench/results/<script>.json`, and appends a row with the
-command that produced it to `docs/benchmarks.md`.
+means we are faster), is saved in `bench/results/<script>.json`, and adds a row with the
+command that produced it to the table at the top of `docs/benchmarks.md`, with the machine it ran
+on (cores, Python, the CPU's widest matmul instructions: this workplace's machines differ in them
+from one session to the next, e.g. AMX or not, which moves bf16 matmuls several-fold).
+
+Comparisons whose sides disturb each other through the shared heap and thread pools run each side
+alone in a child process (`run_child`, `emit_result`), the children in turn over rounds
+(`in_rounds`).
 """
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -72,8 +79,70 @@ def measure_alternating(fns: dict[str, Callable[[], object]], repeats: int = 5,
           for name, s in samples.items()}
 
 
+RESULT_PREFIX = "RESULT "
+
+# /proc/cpuinfo flags, widest first, and the name a results row gives them
+_ISA_FLAGS = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"),
+              ("avx2", "AVX2"))
+
+
+def cpu_isa(cpuinfo: str | None = None) -> str:
+  """The widest matmul instruction set the CPU reports ("AMX", "AVX-512 BF16", ...; "?" when
+  /proc/cpuinfo is unreadable, e.g. not Linux)."""
+  if cpuinfo is None:
+    try:
+      cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+      return "?"
+  flags = set()
+  for line in cpuinfo.splitlines():
+    if line.startswith("flags"):
+      flags.update(line.split(":", 1)[1].split())
+  return next((name for flag, name in _ISA_FLAGS if flag in flags), "?")
+
+
 def machine() -> str:
-  return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}"
+  return (f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}, "
+          f"{cpu_isa()}")
+
+
+def emit_result(result: dict) -> None:
+  """A child's answer to `run_child`: one line on stdout."""
+  print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+def run_child(command: list[str], what: str, env: dict | None = None,
+              timeout: float = 3600) -> dict:
+  """Run `command` (a bench script in child mode) in a fresh process and return the dict of its
+  last `emit_result` line; a failure raises with `what` and the child's stderr."""
+  done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+  lines = [l for l in done.stdout.splitlines() if l.startswith(RESULT_PREFIX)]
+  if done.returncode != 0 or not lines:
+    raise RuntimeError(f"{what} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+  return json.loads(lines[-1].removeprefix(RESULT_PREFIX))
+
+
+def in_rounds(tasks: dict[str, Callable[[], dict]], rounds: int) -> dict[str, list[dict]]:
+  """Every task once per round, in turn (a slow stretch of the machine reaches all of them):
+  {name: [one result per round]}."""
+  results: dict[str, list[dict]] = {name: [] for name in tasks}
+  for _ in range(rounds):
+    for name, task in tasks.items():
+      results[name].append(task())
+  return results
+
+
+def _insert_rows(doc: str, rows: list[str]) -> str:
+  """`doc` with `rows` appended to its first table whose header starts with "| date | bench"
+  (the results table at the top); at the end of `doc` when it has none."""
+  lines = doc.splitlines(keepends=True)
+  header = next((i for i, l in enumerate(lines) if l.startswith("| date | bench")), None)
+  if header is None:
+    return doc + "".join(rows)
+  end = header + 1
+  while end < len(lines) and lines[end].startswith("|"):
+    end += 1
+  return "".join(lines[:end] + rows + lines[end:])
 
 
 class Report:
@@ -104,7 +173,6 @@ class Report:
       DOC.write_text("# Benchmarks\n\nRatios > 1 mean restrl_jax is faster than the peer, measured "
                      "in the same run on the same machine.\n\n| date | bench | ours | peer | unit "
                      "| ratio | machine | command |\n|---|---|---|---|---|---|---|---|\n")
-    with open(DOC, "a", encoding="utf-8") as f:
-      for r in self.rows:
-        f.write(f"| {record['date']} | {r['bench']} | {r['ours']} | {r['peer']} | {r['unit']} | "
-                f"{r['ratio']} | {record['machine']} | `{self.command}` |\n")
+    rows = [f"| {record['date']} | {r['bench']} | {r['ours']} | {r['peer']} | {r['unit']} | "
+            f"{r['ratio']} | {record['machine']} | `{self.command}` |\n" for r in self.rows]
+    DOC.write_text(_insert_rows(DOC.read_text(encoding="utf-8"), rows), encoding="utf-8")

@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import functools
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -58,7 +57,7 @@ def child(args) -> None:
   else:
     runner = train_step.torch_step_runner(config, args.batch, args.seq)
   usage = common.measure_alternating({args.side: runner}, repeats=args.repeats)[args.side]
-  print("RESULT " + json.dumps({"policy": policy, **usage._asdict()}), flush=True)
+  common.emit_result({"policy": policy, **usage._asdict()})
 
 
 def run_child(args, size: str, setup: str, side: str) -> dict:
@@ -67,11 +66,7 @@ def run_child(args, size: str, setup: str, side: str) -> dict:
              "--sizes", size, "--batch", str(args.batch), "--seq", str(args.seq),
              "--repeats", str(args.repeats), "--dtype", args.dtype, "--layout", args.layout]
   child_env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"} | env
-  done = subprocess.run(command, env=child_env, capture_output=True, text=True, timeout=3600)
-  lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
-  if done.returncode != 0 or not lines:
-    raise RuntimeError(f"{setup} child ({side}) for {size} failed:\n{done.stderr[-3000:]}")
-  return json.loads(lines[-1].removeprefix("RESULT "))
+  return common.run_child(command, f"{setup} child ({side}) for {size}", env=child_env)
 
 
 def summarize(results: dict[str, dict[str, list[dict]]]) -> dict[str, dict[str, dict]]:
@@ -92,12 +87,10 @@ def main() -> None:
   layout = "" if args.layout == "auto" else f"_{args.layout}"
   report = common.Report("host_memory", results_name=f"host_memory{suffix}{layout}")
   for size in args.sizes.split(","):
-    results = {setup: {side: [] for side in SIDES} for setup in SETUPS}
-    for _ in range(args.rounds):  # every child in turn, so a slow stretch reaches each of them
-      for setup in SETUPS:
-        for side in SIDES:
-          results[setup][side].append(run_child(args, size, setup, side))
-    table = summarize(results)
+    tasks = {(setup, side): functools.partial(run_child, args, size, setup, side)
+             for setup in SETUPS for side in SIDES}
+    rounds = common.in_rounds(tasks, args.rounds)
+    table = summarize({setup: {side: rounds[setup, side] for side in SIDES} for setup in SETUPS})
     best_peer = min(SETUPS, key=lambda s: table[s]["peer"]["seconds"])
     extra = {f"{side}_{setup}": {"ms": round(1e3 * u["seconds"], 1),
                                  "faulted_mib": round(u["minor_faults"] * page_mib, 1),

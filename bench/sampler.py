@@ -1,14 +1,22 @@
 """Generation tokens/s of our sampler vs transformers' PyTorch `generate()` (KV cache), and the
 train step (forward + backward + AdamW) vs a PyTorch step, on the same random model, batch and
-lengths, on this machine in the same run, timed in alternation (ours, peer, ours, ...; the
-median of --repeats rounds, `common.timeit_alternating`). Also each side's FLOP/s as a fraction
-of the measured float32 matmul peak, and for the sampler a floor: the prefill at that peak plus,
-per generated step, the time a jitted sum takes to read the bytes a decode step reads (weights
-and KV cache; `decode_ablation.stream_runner`, timed in the same rounds). `ours_floor_fraction`
-is floor / ours; `peer_over_floor` is the ratio a sampler running at the floor would reach.
+lengths, on this machine in the same run. Also each side's FLOP/s as a fraction of the measured
+matmul peak, and for the sampler a floor: the prefill at that peak plus, per generated step, the
+time a jitted sum takes to read the bytes a decode step reads (weights and KV cache;
+`decode_ablation.stream_runner`). `ours_floor_fraction` is floor / ours; `peer_over_floor` is the
+ratio a sampler running at the floor would reach.
+
+Each side (ours, peer, the floor's read; then ours and the peer's train step) runs ALONE in its own
+child process, which times `--repeats` calls after one warm-up (median): in one process each
+side's heap traffic and thread pools slowed the other (docs/benchmarks.md, "Session 9"). The
+children run in `--rounds` rounds, every one in turn, so a slow stretch of the machine reaches all
+of them; each figure is the median over rounds (the upper median of an even count). Both sides run
+under glibc's default heap (the library's default, `--config.host_memory=release`;
+`bench/host_memory.py` compares the heap set-ups).
 
 python bench/sampler.py [--sizes tiny,100m] [--batch 8] [--prompt 64] [--new 128] [--no-train]
-                        [--no_save] [--decode_transpose_min N] [--dtype float32|bfloat16]
+                        [--repeats 3] [--rounds 2] [--no_save] [--decode_transpose_min N]
+                        [--dtype float32|bfloat16]
 
 --dtype bfloat16 runs both sides in bfloat16: the sampler with bf16 weights, KV cache and
 matmuls (ours: `ModelConfig(dtype=param_dtype="bfloat16")`; peer: `from_pretrained(torch_dtype=
@@ -20,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
+import shutil
 import sys
 import tempfile
 
@@ -77,13 +87,17 @@ def torch_runner(hf_dir: str, prompts: np.ndarray, new_tokens: int, dtype: str =
   return run
 
 
-def main() -> None:
+PARTS = {"sampler": ("ours", "peer", "stream"), "train": ("ours", "peer")}
+
+
+def parse_args(argv=None):
   parser = argparse.ArgumentParser()
   parser.add_argument("--sizes", default="tiny,100m")
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--prompt", type=int, default=64)
   parser.add_argument("--new", type=int, default=128)
-  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--repeats", type=int, default=3, help="timed calls per child")
+  parser.add_argument("--rounds", type=int, default=2, help="children per side, in turn")
   parser.add_argument("--train-seq", type=int, default=256)
   parser.add_argument("--no-train", action="store_true")
   parser.add_argument("--no_save", action="store_true", help="print only")
@@ -92,52 +106,100 @@ def main() -> None:
                            "default: the library's threshold; 0 = all, 1000000000 = none)")
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                       help="precision of both sides (see the module docstring)")
-  args = parser.parse_args()
+  parser.add_argument("--child", default=None, choices=tuple(PARTS), help=argparse.SUPPRESS)
+  parser.add_argument("--side", default="ours", help=argparse.SUPPRESS)
+  return parser.parse_args(argv)
+
+
+def _sampler_runner(args, side: str):
+  """(closure, extra result fields) for one side of the sampler comparison at `args.sizes`."""
+  # no EOS: both sides generate exactly --new tokens
+  config = dataclasses.replace(bench_config(args.sizes), eos_token_id=None)
+  params = models.init_params(config, jax.random.key(0))
+  prompts = _prompts(config, args.batch, args.prompt)
+  low = dataclasses.replace(config, dtype=args.dtype, param_dtype=args.dtype)
+  low_params = jax.tree.map(lambda x: x.astype(args.dtype), params)
+  if side == "ours":
+    return ours_runner(low, low_params, prompts, args.new, args.decode_transpose_min), {}
+  if side == "stream":
+    stream, step_bytes = decode_ablation.stream_runner(
+        decoder.decode_params(low_params), low, args.batch, args.prompt + args.new, steps=1)
+    return stream, {"step_bytes": step_bytes}
+  hf_dir = tempfile.mkdtemp(prefix="bench_sampler_")  # removed with the child's exit below
+  models.save_hf(config, params, hf_dir)
+  return torch_runner(hf_dir, prompts, args.new, args.dtype), {"hf_dir": hf_dir}
+
+
+def child(args) -> None:
+  """Runs in a fresh process: time one side of one comparison alone; emits its median seconds."""
+  if args.child == "sampler":
+    run, extra = _sampler_runner(args, args.side)
+  else:
+    config = dataclasses.replace(bench_config(args.sizes), dtype=args.dtype)
+    runner = train_step.ours_step_runner if args.side == "ours" else train_step.torch_step_runner
+    run, extra = runner(config, args.batch, args.train_seq), {}
+  try:
+    seconds = common.timeit(run, repeats=args.repeats)
+  finally:
+    if "hf_dir" in extra:
+      shutil.rmtree(extra.pop("hf_dir"), ignore_errors=True)
+  common.emit_result({"seconds": seconds, **extra})
+
+
+def _run_child(args, size: str, part: str, side: str) -> dict:
+  command = [sys.executable, os.path.abspath(__file__), "--child", part, "--side", side,
+             "--sizes", size, "--batch", str(args.batch), "--prompt", str(args.prompt),
+             "--new", str(args.new), "--repeats", str(args.repeats), "--dtype", args.dtype,
+             "--train-seq", str(args.train_seq)]
+  if args.decode_transpose_min is not None:
+    command += ["--decode_transpose_min", str(args.decode_transpose_min)]
+  return common.run_child(command, f"{part} child ({side}) for {size}")
+
+
+def measure(args, size: str) -> dict[tuple[str, str], dict]:
+  """{(part, side): the median over rounds of each field of its children's results}."""
+  parts = ("sampler",) if args.no_train else tuple(PARTS)
+  tasks = {(part, side): functools.partial(_run_child, args, size, part, side)
+           for part in parts for side in PARTS[part]}
+  rounds = common.in_rounds(tasks, args.rounds)
+  return {key: {k: common.median([r[k] for r in results]) for k in results[0]}
+          for key, results in rounds.items()}
+
+
+def main() -> None:
+  args = parse_args()
+  if args.child:
+    child(args)
+    return
   report = common.Report("sampler", results_name=None if args.dtype == "float32"
                          else f"sampler_{args.dtype}")
   peak = matmul_peak_flops(dtype=args.dtype)
   suffix = "" if args.dtype == "float32" else f"_{args.dtype}"
   for size in args.sizes.split(","):
-    # no EOS: both sides generate exactly --new tokens
-    config = dataclasses.replace(bench_config(size), eos_token_id=None)
-    params = models.init_params(config, jax.random.key(0))
-    prompts = _prompts(config, args.batch, args.prompt)
-    with tempfile.TemporaryDirectory() as hf_dir:
-      models.save_hf(config, params, hf_dir)
-      low = dataclasses.replace(config, dtype=args.dtype, param_dtype=args.dtype)
-      low_params = jax.tree.map(lambda x: x.astype(args.dtype), params)
-      stream, step_bytes = decode_ablation.stream_runner(
-          decoder.decode_params(low_params), low, args.batch, args.prompt + args.new, steps=1)
-      times = common.timeit_alternating(
-          {"ours": ours_runner(low, low_params, prompts, args.new, args.decode_transpose_min),
-           "peer": torch_runner(hf_dir, prompts, args.new, args.dtype), "stream": stream},
-          repeats=args.repeats)
-    ours, peer = times["ours"], times["peer"]
+    times = measure(args, size)
+    config = bench_config(size)
+    ours, peer = times["sampler", "ours"]["seconds"], times["sampler", "peer"]["seconds"]
     generated = args.batch * args.new
     flops = flops_per_token(config, args.prompt + args.new // 2) * (
         args.batch * (args.prompt + args.new))
     # the floor: the prefill at the matmul peak, then each step reading its bytes at the rate
-    # of a jitted sum over them (measured in the same rounds)
+    # of a jitted sum over them
     floor = (flops_per_token(config, args.prompt) * args.batch * args.prompt / peak
-             + args.new * times["stream"])
+             + args.new * times["sampler", "stream"]["seconds"])
     report.add(f"sampler_{size}{suffix}", generated / ours, generated / peer, "generated tokens/s",
                ours_peak_fraction=round(flops / ours / peak, 4),
                peer_peak_fraction=round(flops / peer / peak, 4),
                ours_floor_fraction=round(floor / ours, 4), peer_over_floor=round(peer / floor, 3),
-               step_bytes=step_bytes, batch=args.batch, prompt=args.prompt, new=args.new)
+               step_bytes=times["sampler", "stream"]["step_bytes"], batch=args.batch,
+               prompt=args.prompt, new=args.new, rounds=args.rounds)
     if not args.no_train:
       tokens = args.batch * args.train_seq
-      train_config = dataclasses.replace(bench_config(size), dtype=args.dtype)
-      times = common.timeit_alternating(
-          {"ours": train_step.ours_step_runner(train_config, args.batch, args.train_seq),
-           "peer": train_step.torch_step_runner(train_config, args.batch, args.train_seq)},
-          repeats=args.repeats)
-      t_ours, t_peer = times["ours"], times["peer"]
-      tflops = 3 * flops_per_token(bench_config(size), args.train_seq) * tokens
+      t_ours, t_peer = times["train", "ours"]["seconds"], times["train", "peer"]["seconds"]
+      tflops = 3 * flops_per_token(config, args.train_seq) * tokens
       report.add(f"train_step_{size}{suffix}", tokens / t_ours, tokens / t_peer, "tokens/s",
                  ours_peak_fraction=round(tflops / t_ours / peak, 4),
                  peer_peak_fraction=round(tflops / t_peer / peak, 4),
-                 batch=args.batch, seq=args.train_seq)
+                 batch=args.batch, seq=args.train_seq, rounds=args.rounds)
   short = {"float32": "f32", "bfloat16": "bf16"}[args.dtype]
   report.add(f"matmul_peak{suffix}", peak / 1e9, peak / 1e9, f"GFLOP/s ({short}, 1024^3 via XLA)")
   if not args.no_save:

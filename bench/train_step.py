@@ -1,5 +1,5 @@
 """One train step (forward + backward + AdamW) as closures to time: ours and a PyTorch
-(transformers) step. Used by bench/sampler.py, which times them in alternation and reports.
+(transformers) step. bench/sampler.py and bench/host_memory.py time each alone in a child process.
 `*_phase_runners` split the same step into forward, forward + backward and optimizer
 (bench/train_phases.py).
 """

@@ -139,3 +139,51 @@ def test_host_memory_bench_takes_medians_over_rounds():
   assert table["retain"]["ours"] == {"seconds": 2.0, "minor_faults": 20, "system_seconds": 0.0}
   assert table["retain"]["peer"]["seconds"] == 6.0      # of two rounds: the slower
   assert set(host_memory.SETUPS) == {"release", "retain", "thp"}
+
+
+def test_cpu_isa_names_the_widest_matmul_instructions():
+  flags = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f {}\n"
+  assert common.cpu_isa(flags.format("amx_bf16 avx512_bf16")) == "AMX"
+  assert common.cpu_isa(flags.format("avx512_bf16")) == "AVX-512 BF16"
+  assert common.cpu_isa(flags.format("")) == "AVX-512"
+  assert common.cpu_isa("no flags here") == "?"
+  assert common.machine().endswith(common.cpu_isa())
+
+
+def test_report_rows_go_to_the_end_of_the_top_table():
+  doc = ("# Benchmarks\n\n| date | bench | ours |\n|---|---|---|\n| d1 | a | 1 |\n\n"
+         "## Later\n\n| other | table |\n|---|---|\n| x | y |\n")
+  out = common._insert_rows(doc, ["| d2 | b | 2 |\n", "| d2 | c | 3 |\n"])
+  assert out == doc.replace("| d1 | a | 1 |\n", "| d1 | a | 1 |\n| d2 | b | 2 |\n| d2 | c | 3 |\n")
+  assert common._insert_rows("# no table\n", ["| r |\n"]) == "# no table\n| r |\n"
+
+
+def test_in_rounds_runs_every_task_once_per_round_in_turn():
+  calls = []
+  tasks = {name: (lambda name=name: calls.append(name) or {"n": len(calls)}) for name in "ab"}
+  out = common.in_rounds(tasks, rounds=2)
+  assert calls == ["a", "b", "a", "b"]
+  assert out == {"a": [{"n": 1}, {"n": 3}], "b": [{"n": 2}, {"n": 4}]}
+
+
+def test_run_child_returns_the_last_result_and_names_a_failure():
+  import pytest
+  emit = "from bench import common; common.emit_result({'x': 1}); common.emit_result({'x': 2})"
+  root = str(Path(__file__).resolve().parents[1])
+  env = {"PYTHONPATH": root, "PATH": "/usr/bin:/bin"}
+  assert common.run_child([sys.executable, "-c", emit], "emitter", env=env) == {"x": 2}
+  with pytest.raises(RuntimeError, match=r"the failing child failed \(exit 3\)"):
+    common.run_child([sys.executable, "-c", "import sys; sys.exit(3)"], "the failing child",
+                     env=env)
+
+
+def test_sampler_bench_children_time_each_side_alone():
+  """bench/sampler.py runs every side in its own process: ours and the floor's read at a small
+  generation (the peer needs torch; its child runs the same way)."""
+  from bench import sampler
+  args = sampler.parse_args(["--sizes", "tiny", "--prompt", "8", "--new", "4", "--repeats", "1",
+                             "--rounds", "1", "--no-train"])
+  ours = sampler._run_child(args, "tiny", "sampler", "ours")
+  stream = sampler._run_child(args, "tiny", "sampler", "stream")
+  assert ours["seconds"] > 0 and stream["seconds"] > 0
+  assert stream["step_bytes"] > 0
