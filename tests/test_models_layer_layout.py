@@ -4,8 +4,8 @@ shards, checkpoints and exports exactly like the stacked one it comes from.
 - conversions round-trip params and a whole AdamW TrainState (numpy: views, no copies);
 - per-layer logical axes give each layer's weights the stacked weights' sharding minus the
   layer axis, on a (2, 2, 2) mesh;
-- two AdamW steps from the per-layer state equal two from the stacked one, on one device and on
-  the (2, 2, 2) mesh;
+- two AdamW steps from the per-layer state give the stacked one's losses and agree with its
+  state up to float summation order, on one device and on the (2, 2, 2) mesh;
 - a checkpoint of a per-layer state holds stacked layers (restorable into either layout, with
   the target's shardings), and `save_hf` writes the same tensors from either layout.
 """
@@ -96,8 +96,28 @@ def test_per_layer_axes_shard_like_the_stacked_weights():
   assert any(any(a is not None for a in s.spec) for s in jax.tree.leaves(per_layer_sh))
 
 
+LEARNING_RATE = 1e-2
+
+
+def _assert_adamw_states_close(a, b):
+  """Two AdamW states reached by the same steps in different float summation orders. AdamW
+  divides each gradient element by its own running scale, so a rounding difference in a tiny
+  gradient element moves that parameter by a visible fraction of the learning rate (0.3% of it
+  seen on a machine without AMX): parameters must agree to 2% of one step's size, far below the
+  whole step (or more) that a mixed-up layer or a missed update moves them by; the moments,
+  linear in the gradients (and their squares), to 0.1% of each array's largest entry."""
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  np.testing.assert_array_equal(a.step, b.step)
+  _assert_trees_equal(a.params, b.params, atol=0.02 * LEARNING_RATE)
+  for x, y in zip(jax.tree.leaves(a.opt_state), jax.tree.leaves(b.opt_state)):
+    assert x.shape == y.shape and x.dtype == y.dtype
+    y = np.asarray(y, np.float32)
+    np.testing.assert_allclose(np.asarray(x, np.float32), y, rtol=0,
+                               atol=1e-3 * float(np.abs(y).max(initial=0.0)) + 1e-12)
+
+
 def _two_steps(params, mesh=None):
-  optimizer = make_optimizer(1e-2, 10, schedule="constant")
+  optimizer = make_optimizer(LEARNING_RATE, 10, schedule="constant")
   params = jax.tree.map(jnp.copy, params)      # the step donates its state
   if mesh is not None:
     params = parallel.shard_tree(params, models.param_logical_axes(CONFIG, like=params), mesh)
@@ -120,7 +140,7 @@ def test_per_layer_train_state_steps_like_the_stacked_one(mesh_shape):
   assert models.layout_of(per_layer.params) == "per_layer"
   np.testing.assert_allclose(per_layer_losses, stacked_losses, rtol=1e-5)
   assert stacked_losses[1] < stacked_losses[0]
-  _assert_trees_equal(models.to_layout(per_layer, "stacked"), stacked, atol=1e-5)
+  _assert_adamw_states_close(models.to_layout(per_layer, "stacked"), stacked)
 
 
 def test_checkpoint_holds_stacked_layers_and_restores_either_layout(tmp_path):
