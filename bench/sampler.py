@@ -30,7 +30,6 @@ import argparse
 import dataclasses
 import functools
 import os
-import shutil
 import sys
 import tempfile
 
@@ -111,8 +110,9 @@ def parse_args(argv=None):
   return parser.parse_args(argv)
 
 
-def _sampler_runner(args, side: str):
-  """(closure, extra result fields) for one side of the sampler comparison at `args.sizes`."""
+def _sampler_runner(args, side: str, scratch: str):
+  """(closure, extra result fields) for one side of the sampler comparison at `args.sizes`;
+  the peer's HF folder goes to `scratch`."""
   # no EOS: both sides generate exactly --new tokens
   config = dataclasses.replace(bench_config(args.sizes), eos_token_id=None)
   params = models.init_params(config, jax.random.key(0))
@@ -125,24 +125,21 @@ def _sampler_runner(args, side: str):
     stream, step_bytes = decode_ablation.stream_runner(
         decoder.decode_params(low_params), low, args.batch, args.prompt + args.new, steps=1)
     return stream, {"step_bytes": step_bytes}
-  hf_dir = tempfile.mkdtemp(prefix="bench_sampler_")  # removed with the child's exit below
-  models.save_hf(config, params, hf_dir)
-  return torch_runner(hf_dir, prompts, args.new, args.dtype), {"hf_dir": hf_dir}
+  models.save_hf(config, params, scratch)
+  return torch_runner(scratch, prompts, args.new, args.dtype), {}
 
 
 def child(args) -> None:
   """Runs in a fresh process: time one side of one comparison alone; emits its median seconds."""
-  if args.child == "sampler":
-    run, extra = _sampler_runner(args, args.side)
-  else:
-    config = dataclasses.replace(bench_config(args.sizes), dtype=args.dtype)
-    runner = train_step.ours_step_runner if args.side == "ours" else train_step.torch_step_runner
-    run, extra = runner(config, args.batch, args.train_seq), {}
-  try:
+  with tempfile.TemporaryDirectory(prefix="bench_sampler_") as scratch:
+    if args.child == "sampler":
+      run, extra = _sampler_runner(args, args.side, scratch)
+    else:
+      config = dataclasses.replace(bench_config(args.sizes), dtype=args.dtype)
+      runner = (train_step.ours_step_runner if args.side == "ours"
+                else train_step.torch_step_runner)
+      run, extra = runner(config, args.batch, args.train_seq), {}
     seconds = common.timeit(run, repeats=args.repeats)
-  finally:
-    if "hf_dir" in extra:
-      shutil.rmtree(extra.pop("hf_dir"), ignore_errors=True)
   common.emit_result({"seconds": seconds, **extra})
 
 
