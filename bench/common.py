@@ -132,6 +132,11 @@ def in_rounds(tasks: dict[str, Callable[[], dict]], rounds: int) -> dict[str, li
   return results
 
 
+def field_medians(results: list[dict], skip: tuple[str, ...] = ()) -> dict:
+  """Each field's median (`median`) over `results` (one dict per round), fields in `skip` left out."""
+  return {k: median([r[k] for r in results]) for k in results[0] if k not in skip}
+
+
 def _insert_rows(doc: str, rows: list[str]) -> str:
   """`doc` with `rows` appended to its first table whose header starts with "| date | bench"
   (the results table at the top); at the end of `doc` when it has none."""

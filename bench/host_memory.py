@@ -72,8 +72,7 @@ def run_child(args, size: str, setup: str, side: str) -> dict:
 def summarize(results: dict[str, dict[str, list[dict]]]) -> dict[str, dict[str, dict]]:
   """{setup: {side: {seconds, minor_faults, system_seconds}}} from {setup: {side: [one dict per
   round]}}: medians over the rounds (upper median of an even count), each field on its own."""
-  return {setup: {side: {k: common.median([r[k] for r in rounds]) for k in rounds[0]
-                         if k != "policy"}
+  return {setup: {side: common.field_medians(rounds, skip=("policy",))
                   for side, rounds in sides.items()} for setup, sides in results.items()}
 
 

@@ -159,8 +159,7 @@ def measure(args, size: str) -> dict[tuple[str, str], dict]:
   tasks = {(part, side): functools.partial(_run_child, args, size, part, side)
            for part in parts for side in PARTS[part]}
   rounds = common.in_rounds(tasks, args.rounds)
-  return {key: {k: common.median([r[k] for r in results]) for k in results[0]}
-          for key, results in rounds.items()}
+  return {key: common.field_medians(results) for key, results in rounds.items()}
 
 
 def main() -> None:

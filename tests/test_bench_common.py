@@ -158,6 +158,12 @@ def test_report_rows_go_to_the_end_of_the_top_table():
   assert common._insert_rows("# no table\n", ["| r |\n"]) == "# no table\n| r |\n"
 
 
+def test_field_medians_take_each_fields_upper_median():
+  rounds = [{"s": 3.0, "f": 10, "tag": "a"}, {"s": 1.0, "f": 30, "tag": "b"},
+            {"s": 2.0, "f": 40, "tag": "c"}, {"s": 4.0, "f": 20, "tag": "d"}]
+  assert common.field_medians(rounds, skip=("tag",)) == {"s": 3.0, "f": 30}
+
+
 def test_in_rounds_runs_every_task_once_per_round_in_turn():
   calls = []
   tasks = {name: (lambda name=name: calls.append(name) or {"n": len(calls)}) for name in "ab"}
