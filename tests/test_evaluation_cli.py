@@ -86,7 +86,6 @@ def test_references_mode_and_bad_samples(tmp_path, capsys):
 
 
 def test_synthetic_references(tmp_path, capsys, monkeypatch):
-  pytest.importorskip("restrl_jax.data.synthetic", reason="synthetic loader not written yet")
   monkeypatch.setenv("RESTRL_CACHE", str(tmp_path))
   evaluate.main(["--benchmark", "synthetic", "--split", "test", "--limit", "4", "--references",
                  "1", "--k", "1", "--out", str(tmp_path / "r.jsonl"), "--no-progress"])

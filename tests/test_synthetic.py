@@ -221,8 +221,6 @@ def test_registry_loads_synthetic_by_name():
 
 
 def test_references_and_mutants_in_the_sandbox(problems):
-  if X._pool_class() is None:   # pylint: disable=protected-access
-    pytest.skip("restrl_jax.execution.ExecutionPool not available yet")
   items = problems["test"][:12]
   results = X.run_in_sandbox([p.metadata["solution"] for p in items], items)
   assert all(r.strict for r in results), [r.statuses for r in results if not r.strict][:3]

@@ -297,13 +297,12 @@ def _write_jsonl(path, rows: Iterable[dict[str, Any]]) -> None:
 
 def load_synthetic(split: str, num_problems: int | None = None, seed: int = 0,
                    difficulty: int | str = "mixed", *, use_cache: bool = True,
-                   verify: bool | None = None) -> list[Problem]:
+                   verify: bool = True) -> list[Problem]:
   """The synthetic suite's `split` ("train" | "validation" | "test") as `Problem`s.
 
   `num_problems` defaults to DEFAULT_SIZES[split]. Generated problems are cached under
   `$RESTRL_CACHE/synthetic/` keyed by the generator version and the arguments. `verify`: also run
-  every reference through the sandbox (`restrl_jax.execution`) and require full marks; None =
-  when the sandbox is importable.
+  every reference through the sandbox (`restrl_jax.execution`) and require full marks.
   """
   if split not in SPLITS:
     raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -364,12 +363,12 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--num", type=int, default=None)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--difficulty", default="mixed")
-  parser.add_argument("--verify", default="auto", choices=("auto", "yes", "no"),
-                      help="also check every reference in the sandbox (auto: if importable)")
+  parser.add_argument("--verify", default="yes", choices=("yes", "no"),
+                      help="also check every reference in the sandbox")
   parser.add_argument("--out", required=True, help="output .jsonl file (APPS schema)")
   args = parser.parse_args(argv)
   difficulty = check_difficulty(args.difficulty)
-  verify = {"auto": None, "yes": True, "no": False}[args.verify]
+  verify = args.verify == "yes"
   problems = load_synthetic(args.split, args.num, args.seed, difficulty, verify=verify)
   _write_jsonl(args.out, (to_apps_row(p) for p in problems))
   print(f"wrote {len(problems)} {args.split} problems to {args.out}")
