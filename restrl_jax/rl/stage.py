@@ -3,8 +3,8 @@
 `config.rest.method` picks the variant: "rest_grpo" (the paper), "grpo" (naive GRPO), "dapo"
 (naive data + dynamic sampling) or "rest_dpo". The sections `config.rest` / `config.grpo` are
 read over `config_defaults.rest()` / `grpo()`, so a config sets only what it changes (a field
-the defaults do not know is an error naming it). The start policy is `config.model.hf_path` or
-the newest earlier policy (`resolve_policy`), recorded in `<stage_dir>/start_policy.json` so a
+the defaults do not know is an error naming it). The start policy is the newest policy an
+earlier stage wrote, else the base `config.model.hf_path` (`resolve_policy`), recorded in `<stage_dir>/start_policy.json` so a
 resumed run starts from the same one. Outputs: `<stage_dir>/round_<r>/...` (see rounds.py) and
 the trained policy at `<stage_dir>/policy`.
 
