@@ -17,12 +17,9 @@ Two kinds of held-out splits:
   ever seen in training.
 - In-distribution (`id_validation`, `id_test`): train's compositions, drawn from their own
   generator streams, as problems never seen in training. A problem's normalised statement is
-  hashed into a bucket (train / id_validation / id_test, `statement_bucket`); an in-distribution
-  split keeps only statements of its bucket that are not among the first `RESERVED_TRAIN` train
-  problems of the same seed and difficulty (what the warm start and RL draw from), and train
-  problems past those keep only train-bucket statements. So no (normalised statement, tests) pair
-  occurs in two splits, whatever their sizes; in-distribution problems lean to more ops than
-  train's, since short compositions have few distinct statements and most are in train. `difficulty` (1-4, or "mixed" = 1-3) sets the number of
+  hashed into a bucket (`statement_bucket`: 5% id_validation, 5% id_test, 90% train) and each of
+  these three splits keeps only statements of its own bucket, so no (normalised statement, tests)
+  pair occurs in two splits, whatever their sizes and seeds. `difficulty` (1-4, or "mixed" = 1-3) sets the number of
 ops, how often the loop style and the nested phrasing are used.
 
 `python -m restrl_jax.data.synthetic --split train --num 1000 --out FILE.jsonl` writes the suite
@@ -32,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -48,7 +44,7 @@ from restrl_jax.data.synthetic_render import (Composition, Step, params_tuple, r
                                               render_statement)
 from restrl_jax.execution.spec import TestSuite
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 # Outputs are compared exactly (whitespace-separated tokens, in order): APPS' tolerant rules
 # (token sets) would give full credit to programs that get the order wrong, e.g. a dropped sort.
 MATCH = "exact"
@@ -56,8 +52,7 @@ IN_DISTRIBUTION = ("id_validation", "id_test")
 SPLITS = ("train", "validation", "test", *IN_DISTRIBUTION)
 DEFAULT_SIZES = {"train": 2000, "validation": 200, "test": 200, "id_validation": 200,
                  "id_test": 200}
-RESERVED_TRAIN = 2000   # train problems every in-distribution split is disjoint from
-BUCKETS = 20            # statement hash buckets: 0 -> id_validation, 1 -> id_test, else train
+BUCKETS = 20   # statement hash buckets: 0 -> id_validation, 1 -> id_test, else train
 TIMEOUT_S = 4.0
 MAX_LINES, MIN_LINES, MAX_WORDS = 10, 4, 60
 MAX_DUPLICATES = 100
@@ -119,21 +114,9 @@ def composition_family(split: str) -> str:
   return "train" if split in IN_DISTRIBUTION else split
 
 
-@functools.lru_cache(maxsize=8)
-def reserved_train_statements(seed: int, difficulty: int | str) -> frozenset[str]:
-  """Normalised statements of the first RESERVED_TRAIN train problems (seed, difficulty)."""
-  specs = generate_specs("train", RESERVED_TRAIN, seed, difficulty)
-  return frozenset(normalise_statement(s.statement) for s in specs)
-
-
-def _admissible(spec: "Spec", split: str, index: int, seed: int, difficulty: int | str) -> bool:
-  """Whether `spec` may be problem `index` of `split` (see the module docstring)."""
-  if split == "train":
-    return index < RESERVED_TRAIN or statement_bucket(spec.statement) == "train"
-  if split in IN_DISTRIBUTION:
-    return (statement_bucket(spec.statement) == split and normalise_statement(spec.statement)
-            not in reserved_train_statements(seed, difficulty))
-  return True
+def _admissible(spec: "Spec", split: str) -> bool:
+  """Whether `spec` may be a problem of `split`: its statement's bucket is the split's own."""
+  return split not in ("train", *IN_DISTRIBUTION) or statement_bucket(spec.statement) == split
 
 
 def _weighted(ops: Sequence[Op], rng: random.Random) -> Op:
@@ -225,7 +208,7 @@ def generate_specs(split: str, num_problems: int, seed: int = 0,
     rng = random.Random(f"synthetic-v{GENERATOR_VERSION}/{seed}/{split}/{difficulty}/{index}")
     for _ in range(MAX_DUPLICATES * (BUCKETS if split in IN_DISTRIBUTION else 1)):
       spec = sample_spec(ops, split, difficulty, rng)
-      if spec.statement not in seen and _admissible(spec, split, index, seed, difficulty):
+      if spec.statement not in seen and _admissible(spec, split):
         break
     else:
       raise RuntimeError(f"synthetic {split} (difficulty {difficulty}): only {index} distinct "

@@ -46,6 +46,7 @@ from restrl_jax.rl.host_grpo import HostGRPO
 from restrl_jax.rl.trainer import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, Request
 from restrl_jax.rollout import rollout, summarize_records
 from restrl_jax.sampling import Sampler, SamplingParams
+from restrl_jax.tokenizer import save_tokenizer
 from restrl_jax.training import master_weights
 
 METHODS = ("rest_grpo", "grpo", "dapo", "rest_dpo")
@@ -129,7 +130,7 @@ def export_policy(config: models.ModelConfig, params: Any, tokenizer: Any, path:
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     models.save_hf(config, host, tmp)
-    tokenizer.save_pretrained(str(tmp))
+    save_tokenizer(tokenizer, tmp)
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)
   host_rounds.barrier(f"export {path}")

@@ -26,7 +26,7 @@ from restrl_jax import io_utils, models, training
 from restrl_jax.checkpoint import Checkpointer
 from restrl_jax.data.synthetic import load_synthetic
 from restrl_jax.metrics_writer import MetricsWriter
-from restrl_jax.tokenizer import embedded_tokenizer, load_tokenizer
+from restrl_jax.tokenizer import embedded_tokenizer, load_tokenizer, save_tokenizer
 from restrl_jax.warmstart import data
 
 POLICY_DIR, CHECKPOINT_DIR, METRICS_FILE = "policy", "checkpoints", "metrics.jsonl"
@@ -57,7 +57,7 @@ def served_tokenizer(config: models.ModelConfig, tokenizer: Any, folder: str | P
   folder = Path(folder)
   folder.mkdir(parents=True, exist_ok=True)
   (folder / "config.json").write_text(json.dumps(config.to_hf_config(), indent=2))
-  tokenizer.save_pretrained(str(folder))
+  save_tokenizer(tokenizer, folder)
   served = load_tokenizer(folder)
   if len(served) != len(tokenizer) or served.eos_token_id != tokenizer.eos_token_id:
     raise ValueError(f"{folder}: the tokenizer reloaded with AutoTokenizer has a different "
@@ -118,7 +118,7 @@ def export_policy(config: models.ModelConfig, params: Any, tokenizer: Any,
   """The policy as a Hugging Face folder: config.json + model.safetensors + tokenizer files."""
   path = Path(path)
   models.save_hf(config, params, path)
-  tokenizer.save_pretrained(str(path))
+  save_tokenizer(tokenizer, path)
   return path
 
 
