@@ -37,15 +37,13 @@ def warmstart_section(config: ml_collections.ConfigDict) -> ml_collections.Confi
 
 
 def copy_policy(source: str | Path, dest: Path) -> Path:
-  """Copy an HF policy folder to `dest` (through a temporary folder, so a crash leaves none)."""
+  """Copy an HF policy folder to `dest` (whole or not at all: `io_utils.atomic_dir`)."""
   source = Path(source)
   if not (source / "config.json").is_file():
     raise FileNotFoundError(f"{source}: not a policy folder (no config.json); set "
                             "config.warmstart.policy_path or use_shipped=False to train one")
-  tmp = dest.with_name(dest.name + ".tmp")
-  shutil.rmtree(tmp, ignore_errors=True)
-  shutil.copytree(source, tmp)
-  tmp.rename(dest)
+  with io_utils.atomic_dir(dest) as tmp:
+    shutil.copytree(source, tmp, dirs_exist_ok=True)
   return dest
 
 
