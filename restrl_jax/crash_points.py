@@ -25,7 +25,8 @@ def reached(kind: str, path: str | os.PathLike) -> None:
   spec = os.environ.get(ENV)
   if not spec:
     return
-  want_kind, suffix, n = spec.split(":")
+  want_kind, rest = spec.split(":", 1)
+  suffix, n = rest.rsplit(":", 1)
   if kind != want_kind or not os.fspath(path).endswith(suffix):
     return
   _counts[spec] += 1

@@ -137,8 +137,6 @@ def rest_grpo_stage(ctx: StageContext) -> dict:
   split = rest.split if rest.benchmark in ("synthetic", "apps") else None
   problems = tuple(load_problems(rest.benchmark, rest.data_path, split=split,
                                  limit=rest.num_problems))
-  if not problems:
-    raise ConfigError(f"config.rest: benchmark {rest.benchmark!r} gave no training problems")
   workers = config.execution.num_workers or None
   with ExecutionPool(num_workers=workers, isolation=config.execution.isolation) as pool:
     setup = Setup(problems=problems, tokenizer=tokenizer, pool=pool,
