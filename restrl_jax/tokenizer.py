@@ -106,14 +106,27 @@ def load_tokenizer(path: str | os.PathLike):
   """
   import json  # pylint: disable=import-outside-toplevel
   import transformers  # pylint: disable=import-outside-toplevel
+  from restrl_jax.errors import DataError  # pylint: disable=import-outside-toplevel
   config_file = os.path.join(path, "tokenizer_config.json")
   if not os.path.isfile(config_file):
-    raise FileNotFoundError(f"{path}: not a tokenizer folder (no tokenizer_config.json)")
+    raise DataError("not a tokenizer folder (no tokenizer_config.json)", path)
   with open(config_file, encoding="utf-8") as f:
     declared = json.load(f).get("tokenizer_class")
   if declared in _GENERIC_CLASSES:
     return transformers.PreTrainedTokenizerFast.from_pretrained(str(path))
   return transformers.AutoTokenizer.from_pretrained(str(path))
+
+
+def check_fits_model(tokenizer, vocab_size: int, tokenizer_path: str | os.PathLike,
+                     model_path: str | os.PathLike) -> None:
+  """`DataError` when the tokenizer is not the model's: it has more tokens than the model has
+  embedding rows (ids out of range), or fewer than half of them (models pad their embedding by
+  a few hundred rows at most, e.g. Qwen2.5 151665 tokens / 151936 rows)."""
+  from restrl_jax.errors import DataError  # pylint: disable=import-outside-toplevel
+  size = len(tokenizer)
+  if size > vocab_size or 2 * size < vocab_size:
+    raise DataError(f"the tokenizer has {size} tokens, the model {os.fspath(model_path)} has "
+                    f"vocab_size {vocab_size}: not this model's tokenizer", tokenizer_path)
 
 
 def embedded_tokenizer(path: str | os.PathLike | None = None, vocab_size: int = 1024,

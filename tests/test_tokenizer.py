@@ -7,6 +7,7 @@ import pytest
 import transformers
 
 from restrl_jax import tokenizer as T
+from restrl_jax.errors import DataError
 from restrl_jax.data import synthetic as S
 
 VOCAB = 640
@@ -98,7 +99,7 @@ def test_bad_arguments(tmp_path):
     T.train_tokenizer(["abc"], 100, tmp_path / "a")
   with pytest.raises(ValueError, match="empty"):
     T.train_tokenizer([], 512, tmp_path / "b")
-  with pytest.raises(FileNotFoundError, match="tokenizer_config"):
+  with pytest.raises(DataError, match="missing: not a tokenizer folder .no tokenizer_config"):
     T.load_tokenizer(tmp_path / "missing")
 
 

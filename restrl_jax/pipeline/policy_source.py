@@ -6,6 +6,7 @@ from pathlib import Path
 import ml_collections
 
 from restrl_jax.config_checks import ConfigError
+from restrl_jax.tokenizer import check_fits_model, load_tokenizer
 
 # Stages that leave a policy as an HF folder at <workdir>/<stage>/policy, newest last.
 POLICY_STAGES = ("warmstart", "rest_grpo")
@@ -37,3 +38,13 @@ def resolve_policy(config: ml_collections.ConfigDict, workdir: Path) -> Path:
 
 def resolve_tokenizer(config: ml_collections.ConfigDict, policy: Path) -> Path:
   return Path(config.model.tokenizer_path).expanduser() if config.model.tokenizer_path else policy
+
+
+def policy_tokenizer(config: ml_collections.ConfigDict, policy: Path):
+  """The tokenizer to use with `policy`, checked against its vocabulary (a `DataError` names a
+  tokenizer of another model)."""
+  from restrl_jax import models  # pylint: disable=import-outside-toplevel
+  path = resolve_tokenizer(config, policy)
+  tokenizer = load_tokenizer(path)
+  check_fits_model(tokenizer, models.read_hf_config(policy).vocab_size, path, policy)
+  return tokenizer

@@ -77,20 +77,13 @@ def _check(cfg: ml_collections.ConfigDict) -> None:
       raise ValueError(f"config.warmstart.{field} must be >= 1, got {cfg[field]}")
 
 
-def _trim_metrics(path: Path, last_step: int) -> None:
-  """Drop records past the checkpoint we resume from (they will be written again)."""
-  if path.exists():
-    kept = [r for r in io_utils.read_jsonl(path) if r.get("step", 0) <= last_step]
-    io_utils.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
-
-
 def _resume(ckpt: Checkpointer, state: training.TrainState, metrics_path: Path):
   restored = ckpt.restore_latest(state)
   if restored is None:
     return state, 0
   state, _, step = restored
   logging.info("warm start: resuming from checkpoint step %d", step)
-  _trim_metrics(metrics_path, step)
+  io_utils.trim_jsonl(metrics_path, step)
   return state, step
 
 
@@ -115,10 +108,12 @@ def restore_params(cfg: ml_collections.ConfigDict, config: models.ModelConfig,
 
 def export_policy(config: models.ModelConfig, params: Any, tokenizer: Any,
                   path: str | Path) -> Path:
-  """The policy as a Hugging Face folder: config.json + model.safetensors + tokenizer files."""
+  """The policy as a Hugging Face folder: config.json + model.safetensors + tokenizer files
+  (written whole or not at all: `io_utils.atomic_dir`)."""
   path = Path(path)
-  models.save_hf(config, params, path)
-  save_tokenizer(tokenizer, path)
+  with io_utils.atomic_dir(path) as tmp:
+    models.save_hf(config, params, tmp)
+    save_tokenizer(tokenizer, tmp)
   return path
 
 
