@@ -1,15 +1,16 @@
 """Every stage killed with SIGKILL mid-write resumes to bitwise the outputs of an uninterrupted run.
 
-One tiny pipeline (warmstart trained -> rest_grpo with method rest_dpo -> collect_values ->
-train_value -> decode) runs twice through `python -m restrl_jax.main`: straight, and as a chain of
+Two tiny pipelines (warmstart trained; and rest_grpo with method rest_dpo -> collect_values ->
+train_value -> decode) run twice through `python -m restrl_jax.main`: straight, and as chains of
 runs each SIGKILLed by `restrl_jax.crash_points` (RESTRL_KILL_AT) inside a checkpoint save or an
 atomic file write of one stage, each rerun resuming the killed stage, the last one finishing.
 All five stages are deterministic on CPU with fixed seeds (batches and sampling keys are
 functions of the step / tree id / seed, the sandbox's rewards of the program), so every output is
 compared bitwise. (The existing tests/test_rl_trainer_resume.py covers method rest_grpo.)
 
-The stages after warmstart use the shipped demo policy (`model.hf_path`): a 4-step warm start
-samples no program that passes a test, and ReST-DPO needs problems whose samples' rewards differ.
+The second pipeline starts from the shipped demo policy (`model.hf_path`) in a workdir of its own
+(in one workdir the later stages would use the newest policy, the warm start's): a 4-step warm
+start samples no program that passes a test, and ReST-DPO needs samples whose rewards differ.
 """
 import json
 import os
@@ -31,7 +32,7 @@ from restrl_jax import config_defaults
 def get_config():
   c = config_defaults.base()
   c.workdir = "unset"
-  c.stages = ("warmstart", "rest_grpo", "collect_values", "train_value", "decode")
+  c.stages = ()   # run_main names the pipeline's stages
   c.model.hf_path = {policy!r}
   c.execution.num_workers = 1
   c.sampling.update(dict(max_new_tokens=32, batch_size=8))
@@ -67,7 +68,16 @@ KILLS = (
 )
 
 
+PIPELINES = {"warm": ("warmstart",),
+             "rest": ("rest_grpo", "collect_values", "train_value", "decode")}
+
+
+def pipeline_of(stage: str) -> str:
+  return next(name for name, stages in PIPELINES.items() if stage in stages)
+
+
 def run_main(config: Path, workdir: Path, cache: Path, kill_at: str | None = None):
+  """The pipeline of `workdir`'s name ("warm" / "rest") run in `workdir`."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(cache),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
              PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -76,7 +86,8 @@ def run_main(config: Path, workdir: Path, cache: Path, kill_at: str | None = Non
   if kill_at:
     env["RESTRL_KILL_AT"] = kill_at
   return subprocess.run([sys.executable, "-m", "restrl_jax.main", f"--config={config}",
-                         f"--config.workdir={workdir}"], cwd=REPO, env=env, capture_output=True,
+                         f"--config.workdir={workdir}",
+                         f"--config.stages={PIPELINES[workdir.name]!r}"], cwd=REPO, env=env, capture_output=True,
                         text=True, timeout=600)
 
 
@@ -84,9 +95,9 @@ def steps_in(checkpoints: Path) -> list[int]:
   return sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
 
 
-def value_params(workdir: Path):
+def value_params(root: Path):
   with ocp.StandardCheckpointer() as ckpt:
-    return ckpt.restore((workdir / "train_value" / "best" / "params").absolute())
+    return ckpt.restore((root / "rest" / "train_value" / "best" / "params").absolute())
 
 
 def same_tree(a, b) -> bool:
@@ -111,27 +122,31 @@ def test_each_stage_killed_mid_write_resumes_bitwise(tmp_path):
   config = tmp_path / "kill_config.py"
   config.write_text(CONFIG.format(policy=str(DEMO_POLICY)))
   cache, straight, killed = tmp_path / "xla_cache", tmp_path / "straight", tmp_path / "killed"
-  out = run_main(config, straight, cache)
-  assert out.returncode == 0, out.stderr[-3000:]
+  for name in PIPELINES:
+    out = run_main(config, straight / name, cache)
+    assert out.returncode == 0, out.stderr[-3000:]
 
   for stage, kill_at in KILLS:
-    out = run_main(config, killed, cache, kill_at)
+    workdir = killed / pipeline_of(stage)
+    out = run_main(config, workdir, cache, kill_at)
     assert out.returncode == -signal.SIGKILL, (kill_at, out.stderr[-3000:])
-    assert not (killed / stage / "DONE.json").exists(), kill_at
+    assert not (workdir / stage / "DONE.json").exists(), kill_at
     if kill_at.startswith("checkpoint"):   # the first checkpoint is there, whole
-      assert steps_in(killed / kill_at.split(":")[1]), kill_at
-  out = run_main(config, killed, cache)
-  assert out.returncode == 0, out.stderr[-3000:]
-  assert out.stderr.count("finished earlier, skipping") == len(KILLS) - 1
+      assert steps_in(workdir / kill_at.split(":")[1]), kill_at
+  for name, stages in PIPELINES.items():
+    out = run_main(config, killed / name, cache)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stderr.count("finished earlier, skipping") == len(stages) - 1, name
 
   for name in BITWISE_FILES:
-    assert (killed / name).read_bytes() == (straight / name).read_bytes(), name
+    path = Path(pipeline_of(name.split("/")[0])) / name
+    assert (killed / path).read_bytes() == (straight / path).read_bytes(), name
   assert not list(killed.rglob("*.tmp")) and not list(killed.rglob("*.old"))
-  facts = json.loads((killed / "rest_grpo" / "round_0" / "round.json").read_text())
+  facts = json.loads((killed / "rest" / "rest_grpo" / "round_0" / "round.json").read_text())
   assert facts["resumed_from"] >= 1 and facts["steps"] >= 2   # resumed, not redone
-  for metrics in ("warmstart/metrics.jsonl", "rest_grpo/round_0/metrics.jsonl",
-                  "train_value/metrics.jsonl"):                 # no duplicated records
+  for metrics in ("warm/warmstart/metrics.jsonl", "rest/rest_grpo/round_0/metrics.jsonl",
+                  "rest/train_value/metrics.jsonl"):            # no duplicated records
     assert losses(killed / metrics) == losses(straight / metrics), metrics
-  done = json.loads((killed / "train_value" / "DONE.json").read_text())["summary"]
+  done = json.loads((killed / "rest" / "train_value" / "DONE.json").read_text())["summary"]
   assert done["resumed_from"] >= 1
   assert same_tree(value_params(killed), value_params(straight))

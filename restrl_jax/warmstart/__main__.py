@@ -1,10 +1,12 @@
 """Train (or resume) a warm-start policy; the defaults re-create the shipped demo policy.
 
   python -m restrl_jax.warmstart --out DIR [--steps N] [--batch_size B] [--eval_problems 200]
+      [--eval_splits test,id_test]
 
 Writes DIR/metrics.jsonl, DIR/checkpoints/ (re-running resumes from the newest) and the policy
-as a Hugging Face folder DIR/policy; `--eval_problems N` then scores it on N synthetic test
-problems (`--eval_samples` samples each at `--temperature`) and writes DIR/eval.json.
+as a Hugging Face folder DIR/policy; `--eval_problems N` then scores it on N problems of each
+synthetic split in `--eval_splits` (`--eval_samples` samples each at `--temperature`) and writes
+DIR/eval.json ({split: scores}).
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(f"--{name}", type=kind, default=None)
   parser.add_argument("--eval_problems", type=int, default=0)
   parser.add_argument("--eval_samples", type=int, default=5)
+  parser.add_argument("--eval_splits", default="test,id_test",
+                      help="comma-separated synthetic splits to score the policy on")
   parser.add_argument("--temperature", type=float, default=0.7)
   parser.add_argument("--max_new_tokens", type=int, default=128)
   return parser.parse_args(argv)
@@ -39,6 +43,7 @@ def _difficulty(value: str) -> int | str:
 
 
 def evaluate(policy: Path, args: argparse.Namespace) -> dict:
+  """{split: scores} of the policy on `args.eval_problems` problems of each split."""
   # pylint: disable=import-outside-toplevel
   from restrl_jax.data.synthetic import load_synthetic
   from restrl_jax.execution import ExecutionPool
@@ -48,11 +53,14 @@ def evaluate(policy: Path, args: argparse.Namespace) -> dict:
   from restrl_jax.tokenizer import load_tokenizer
   config, params = load_hf(policy)
   sampler = Sampler(config, params, load_tokenizer(policy), max_batch=256)
-  problems = load_synthetic("test", args.eval_problems, verify=False)
   sp = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+  scores = {}
   with ExecutionPool() as pool:
-    return evaluate_policy(sampler, pool, problems, sp, args.eval_samples,
-                           ks=(1, args.eval_samples), rng=0)
+    for split in args.eval_splits.split(","):
+      problems = load_synthetic(split, args.eval_problems, verify=False)
+      scores[split] = evaluate_policy(sampler, pool, problems, sp, args.eval_samples,
+                                      ks=(1, args.eval_samples), rng=0)
+  return scores
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
