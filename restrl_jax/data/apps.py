@@ -95,7 +95,7 @@ def _tests(located: io.Located, max_tests: int | None, timeout_s: float) -> Test
 
 def _solutions(located: io.Located, required: bool) -> tuple[str, ...]:
   raw = located.row.get("solutions") or "[]"
-  solutions = io.decode_json_field(io.Located({"solutions": raw}, located.where), "solutions")
+  solutions = io.decode_json_field(io.Located({"solutions": raw}, located.file, located.number), "solutions")
   if not isinstance(solutions, list) or not all(isinstance(s, str) for s in solutions):
     raise io.MalformedRow("solutions is not a list of programs")
   if required and not solutions:

@@ -4,8 +4,10 @@ A loader turns *rows* (dicts) into `Problem`s. This module finds the rows (local
 list, gzip of either, or a Hugging Face data set name) and applies the two error rules of the
 project:
 
-  * a file that is not the expected schema (a required field missing) stops with `SchemaError`,
-    naming the file, the row and the field;
+  * a missing file, a row that is not JSON, or a file that is not the expected schema (a
+    required field missing) stops with `SchemaError` (a `restrl_jax.errors.DataError`), naming
+    the file, the row and the field; with a `bad_rows` list, `read_file_rows` collects the
+    errors of undecodable rows there and goes on with the others;
   * a malformed row (no tests, an undecodable field, an empty solution list) is skipped: the
     converter raises `MalformedRow`, `convert_rows` emits a `SkippedRowWarning` naming the row and
     a final summary warning with the count.
@@ -21,12 +23,14 @@ import pathlib
 import warnings
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
+from restrl_jax.errors import DataError
+
 T = TypeVar("T")
 Row = dict[str, Any]
 
 
-class SchemaError(ValueError):
-  """The input is not the schema the loader expects."""
+class SchemaError(DataError):
+  """The input is not the schema the loader expects (or not there, or not JSON)."""
 
 
 class MalformedRow(ValueError):
@@ -41,7 +45,15 @@ class SkippedRowWarning(UserWarning):
 class Located:
   """A row plus where it came from, for error messages."""
   row: Row
-  where: str          # e.g. "apps_sample.jsonl row 17"
+  file: str                  # the file as given (or a folder, a data set name)
+  number: int | None = None  # 1-based row (line of a JSON-lines file, item of a JSON list)
+
+  @property
+  def where(self) -> str:    # e.g. "data/apps_sample.jsonl row 17"
+    return f"{self.file} row {self.number}" if self.number is not None else self.file
+
+  def error(self, what: str) -> "SchemaError":
+    return SchemaError(what, self.file, self.number)
 
 
 def shared_data_dir() -> pathlib.Path:
@@ -75,46 +87,59 @@ def _open_text(path: pathlib.Path):
   return open(path, encoding="utf-8")
 
 
-def _json_lines(path: pathlib.Path) -> Iterator[Located]:
+def _json_lines(path: pathlib.Path, bad_rows: list[DataError] | None) -> Iterator[Located]:
   with _open_text(path) as f:
     for number, line in enumerate(f, start=1):
       if not line.strip():
         continue
-      where = f"{path.name} row {number}"
       try:
         row = json.loads(line)
       except json.JSONDecodeError as e:
-        raise SchemaError(f"{where}: not valid JSON ({e.msg})") from e
+        yield from _bad(SchemaError(f"not valid JSON ({e.msg})", path, number), bad_rows)
+        continue
       if not isinstance(row, dict):
-        raise SchemaError(f"{where}: expected a JSON object, got {type(row).__name__}")
-      yield Located(row, where)
+        yield from _bad(SchemaError(f"expected a JSON object, got {type(row).__name__}", path,
+                                    number), bad_rows)
+        continue
+      yield Located(row, str(path), number)
 
 
-def _json_document(path: pathlib.Path) -> Iterator[Located]:
+def _bad(error: DataError, bad_rows: list[DataError] | None) -> Iterator[Located]:
+  """Raise `error`, or (with a `bad_rows` list) record it and yield nothing."""
+  if bad_rows is None:
+    raise error
+  bad_rows.append(error)
+  yield from ()
+
+
+def _json_document(path: pathlib.Path, bad_rows: list[DataError] | None) -> Iterator[Located]:
   with _open_text(path) as f:
     try:
       data = json.load(f)
     except json.JSONDecodeError as e:
-      raise SchemaError(f"{path.name}: not valid JSON ({e.msg})") from e
+      raise SchemaError(f"not valid JSON ({e.msg})", path) from e
   if isinstance(data, dict):   # {task_id: row} mapping
     data = list(data.values())
   if not isinstance(data, list):
-    raise SchemaError(f"{path.name}: expected a JSON list of objects, got {type(data).__name__}")
+    raise SchemaError(f"expected a JSON list of objects, got {type(data).__name__}", path)
   for number, row in enumerate(data, start=1):
     if not isinstance(row, dict):
-      raise SchemaError(f"{path.name} item {number}: expected a JSON object")
-    yield Located(row, f"{path.name} item {number}")
+      yield from _bad(SchemaError("expected a JSON object", path, number), bad_rows)
+      continue
+    yield Located(row, str(path), number)
 
 
-def read_file_rows(path: str | os.PathLike) -> Iterator[Located]:
-  """Rows of a `.jsonl`/`.json` file (optionally `.gz`)."""
+def read_file_rows(path: str | os.PathLike,
+                   bad_rows: list[DataError] | None = None) -> Iterator[Located]:
+  """Rows of a `.jsonl`/`.json` file (optionally `.gz`). A row that is not a JSON object raises
+  `SchemaError`, or, given a `bad_rows` list, is recorded there and skipped."""
   path = pathlib.Path(path)
   if not path.is_file():
-    raise FileNotFoundError(f"no such data file: {path}")
+    raise SchemaError("no such data file", path)
   stem = path.name[:-3] if path.name.endswith(".gz") else path.name
   if stem.endswith(".json"):
-    return _json_document(path)
-  return _json_lines(path)
+    return _json_document(path, bad_rows)
+  return _json_lines(path, bad_rows)
 
 
 def read_hub_rows(name: str, split: str, **kwargs) -> Iterator[Located]:
@@ -131,7 +156,7 @@ def read_hub_rows(name: str, split: str, **kwargs) -> Iterator[Located]:
     raise ConnectionError(
         f"could not load Hugging Face data set {name!r} (split {split!r}); the machine may be "
         f"offline. Download it elsewhere and pass the local file. Cause: {e}") from e
-  return (Located(dict(row), f"{name}[{split}] row {i}") for i, row in enumerate(data, start=1))
+  return (Located(dict(row), f"{name}[{split}]", i) for i, row in enumerate(data, start=1))
 
 
 def looks_like_hub_name(name: str) -> bool:
@@ -144,9 +169,8 @@ def require(located: Located, fields: Sequence[str]) -> None:
   """Raise `SchemaError` naming the first missing field."""
   for field in fields:
     if field not in located.row:
-      raise SchemaError(
-          f"{located.where}: missing field {field!r} (has {sorted(located.row)}); "
-          "is this the right file for this loader?")
+      raise located.error(f"missing field {field!r} (has {sorted(located.row)}); "
+                          "is this the right file for this loader?")
 
 
 def decode_json_field(located: Located, field: str) -> Any:

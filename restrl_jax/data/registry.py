@@ -11,6 +11,7 @@ import importlib
 from typing import Any, Callable
 
 from restrl_jax.data.problem import Problem
+from restrl_jax.errors import DataError
 
 LOADERS: dict[str, str] = {
     "apps": "restrl_jax.data.apps:load_apps",
@@ -32,11 +33,16 @@ def get_loader(name: str) -> Callable[..., list[Problem]]:
 
 def load_problems(name: str, path: str | None = None, *, split: str | None = None,
                   limit: int | None = None, **options: Any) -> list[Problem]:
-  """Load benchmark `name` (local `path`, or its default / a Hugging Face name)."""
+  """Load benchmark `name` (local `path`, or its default / a Hugging Face name); no problems at
+  all (an empty file, every row skipped) is a `DataError`."""
   kwargs = dict(options)
   if split is not None:
     kwargs["split"] = split
-  return get_loader(name)(path, limit=limit, **kwargs)
+  problems = get_loader(name)(path, limit=limit, **kwargs)
+  if not problems and limit != 0:
+    raise DataError(f"no {name} problems in it (empty, or every row skipped)",
+                    path if path is not None else f"benchmark {name}")
+  return problems
 
 
 def load_synthetic_adapter(path: str | None = None, *, split: str = "test",

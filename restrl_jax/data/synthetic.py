@@ -8,12 +8,18 @@ either writes one statement per step or fuses element-wise steps into one loop
 and 1 (`synthetic_inputs`); expected outputs come from running the reference program in a child
 process (checked against the pure evaluator, and against the sandbox when it is importable).
 
-Splits hold out whole compositions. Each adjacent pair of ops (e.g. keep_even -> square) is
-assigned by a fixed hash to train (75%), validation (10%) or test (15%). The test split contains
-only compositions with at least one test pair; validation those with a validation pair and no
-test pair; train those with neither (so single-op problems are train only). Validation and test
-thus measure generalisation to unseen combinations, each with its own held-out pairs; none of
-their compositions is ever seen in training. `difficulty` (1-4, or "mixed" = 1-3) sets the number of
+Two kinds of held-out splits:
+- Compositional (`validation`, `test`): whole compositions are held out. Each adjacent pair of ops
+  (e.g. keep_even -> square) is assigned by a fixed hash to train (75%), validation (10%) or test
+  (15%). The test split contains only compositions with at least one test pair; validation those
+  with a validation pair and no test pair; train those with neither (so single-op problems are
+  train only). They measure generalisation to unseen combinations; none of their compositions is
+  ever seen in training.
+- In-distribution (`id_validation`, `id_test`): train's compositions, drawn from their own
+  generator streams, as problems never seen in training. A problem's normalised statement is
+  hashed into a bucket (`statement_bucket`: 5% id_validation, 5% id_test, 90% train) and each of
+  these three splits keeps only statements of its own bucket, so no (normalised statement, tests)
+  pair occurs in two splits, whatever their sizes and seeds. `difficulty` (1-4, or "mixed" = 1-3) sets the number of
 ops, how often the loop style and the nested phrasing are used.
 
 `python -m restrl_jax.data.synthetic --split train --num 1000 --out FILE.jsonl` writes the suite
@@ -38,12 +44,15 @@ from restrl_jax.data.synthetic_render import (Composition, Step, params_tuple, r
                                               render_statement)
 from restrl_jax.execution.spec import TestSuite
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 # Outputs are compared exactly (whitespace-separated tokens, in order): APPS' tolerant rules
 # (token sets) would give full credit to programs that get the order wrong, e.g. a dropped sort.
 MATCH = "exact"
-SPLITS = ("train", "validation", "test")
-DEFAULT_SIZES = {"train": 2000, "validation": 200, "test": 200}
+IN_DISTRIBUTION = ("id_validation", "id_test")
+SPLITS = ("train", "validation", "test", *IN_DISTRIBUTION)
+DEFAULT_SIZES = {"train": 2000, "validation": 200, "test": 200, "id_validation": 200,
+                 "id_test": 200}
+BUCKETS = 20   # statement hash buckets: 0 -> id_validation, 1 -> id_test, else train
 TIMEOUT_S = 4.0
 MAX_LINES, MIN_LINES, MAX_WORDS = 10, 4, 60
 MAX_DUPLICATES = 100
@@ -87,6 +96,27 @@ def composition_split(comp: Composition) -> str:
   names = comp.op_names
   found = {pair_split(a, b) for a, b in zip(names, names[1:])}
   return "test" if "test" in found else "validation" if "validation" in found else "train"
+
+
+def normalise_statement(statement: str) -> str:
+  return " ".join(statement.lower().split())
+
+
+def statement_bucket(statement: str) -> str:
+  """The split a statement belongs to among train and the in-distribution splits."""
+  digest = hashlib.sha256(normalise_statement(statement).encode("utf-8")).digest()
+  bucket = int.from_bytes(digest[:4], "big") % BUCKETS
+  return IN_DISTRIBUTION[bucket] if bucket < len(IN_DISTRIBUTION) else "train"
+
+
+def composition_family(split: str) -> str:
+  """The compositional split whose compositions `split` draws (train's for in-distribution)."""
+  return "train" if split in IN_DISTRIBUTION else split
+
+
+def _admissible(spec: "Spec", split: str) -> bool:
+  """Whether `spec` may be a problem of `split`: its statement's bucket is the split's own."""
+  return split not in ("train", *IN_DISTRIBUTION) or statement_bucket(spec.statement) == split
 
 
 def _weighted(ops: Sequence[Op], rng: random.Random) -> Op:
@@ -150,12 +180,13 @@ def sample_spec(ops: dict[str, Op], split: str, difficulty: int | str,
   Level and depth are drawn first, so every split has the same mix of depths, except that
   held-out splits have no single-op problems (a single op has no pair to hold out).
   """
+  family = composition_family(split)
   level = _level(difficulty, rng)
   depth = rng.randint(*LEVELS[level].depth)
-  depth = depth if split == "train" else max(depth, 2)
+  depth = depth if family == "train" else max(depth, 2)
   for _ in range(max_tries):
     comp = sample_composition(ops, depth, rng)
-    if comp is None or composition_split(comp) != split:
+    if comp is None or composition_split(comp) != family:
       continue
     rendered = _render(comp, LEVELS[level], rng)
     inputs = choose_tests(comp, rng) if rendered else None
@@ -175,9 +206,9 @@ def generate_specs(split: str, num_problems: int, seed: int = 0,
   ops, specs, seen = build_ops(), [], set()
   for index in range(num_problems):
     rng = random.Random(f"synthetic-v{GENERATOR_VERSION}/{seed}/{split}/{difficulty}/{index}")
-    for _ in range(MAX_DUPLICATES):
+    for _ in range(MAX_DUPLICATES * (BUCKETS if split in IN_DISTRIBUTION else 1)):
       spec = sample_spec(ops, split, difficulty, rng)
-      if spec.statement not in seen:
+      if spec.statement not in seen and _admissible(spec, split):
         break
     else:
       raise RuntimeError(f"synthetic {split} (difficulty {difficulty}): only {index} distinct "
@@ -297,13 +328,12 @@ def _write_jsonl(path, rows: Iterable[dict[str, Any]]) -> None:
 
 def load_synthetic(split: str, num_problems: int | None = None, seed: int = 0,
                    difficulty: int | str = "mixed", *, use_cache: bool = True,
-                   verify: bool | None = None) -> list[Problem]:
+                   verify: bool = True) -> list[Problem]:
   """The synthetic suite's `split` ("train" | "validation" | "test") as `Problem`s.
 
   `num_problems` defaults to DEFAULT_SIZES[split]. Generated problems are cached under
   `$RESTRL_CACHE/synthetic/` keyed by the generator version and the arguments. `verify`: also run
-  every reference through the sandbox (`restrl_jax.execution`) and require full marks; None =
-  when the sandbox is importable.
+  every reference through the sandbox (`restrl_jax.execution`) and require full marks.
   """
   if split not in SPLITS:
     raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -364,12 +394,12 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--num", type=int, default=None)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--difficulty", default="mixed")
-  parser.add_argument("--verify", default="auto", choices=("auto", "yes", "no"),
-                      help="also check every reference in the sandbox (auto: if importable)")
+  parser.add_argument("--verify", default="yes", choices=("yes", "no"),
+                      help="also check every reference in the sandbox")
   parser.add_argument("--out", required=True, help="output .jsonl file (APPS schema)")
   args = parser.parse_args(argv)
   difficulty = check_difficulty(args.difficulty)
-  verify = {"auto": None, "yes": True, "no": False}[args.verify]
+  verify = args.verify == "yes"
   problems = load_synthetic(args.split, args.num, args.seed, difficulty, verify=verify)
   _write_jsonl(args.out, (to_apps_row(p) for p in problems))
   print(f"wrote {len(problems)} {args.split} problems to {args.out}")

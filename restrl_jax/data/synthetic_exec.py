@@ -8,7 +8,6 @@ the harness that scores policy samples, and requires full marks.
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any, Sequence
 
 from restrl_jax.data.problem import Problem
@@ -78,30 +77,16 @@ def local_rewards(programs: Sequence[str], problems: Sequence[Problem]) -> list[
   return rewards
 
 
-def _pool_class() -> Any:
-  try:
-    module = importlib.import_module("restrl_jax.execution")
-  except ImportError:
-    return None
-  return getattr(module, "ExecutionPool", None)
-
-
 def run_in_sandbox(programs: Sequence[str], problems: Sequence[Problem]) -> list[Any]:
   """`ExecResult`s of `programs[i]` against `problems[i].tests` in the sandbox pool."""
-  pool_class = _pool_class()
-  if pool_class is None:
-    raise ImportError("restrl_jax.execution.ExecutionPool is not available")
-  with pool_class() as pool:
+  from restrl_jax.execution import ExecutionPool  # pylint: disable=import-outside-toplevel
+  with ExecutionPool() as pool:
     return pool.run(list(programs), [p.tests for p in problems])
 
 
-def verify_in_sandbox(problems: Sequence[Problem], required: bool | None = None) -> None:
-  """Every reference must pass all its tests in the sandbox; `required=None`: if importable."""
-  if required is False or not problems:
-    return
-  if _pool_class() is None:
-    if required:
-      raise ImportError("verify=True needs the sandbox (restrl_jax.execution.ExecutionPool)")
+def verify_in_sandbox(problems: Sequence[Problem], required: bool = True) -> None:
+  """Every reference must pass all its tests in the sandbox (skipped when `required` is False)."""
+  if not required or not problems:
     return
   results = run_in_sandbox([p.metadata["solution"] for p in problems], problems)
   bad = [(p.id, r.statuses, r.detail) for p, r in zip(problems, results) if not r.strict]

@@ -6,6 +6,7 @@ Samples and per-sample results are written to `<stage_dir>/samples.jsonl`.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import ml_collections
@@ -13,12 +14,11 @@ import ml_collections
 from restrl_jax import io_utils, models
 from restrl_jax.data.registry import load_problems
 from restrl_jax.execution import ExecutionPool
-from restrl_jax.pipeline.policy_source import resolve_policy, resolve_tokenizer
+from restrl_jax.pipeline.policy_source import policy_tokenizer, resolve_policy
 from restrl_jax.pipeline.stages import StageContext
 from restrl_jax.rollout import rollout, summarize_records
 from restrl_jax.sampling import Sampler
 from restrl_jax.sampling.params import from_config as sampling_from_config
-from restrl_jax.tokenizer import load_tokenizer
 
 
 def _load_problems(cfg: ml_collections.ConfigDict):
@@ -37,17 +37,17 @@ def _sample_row(record, isolation: str) -> dict:
 def evaluate_stage(ctx: StageContext) -> dict:
   config, cfg = ctx.config, ctx.config.evaluate
   policy = resolve_policy(config, ctx.workdir)
-  model_config, params = models.load_hf(policy, dtype=config.model.dtype)
-  tokenizer = load_tokenizer(resolve_tokenizer(config, policy))
-  sampler = Sampler(model_config, params, tokenizer, max_batch=config.sampling.batch_size)
+  tokenizer = policy_tokenizer(config, policy)
   problems = _load_problems(cfg)
+  model_config, params = models.load_hf(policy, dtype=config.model.dtype)
+  sampler = Sampler(model_config, params, tokenizer, max_batch=config.sampling.batch_size)
   with ExecutionPool(num_workers=config.execution.num_workers or None,
                      isolation=config.execution.isolation) as pool:
     records = rollout(sampler, pool, problems, sampling_from_config(config.sampling),
                       cfg.num_samples, rng=cfg.seed)
     isolation = pool.isolation
-  io_utils.append_jsonl(Path(ctx.stage_dir) / "samples.jsonl",
-                        (_sample_row(r, isolation) for r in records))
+  io_utils.atomic_write_text(Path(ctx.stage_dir) / "samples.jsonl", "".join(
+      json.dumps(_sample_row(r, isolation), default=str) + "\n" for r in records))
   scores = summarize_records(records, tuple(cfg.ks))
   io_utils.atomic_write_json(Path(ctx.stage_dir) / "scores.json", scores)
   row = {"method": cfg.method, "benchmark": cfg.benchmark,

@@ -1,4 +1,4 @@
-"""Which policy a stage uses: an explicit HF folder, or the newest one an earlier stage wrote."""
+"""Which policy a stage uses: the newest one an earlier stage wrote, else the base HF folder."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,25 +6,45 @@ from pathlib import Path
 import ml_collections
 
 from restrl_jax.config_checks import ConfigError
+from restrl_jax.tokenizer import check_fits_model, load_tokenizer
 
 # Stages that leave a policy as an HF folder at <workdir>/<stage>/policy, newest last.
 POLICY_STAGES = ("warmstart", "rest_grpo")
 
 
+def newest_stage_policy(workdir: Path) -> Path | None:
+  """The policy folder of the newest stage in POLICY_STAGES that wrote one under `workdir`."""
+  for stage in reversed(POLICY_STAGES):
+    path = workdir / stage / "policy"
+    if (path / "config.json").is_file():
+      return path
+  return None
+
+
 def resolve_policy(config: ml_collections.ConfigDict, workdir: Path) -> Path:
+  """The newest policy an earlier stage wrote; else `config.model.hf_path`, the base policy."""
+  newest = newest_stage_policy(workdir)
+  if newest is not None:
+    return newest
   if config.model.hf_path:
     path = Path(config.model.hf_path).expanduser()
     if not (path / "config.json").is_file():
       raise ConfigError(f"config.model.hf_path={str(path)!r}: no config.json there "
                         "(expected a local Hugging Face model folder)")
     return path
-  for stage in reversed(POLICY_STAGES):
-    path = workdir / stage / "policy"
-    if (path / "config.json").is_file():
-      return path
   raise ConfigError("no policy to use: set --config.model.hf_path=<local HF folder>, or run a "
                     f"stage that writes one first ({', '.join(POLICY_STAGES)})")
 
 
 def resolve_tokenizer(config: ml_collections.ConfigDict, policy: Path) -> Path:
   return Path(config.model.tokenizer_path).expanduser() if config.model.tokenizer_path else policy
+
+
+def policy_tokenizer(config: ml_collections.ConfigDict, policy: Path):
+  """The tokenizer to use with `policy`, checked against its vocabulary (a `DataError` names a
+  tokenizer of another model)."""
+  from restrl_jax import models  # pylint: disable=import-outside-toplevel
+  path = resolve_tokenizer(config, policy)
+  tokenizer = load_tokenizer(path)
+  check_fits_model(tokenizer, models.read_hf_config(policy).vocab_size, path, policy)
+  return tokenizer

@@ -1,8 +1,10 @@
-"""Stage registry. A stage is a function `StageContext -> dict` of summary metrics.
+"""Stage registry. A stage is a function `StageContext -> dict` of summary metrics, registered
+with the config keys it reads (`reads`: sections, dotted keys or patterns; see stage_inputs.py).
 
 Each stage writes its outputs under `ctx.stage_dir` (= workdir/<stage name>) and resumes from what
 is there when it is re-run after an interruption; the runner marks it finished by writing
-`DONE.json` with the returned summary, and skips it on later runs.
+`DONE.json` with the returned summary and the values of its `reads`, and skips it on later runs
+with the same values.
 """
 from __future__ import annotations
 
@@ -25,13 +27,21 @@ class StageContext:
 
 
 StageFn = Callable[[StageContext], dict]
-STAGES: dict[str, StageFn] = {}
 
 
-def register_stage(name: str) -> Callable[[StageFn], StageFn]:
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  run: StageFn
+  reads: tuple[str, ...]   # config keys whose values the stage's outputs depend on
+
+
+STAGES: dict[str, Stage] = {}
+
+
+def register_stage(name: str, *, reads: tuple[str, ...]) -> Callable[[StageFn], StageFn]:
   def decorate(fn: StageFn) -> StageFn:
     if name in STAGES:
       raise ValueError(f"stage {name!r} registered twice")
-    STAGES[name] = fn
+    STAGES[name] = Stage(fn, tuple(reads))
     return fn
   return decorate

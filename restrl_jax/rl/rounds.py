@@ -46,6 +46,7 @@ from restrl_jax.rl.host_grpo import HostGRPO
 from restrl_jax.rl.trainer import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, Request
 from restrl_jax.rollout import rollout, summarize_records
 from restrl_jax.sampling import Sampler, SamplingParams
+from restrl_jax.tokenizer import save_tokenizer
 from restrl_jax.training import master_weights
 
 METHODS = ("rest_grpo", "grpo", "dapo", "rest_dpo")
@@ -122,16 +123,13 @@ def place_params(config: models.ModelConfig, host_params: Any, mesh,
 
 
 def export_policy(config: models.ModelConfig, params: Any, tokenizer: Any, path: Path) -> Path:
-  """HF folder at `path`, written to `<path>.tmp` first and renamed (a crash leaves none).
+  """HF folder at `path`, written whole or not at all (`io_utils.atomic_dir`).
   Several processes: every process gathers the params, process 0 writes, all wait for it."""
   host = distributed.gather(params)
   if distributed.is_writer():
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    models.save_hf(config, host, tmp)
-    tokenizer.save_pretrained(str(tmp))
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
+    with io_utils.atomic_dir(path) as tmp:
+      models.save_hf(config, host, tmp)
+      save_tokenizer(tokenizer, tmp)
   host_rounds.barrier(f"export {path}")
   return path
 
@@ -216,9 +214,8 @@ def num_steps(cfg: RoundsConfig, num_rows: int, batch: int) -> int:
 
 def _trim_jsonl(path: Path, last_step: int) -> None:
   """Drop records past the checkpoint we resume from (they are written again)."""
-  if path.exists() and distributed.is_writer():
-    kept = [r for r in io_utils.read_jsonl(path) if r.get("step", 0) <= last_step]
-    io_utils.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+  if distributed.is_writer():
+    io_utils.trim_jsonl(path, last_step)
 
 
 def _train_sample_rows(step: int, ro) -> list[dict]:
@@ -386,10 +383,8 @@ def run_rounds(setup: Setup, start_policy: Path, out_dir: Path,
     policy = round_dir / POLICY_DIR
   final = out_dir / POLICY_DIR
   if not has_policy(final) and distributed.is_writer():
-    tmp = final.with_name(final.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(policy, tmp)
-    tmp.rename(final)
+    with io_utils.atomic_dir(final) as tmp:
+      shutil.copytree(policy, tmp, dirs_exist_ok=True)
   host_rounds.write_text(out_dir / "rounds.jsonl",
                          "".join(json.dumps(f, default=str) + "\n" for f in per_round))
   host_rounds.barrier("rounds done")

@@ -3,8 +3,8 @@
 `config.rest.method` picks the variant: "rest_grpo" (the paper), "grpo" (naive GRPO), "dapo"
 (naive data + dynamic sampling) or "rest_dpo". The sections `config.rest` / `config.grpo` are
 read over `config_defaults.rest()` / `grpo()`, so a config sets only what it changes (a field
-the defaults do not know is an error naming it). The start policy is `config.model.hf_path` or
-the newest earlier policy (`resolve_policy`), recorded in `<stage_dir>/start_policy.json` so a
+the defaults do not know is an error naming it). The start policy is the newest policy an
+earlier stage wrote, else the base `config.model.hf_path` (`resolve_policy`), recorded in `<stage_dir>/start_policy.json` so a
 resumed run starts from the same one. Outputs: `<stage_dir>/round_<r>/...` (see rounds.py) and
 the trained policy at `<stage_dir>/policy`.
 
@@ -25,7 +25,7 @@ from restrl_jax import config_defaults, parallel
 from restrl_jax.config_checks import ConfigError
 from restrl_jax.data.registry import load_problems
 from restrl_jax.execution import ExecutionPool
-from restrl_jax.pipeline.policy_source import resolve_policy, resolve_tokenizer
+from restrl_jax.pipeline.policy_source import policy_tokenizer, resolve_policy
 from restrl_jax.pipeline.stages import StageContext
 from restrl_jax.rl import host_rounds, rest_data
 from restrl_jax.rl.advantages import AdvantageConfig
@@ -33,7 +33,6 @@ from restrl_jax.rl.losses import GRPOLossConfig
 from restrl_jax.rl.rounds import RoundsConfig, Setup, run_rounds
 from restrl_jax.rl.trainer import DPOConfig, GRPOConfig
 from restrl_jax.sampling import SamplingParams
-from restrl_jax.tokenizer import load_tokenizer
 
 STAGE = "rest_grpo"
 
@@ -134,12 +133,10 @@ def rest_grpo_stage(ctx: StageContext) -> dict:
   config = ctx.config
   rest, grpo = section(config, "rest"), section(config, "grpo")
   policy = start_policy(ctx)
-  tokenizer = load_tokenizer(resolve_tokenizer(config, policy))
+  tokenizer = policy_tokenizer(config, policy)
   split = rest.split if rest.benchmark in ("synthetic", "apps") else None
   problems = tuple(load_problems(rest.benchmark, rest.data_path, split=split,
                                  limit=rest.num_problems))
-  if not problems:
-    raise ConfigError(f"config.rest: benchmark {rest.benchmark!r} gave no training problems")
   workers = config.execution.num_workers or None
   with ExecutionPool(num_workers=workers, isolation=config.execution.isolation) as pool:
     setup = Setup(problems=problems, tokenizer=tokenizer, pool=pool,

@@ -22,11 +22,10 @@ from restrl_jax import config_defaults, io_utils, models, parallel
 from restrl_jax.data.registry import load_problems
 from restrl_jax.execution import ExecutionPool
 from restrl_jax.sampling.params import from_config as sampling_from_config
-from restrl_jax.pipeline.policy_source import resolve_policy, resolve_tokenizer
+from restrl_jax.pipeline.policy_source import policy_tokenizer, resolve_policy
 from restrl_jax.sampling import Sampler
 from restrl_jax.search import collect as collect_lib
 from restrl_jax.search import decode as decode_lib
-from restrl_jax.tokenizer import load_tokenizer
 from restrl_jax.value import data as value_data
 from restrl_jax.value.model import load_value_model
 from restrl_jax.value.train import BEST_DIR, train_value
@@ -49,8 +48,8 @@ def section(config: ml_collections.ConfigDict, name: str,
 
 def _policy_sampler(config: ml_collections.ConfigDict, workdir: Path) -> tuple[Sampler, Path]:
   policy = resolve_policy(config, workdir)
+  tokenizer = policy_tokenizer(config, policy)
   model_config, params = models.load_hf(policy, dtype=config.model.dtype)
-  tokenizer = load_tokenizer(resolve_tokenizer(config, policy))
   return Sampler(model_config, params, tokenizer, max_batch=config.sampling.batch_size), policy
 
 

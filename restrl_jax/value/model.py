@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from restrl_jax import models, parallel
+from restrl_jax import io_utils, models, parallel
 from restrl_jax.data.problem import Problem
 from restrl_jax.data.prompts import value_model_input
 from restrl_jax.value import data
@@ -132,14 +132,15 @@ class ValueModel:
 
 def save_value_model(path: str | os.PathLike, params: Any, backbone_path: str | os.PathLike,
                      max_length: int, extra: dict | None = None) -> Path:
-  """Writes `params/` (orbax) and `value_model.json` under `path` (replacing an old save)."""
+  """Writes `params/` (orbax) and `value_model.json` under `path`, replacing an old save whole
+  (`io_utils.atomic_dir`: a crash leaves the old or the new one)."""
   path = Path(path).absolute()
-  target = path / PARAMS_DIR
-  with ocp.StandardCheckpointer() as ckpt:  # layers stacked, as `load_value_model` reads them
-    ckpt.save(target, models.to_layout(params, "stacked"), force=True)
   meta = {"backbone_path": str(Path(backbone_path).absolute()), "max_length": int(max_length),
           **(extra or {})}
-  (path / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+  with io_utils.atomic_dir(path) as tmp:
+    with ocp.StandardCheckpointer() as ckpt:  # layers stacked, as `load_value_model` reads them
+      ckpt.save(tmp / PARAMS_DIR, models.to_layout(params, "stacked"))
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
   return path
 
 

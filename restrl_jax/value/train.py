@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from restrl_jax import models, training
+from restrl_jax import io_utils, models, training
 from restrl_jax.checkpoint import Checkpointer
 from restrl_jax.metrics_writer import MetricsWriter
 from restrl_jax.tokenizer import load_tokenizer
@@ -126,12 +126,14 @@ def train_value(cfg: ml_collections.ConfigDict, examples: Sequence[data.ValueExa
   evals = eval_steps(run.total, cfg.evals)
   meta = {"best_loss": None, "best_step": None, "best": {}}
   start_time, first_loss, last_loss = time.time(), None, None
+  io_utils.recover_dir(out_dir / BEST_DIR)
   with Checkpointer(out_dir / CHECKPOINT_DIR, max_to_keep=cfg.keep_checkpoints) as ckpt, \
       MetricsWriter(out_dir, tensorboard=False) as writer:
     restored = ckpt.restore_latest(run.state)
     first = 0
     if restored is not None:
       run.state, meta, first = restored
+      io_utils.trim_jsonl(out_dir / "metrics.jsonl", first)
     for step in range(first, run.total):
       run.state, metrics = run.step_fn(run.state, run.batch(step))
       done = step + 1

@@ -20,7 +20,7 @@ from restrl_jax.execution import ExecutionPool
 from restrl_jax.rollout import evaluate_policy
 from restrl_jax.sampling import Sampler
 from restrl_jax.sampling.params import from_config as sampling_from_config
-from restrl_jax.tokenizer import load_tokenizer
+from restrl_jax.tokenizer import check_fits_model, load_tokenizer
 from restrl_jax.warmstart.train import POLICY_DIR, train_policy
 
 METHOD = "base (warm start)"
@@ -37,15 +37,13 @@ def warmstart_section(config: ml_collections.ConfigDict) -> ml_collections.Confi
 
 
 def copy_policy(source: str | Path, dest: Path) -> Path:
-  """Copy an HF policy folder to `dest` (through a temporary folder, so a crash leaves none)."""
+  """Copy an HF policy folder to `dest` (whole or not at all: `io_utils.atomic_dir`)."""
   source = Path(source)
   if not (source / "config.json").is_file():
     raise FileNotFoundError(f"{source}: not a policy folder (no config.json); set "
                             "config.warmstart.policy_path or use_shipped=False to train one")
-  tmp = dest.with_name(dest.name + ".tmp")
-  shutil.rmtree(tmp, ignore_errors=True)
-  shutil.copytree(source, tmp)
-  tmp.rename(dest)
+  with io_utils.atomic_dir(dest) as tmp:
+    shutil.copytree(source, tmp, dirs_exist_ok=True)
   return dest
 
 
@@ -63,7 +61,9 @@ def place_policy(cfg: ml_collections.ConfigDict, stage_dir: Path) -> tuple[Path,
 def evaluate_base(config: ml_collections.ConfigDict, policy: Path) -> dict[str, Any]:
   cfg, s = warmstart_section(config), config.sampling
   model_config, params = models.load_hf(policy)
-  sampler = Sampler(model_config, params, load_tokenizer(policy), max_batch=s.batch_size)
+  tokenizer = load_tokenizer(policy)
+  check_fits_model(tokenizer, model_config.vocab_size, policy, policy)
+  sampler = Sampler(model_config, params, tokenizer, max_batch=s.batch_size)
   problems = load_synthetic("test", cfg.eval_num_problems, verify=False)
   sp = sampling_from_config(s)
   workers = config.execution.num_workers or None

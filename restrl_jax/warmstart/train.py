@@ -26,7 +26,7 @@ from restrl_jax import io_utils, models, training
 from restrl_jax.checkpoint import Checkpointer
 from restrl_jax.data.synthetic import load_synthetic
 from restrl_jax.metrics_writer import MetricsWriter
-from restrl_jax.tokenizer import embedded_tokenizer, load_tokenizer
+from restrl_jax.tokenizer import embedded_tokenizer, load_tokenizer, save_tokenizer
 from restrl_jax.warmstart import data
 
 POLICY_DIR, CHECKPOINT_DIR, METRICS_FILE = "policy", "checkpoints", "metrics.jsonl"
@@ -57,7 +57,7 @@ def served_tokenizer(config: models.ModelConfig, tokenizer: Any, folder: str | P
   folder = Path(folder)
   folder.mkdir(parents=True, exist_ok=True)
   (folder / "config.json").write_text(json.dumps(config.to_hf_config(), indent=2))
-  tokenizer.save_pretrained(str(folder))
+  save_tokenizer(tokenizer, folder)
   served = load_tokenizer(folder)
   if len(served) != len(tokenizer) or served.eos_token_id != tokenizer.eos_token_id:
     raise ValueError(f"{folder}: the tokenizer reloaded with AutoTokenizer has a different "
@@ -77,20 +77,13 @@ def _check(cfg: ml_collections.ConfigDict) -> None:
       raise ValueError(f"config.warmstart.{field} must be >= 1, got {cfg[field]}")
 
 
-def _trim_metrics(path: Path, last_step: int) -> None:
-  """Drop records past the checkpoint we resume from (they will be written again)."""
-  if path.exists():
-    kept = [r for r in io_utils.read_jsonl(path) if r.get("step", 0) <= last_step]
-    io_utils.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
-
-
 def _resume(ckpt: Checkpointer, state: training.TrainState, metrics_path: Path):
   restored = ckpt.restore_latest(state)
   if restored is None:
     return state, 0
   state, _, step = restored
   logging.info("warm start: resuming from checkpoint step %d", step)
-  _trim_metrics(metrics_path, step)
+  io_utils.trim_jsonl(metrics_path, step)
   return state, step
 
 
@@ -115,10 +108,12 @@ def restore_params(cfg: ml_collections.ConfigDict, config: models.ModelConfig,
 
 def export_policy(config: models.ModelConfig, params: Any, tokenizer: Any,
                   path: str | Path) -> Path:
-  """The policy as a Hugging Face folder: config.json + model.safetensors + tokenizer files."""
+  """The policy as a Hugging Face folder: config.json + model.safetensors + tokenizer files
+  (written whole or not at all: `io_utils.atomic_dir`)."""
   path = Path(path)
-  models.save_hf(config, params, path)
-  tokenizer.save_pretrained(str(path))
+  with io_utils.atomic_dir(path) as tmp:
+    models.save_hf(config, params, tmp)
+    save_tokenizer(tokenizer, tmp)
   return path
 
 
