@@ -21,7 +21,7 @@ import pathlib
 import sys
 from typing import Sequence
 
-from restrl_jax import io_utils
+from restrl_jax import execution, io_utils
 from restrl_jax.data import registry
 from restrl_jax.errors import DataError
 from restrl_jax.evaluation import runner, samples as samples_lib
@@ -115,11 +115,7 @@ def evaluate(args: argparse.Namespace) -> dict:
   ks = _ks(args.k)
   if args.max_tests and args.benchmark not in TEST_CAP_BENCHMARKS:
     raise SystemExit(f"--max-tests applies to {', '.join(TEST_CAP_BENCHMARKS)} only")
-  from restrl_jax import execution  # pylint: disable=import-outside-toplevel
-  try:
-    isolation = execution.resolve_isolation(args.isolation)  # before any work
-  except execution.SandboxUnavailable as err:
-    raise SystemExit(f"error: {err}") from None
+  isolation = execution.resolve_isolation(args.isolation)  # before any work
   problem_list = _load(args)
   problems = {p.id: p for p in problem_list}
   samples, skipped = _samples(args, problem_list)
@@ -138,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(argv)
   try:
     summary = evaluate(args)
-  except DataError as e:
+  except (DataError, execution.SandboxUnavailable) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   print(json.dumps(summary, indent=2))

@@ -70,14 +70,16 @@ def venv():
 
 
 def _processes(uid_test) -> set[int]:
+  """Live processes whose uid passes `uid_test` (not zombies: bubblewrap's own init outlives the
+  bwrap process that waited for the sandbox and waits, dead, for the host's init to reap it)."""
   found = set()
   for entry in pathlib.Path("/proc").iterdir():
     try:
       status = (entry / "status").read_text() if entry.name.isdigit() else ""
     except OSError:
       continue
-    uids = [l.split()[1] for l in status.splitlines() if l.startswith("Uid:")]
-    if uids and uid_test(int(uids[0])):
+    fields = dict(l.split(":", 1) for l in status.splitlines() if ":" in l)
+    if fields and not fields["State"].split()[0] == "Z" and uid_test(int(fields["Uid"].split()[0])):
       found.add(int(entry.name))
   return found
 
@@ -142,7 +144,8 @@ def test_hostile_programs_as_unprivileged_user_from_tmp_venv(venv, shared):
   os.chown(workdir, uid, uid)
   before = _processes(lambda u: u == uid)
   limit = _tasks_of(uid) + TASK_HEADROOM
-  env = unprivileged_env.user_env(JAX_COMPILATION_CACHE_DIR=str(shared / "jax_cache"),
+  env = unprivileged_env.user_env(XLA_FLAGS=os.environ.get("XLA_FLAGS", ""),
+                                  JAX_COMPILATION_CACHE_DIR=str(shared / "jax_cache"),
                                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                                   **{hp.SECRET_NAME: "s3cr3t-user"})
   try:
