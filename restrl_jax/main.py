@@ -15,6 +15,7 @@ from ml_collections import config_flags
 
 from restrl_jax.config_checks import ConfigError, describe_unknown_override
 from restrl_jax.errors import DataError
+from restrl_jax.execution import SandboxUnavailable
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Pipeline config file, e.g. configs/demo.py", lock_config=True)
@@ -70,9 +71,12 @@ def main(argv: list[str]) -> None:
   from restrl_jax.pipeline import run_pipeline
   try:
     setup_runtime.validate(config)
+    setup_runtime.check_sandbox(config)
     setup_runtime.apply_quick(config)
     setup_runtime.initialize(config)
     run_pipeline(config)
+  except SandboxUnavailable as e:
+    sys.exit(f"error: {e}")
   except (ConfigError, DataError) as e:
     logging.error("%s", e)
     sys.exit(f"error: {e}")

@@ -36,6 +36,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f"config field {path}={value!r}: no such file or folder")
 
 
+def check_sandbox(config: ml_collections.ConfigDict) -> None:
+  """Stop before any stage when the configured sandbox level cannot run here: raises
+  `execution.SandboxUnavailable` (one line: what failed, the fix, and
+  `--config.execution.isolation=rlimits` to accept the weaker level), ConfigError for a bad level."""
+  if "execution" not in config:
+    return
+  from restrl_jax import execution  # pylint: disable=import-outside-toplevel
+  try:
+    execution.resolve_isolation(config.execution.isolation)
+  except ValueError as err:
+    raise ConfigError(f"config.execution.isolation: {err}") from None
+
+
 # `--config.quick=True`: the same stages at a size that finishes in a few minutes on 2 CPU cores
 # (the end-to-end test runs it). Each entry: field path -> value.
 QUICK_OVERRIDES = {

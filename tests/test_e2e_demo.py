@@ -48,6 +48,9 @@ def test_quick_demo_runs_every_stage(quick_run):
   assert (quick_run / "rest_grpo" / "policy" / "config.json").is_file()
   for method in ("sampling", "best_of_n", "orm_mcts", "vm_mcts"):
     assert f"| {method} (" in summary, method   # one row per decoding method, equal budgets
+  for stage in set(stages) & {"warmstart", "rest_grpo", "collect_values", "decode", "evaluate"}:
+    done = json.loads((quick_run / stage / "DONE.json").read_text())
+    assert done["summary"]["isolation"] == "bwrap", stage  # each stage that ran programs says how
 
 
 def test_rerun_skips_finished_stages(quick_run):

@@ -1,5 +1,6 @@
-"""The rlimits-only fallback: chosen (with a warning) when bubblewrap is missing, and still safe
-against the hostile programs that do not need filesystem isolation."""
+"""The rlimits level: never chosen silently (an unusable bubblewrap stops the run with one line
+that says what failed, the fix and the opt-in), used with a warning when asked for, and still
+safe against the hostile programs that do not need filesystem isolation."""
 import os
 import pathlib
 import time
@@ -14,15 +15,32 @@ CHECK = TestSuite("check", source="def check(c):\n  assert c(1, 2) == 3\n", entr
                   timeout_s=1.0)
 
 
-def test_auto_falls_back_with_a_warning_when_bwrap_is_missing(monkeypatch, caplog):
+def test_no_silent_downgrade_when_bwrap_is_missing(monkeypatch):
   real_which = isolation.shutil.which
   monkeypatch.setattr(isolation.shutil, "which",
                       lambda name: None if name == "bwrap" else real_which(name))
-  with pytest.warns(RuntimeWarning, match="WEAKER isolation level 'rlimits'.*bwrap not found"):
-    assert pool_mod.resolve_isolation("auto") == "rlimits"
-  assert any("rlimits" in r.getMessage() for r in caplog.records)
-  with pytest.raises(RuntimeError, match="bubblewrap is unusable: bwrap not found"):
-    pool_mod.resolve_isolation("bwrap")
+  for requested in ("auto", "bwrap"):
+    with pytest.raises(isolation.SandboxUnavailable) as caught:
+      pool_mod.resolve_isolation(requested)
+    message = str(caught.value)
+    assert "\n" not in message
+    for part in ("bwrap not found", "install bubblewrap", "--config.execution.isolation=rlimits",
+                 "--isolation rlimits"):
+      assert part in message, (part, message)
+  assert pool_mod.resolve_isolation("rlimits") == "rlimits"
+
+
+def test_a_failing_probe_names_the_kernel_settings(monkeypatch):
+  monkeypatch.setattr(isolation, "bwrap_usable",
+                      lambda: (False, "the bwrap probe failed: bwrap: setting up uid map: "
+                                      "Permission denied"))
+  with pytest.raises(isolation.SandboxUnavailable) as caught:
+    pool_mod.resolve_isolation("auto")
+  message = str(caught.value)
+  for part in ("setting up uid map", "kernel.unprivileged_userns_clone",
+               "kernel.apparmor_restrict_unprivileged_userns", "user.max_user_namespaces",
+               "--config.execution.isolation=rlimits", "--isolation rlimits"):
+    assert part in message, (part, message)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ class Limits:
   program_timeout_s: float = 60.0  # wall clock for all tests of one program
   max_output_bytes: int = 8 << 20  # stdout of one stdio test; more is an error
   file_size_mb: int = 64           # RLIMIT_FSIZE
-  max_processes: int = 32          # RLIMIT_NPROC (per sandbox uid)
+  max_processes: int = 32          # RLIMIT_NPROC: a program's processes and threads
   max_open_files: int = 256        # RLIMIT_NOFILE
 
   def __post_init__(self):

@@ -27,23 +27,24 @@ _LOG = logging.getLogger(__name__)
 
 
 def resolve_isolation(requested: str) -> str:
-  """The level in force for a requested one; warns when it falls back to rlimits."""
+  """The level in force for a requested one: "rlimits" only when asked for; "auto" and "bwrap"
+  give "bwrap" or raise `SandboxUnavailable` (one line: what failed, the fix, the opt-in)."""
   if requested not in iso.LEVELS:
     raise ValueError(f"isolation must be one of {iso.LEVELS}, got {requested!r}")
   if requested == "rlimits":
-    reason = "requested explicitly"
-  else:
-    usable, reason = iso.bwrap_usable()
-    if usable:
-      return "bwrap"
-    if requested == "bwrap":
-      raise RuntimeError(f"isolation='bwrap' requested but bubblewrap is unusable: {reason}")
-  message = (f"execution sandbox: WEAKER isolation level 'rlimits' in force ({reason}): resource "
+    return "rlimits"
+  usable, reason = iso.bwrap_usable()
+  if not usable:
+    raise iso.SandboxUnavailable(iso.unavailable_message(reason))
+  return "bwrap"
+
+
+def _warn_weaker_level() -> None:
+  message = ("execution sandbox: WEAKER isolation level 'rlimits' in force (requested): resource "
              "limits, sessions and a private temp dir only; no filesystem, network or pid "
              "isolation")
   _LOG.warning(message)
-  warnings.warn(message, RuntimeWarning, stacklevel=3)
-  return "rlimits"
+  warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
 def _gather(futures: list[cf.Future]) -> cf.Future:
@@ -81,6 +82,8 @@ class ExecutionPool:
     if not isinstance(num_workers, int) or num_workers < 1:
       raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")
     self.isolation = resolve_isolation(isolation)
+    if self.isolation == "rlimits":
+      _warn_weaker_level()
     self.limits = limits or jobs.Limits()
     self.progress = progress
     self._ids = itertools.count()

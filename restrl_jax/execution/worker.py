@@ -1,5 +1,8 @@
 """Host handle of one sandbox: starts the zygote (never by forking the host), sends it jobs.
 
+A worker draws the program uid of its sandbox at each start: a host uid when the host is root,
+the programs' uid inside their own namespaces at the bwrap level otherwise (see `isolation`).
+
 The zygote is started with `subprocess.Popen` (fork+exec of a fresh `python -I`, which imports
 neither JAX nor this package), either inside bubblewrap or, at the rlimits level, as a plain child
 in its own session. If it dies, hangs past a job's deadline or breaks the protocol, the whole
@@ -57,6 +60,7 @@ class Worker:
     self.tmp_root = iso.SANDBOX_TMP
     self.private_tmp: str | None = None
     self.uids: dict[str, int | None] = {"program": None}
+    self.program_namespaces = False  # programs in namespaces of their own (see `namespaces`)
     self.import_roots: list[list[str]] = []
 
   def _command(self) -> list[str]:
@@ -66,6 +70,7 @@ class Worker:
   def start(self) -> None:
     root = os.geteuid() == 0
     self.uids = _fresh_uids() if root or self.level == "bwrap" else {"program": None}
+    self.program_namespaces = self.level == "bwrap" and not root
     separate_uid = self.level == "rlimits" and self.uids["program"] is not None
     self.import_roots = iso.import_roots() if separate_uid else []
     cwd = None
@@ -89,7 +94,8 @@ class Worker:
         self.kill()  # the zygote died: clean up after it before a fresh start
       if self.proc is None:
         self.start()  # before the job names its uids: a (re)start draws new ones
-      job = dict(job, uids=self.uids, tmp_root=self.tmp_root, import_roots=self.import_roots)
+      job = dict(job, uids=self.uids, program_namespaces=self.program_namespaces,
+                 tmp_root=self.tmp_root, import_roots=self.import_roots)
       wire.send(self.proc.stdin.fileno(), job)
       reply = wire.recv(self.proc.stdout.fileno(), budget)
       if reply.get("id") != job["id"]:

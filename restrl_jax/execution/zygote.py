@@ -1,15 +1,16 @@
 """The zygote: a long-lived process inside one sandbox that runs jobs sent by the host.
 
 It imports the usual libraries once (numpy, unittest, ...) and then, per job, forks fresh
-children for the candidate program (unprivileged uid `uids.program`); for judged tests it plays
-the judge itself (trusted test code, plain data from the program). It never runs candidate code.
+children for the candidate program (as `uids.program`: a host uid, or with `program_namespaces`
+the program's uid in namespaces of its own, see `sandbox_proc`); for judged tests it plays the
+judge itself (trusted test code, plain data from the program). It never runs candidate code.
 Per-test and per-program deadlines are enforced here; at the end of a job every process of the
-program's uid is killed and the job's directory emptied. Results go back to the host on a
-channel no child holds.
+program is killed and the job's directory emptied. Results go back to the host on a channel no
+child holds.
 
 Job: {"id", "mode": "stdio"|"call"|"judged"|"inproc", "kind", "program", "tests": [...], "header",
       "fn_name", "entry_point", "setup_code", "source", "timeout_s", "program_timeout_s",
-      "limits", "uids": {"program"}, "tmp_root", "max_output_bytes",
+      "limits", "uids": {"program"}, "program_namespaces", "tmp_root", "max_output_bytes",
       "import_roots": [[prefix, real dir], ...] (see `reroot`; rlimits level as root only)}
 Reply: {"id", "results": [{"status": ..., "stdout"|"value": ...}, ...], "detail"}
 """
@@ -32,11 +33,23 @@ def _failure_status(err: Exception) -> str:
   """Status of a test whose exchange with the program broke: "timeout" or "error"."""
   return "timeout" if "timed out" in str(err) else "error"
 
+def _searchable(path: str) -> None:
+  """Mode 0700 on `path` and every directory under it: a program may have locked them, and the
+  zygote may share its uid (sandbox of an ordinary user), with no capability to override."""
+  os.chmod(path, 0o700)
+  for folder, dirs, _ in os.walk(path):
+    for name in dirs:
+      if not os.path.islink(os.path.join(folder, name)):
+        os.chmod(os.path.join(folder, name), 0o700)
+
+
 def _fresh_dir(path: str, uid) -> str:
-  """An empty directory owned by `uid`, mode 0700 (reused between jobs: cheaper than mkdir)."""
+  """An empty directory owned by `uid` (None: by this process), mode 0700 (reused between jobs:
+  cheaper than mkdir)."""
   if not os.path.isdir(path) or os.path.islink(path):
     shutil.rmtree(path, ignore_errors=True)
     os.mkdir(path, 0o700)
+  _searchable(path)
   for entry in os.scandir(path):
     if entry.is_dir(follow_symlinks=False):
       shutil.rmtree(entry.path, ignore_errors=True)
@@ -56,7 +69,9 @@ class _Job:
     self.deadline = time.monotonic() + float(job["program_timeout_s"])
     self.results = [None] * len(job["tests"])
     self.detail = ""
-    self.workdir = _fresh_dir(os.path.join(job["tmp_root"], "job"), job["uids"]["program"])
+    self.uid, self.own_namespaces = job["uids"]["program"], bool(job.get("program_namespaces"))
+    owner = None if self.own_namespaces else self.uid  # a namespace uid is this process's own
+    self.workdir = _fresh_dir(os.path.join(job["tmp_root"], "job"), owner)
     self.reroot, self.root_fds = reroot.open_roots(job.get("import_roots") or [])
 
   def test_timeout(self) -> float:
@@ -69,8 +84,8 @@ class _Job:
       reroot.apply(table)
       role()
     fds = dict(fds, keep=list(fds.get("keep", ())) + self.root_fds)
-    return sandbox_proc.fork_role(rerooted, fds, self.workdir, self.job["uids"]["program"],
-                                  self.job["limits"])
+    return sandbox_proc.fork_role(rerooted, fds, self.workdir, self.job["limits"], self.uid,
+                                  self.own_namespaces)
 
   def close(self) -> None:
     _close(*self.root_fds)
@@ -251,7 +266,7 @@ def _run_inproc(state: _Job, indices: list[int]) -> None:
 def _cleanup(job: dict, own_namespace: bool) -> None:
   if own_namespace:
     sandbox_proc.kill_namespace()
-  else:
+  elif not job.get("program_namespaces"):  # there, killing a program's init killed all of it
     sandbox_proc.reap_uid(job["uids"]["program"])
 
 

@@ -143,7 +143,7 @@ def rest_grpo_stage(ctx: StageContext) -> dict:
                   cfg=rounds_config(rest, grpo, config.model.dtype), grpo=grpo_config(grpo),
                   dpo=dpo_config(rest, grpo), mesh=_mesh(config))
     result = run_rounds(setup, policy, Path(ctx.stage_dir))
-  return _summary(result)
+  return {**_summary(result), "isolation": pool.isolation}
 
 
 def main(argv: list[str]) -> None:

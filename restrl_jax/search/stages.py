@@ -92,6 +92,7 @@ def collect_values_stage(ctx) -> dict[str, Any]:
   done = _resume_values(stage_dir)
   timing = dict.fromkeys(TIMING_KEYS, 0.0)
   with _pool(config) as pool:
+    isolation = pool.isolation
     for rows in _batches(len(problems), cfg.batch_trees):
       batch = [problems[i] for i in rows]
       if all(p.id in done for p in batch):
@@ -107,6 +108,7 @@ def collect_values_stage(ctx) -> dict[str, Any]:
         timing[k] += result.timing[k]
   summary = collect_lib.summarize_records(io_utils.read_jsonl(stage_dir / VALUES_FILE))
   return {"policy": str(policy), "values_path": str(stage_dir / VALUES_FILE), **summary,
+          "isolation": isolation,
           **{f"seconds_{k}" if k != "expansions" else k: round(v, 3) for k, v in timing.items()}}
 
 
@@ -145,6 +147,7 @@ def decode_stage(ctx) -> dict[str, Any]:
   budget = cfg.decode_budget or cfg.decode_iterations * cfg.decode_samples
   rows = []
   with _pool(config) as pool:
+    isolation = pool.isolation
     for method in cfg.decode_methods:
       out = stage_dir / f"{method}.json"
       if not out.exists():
@@ -162,4 +165,5 @@ def decode_stage(ctx) -> dict[str, Any]:
       scores = json.loads(out.read_text())
       rows.append({"method": f"{method} ({budget} samples)", "benchmark": cfg.decode_benchmark,
                    **scores})
-  return {"policy": str(policy), "value_model": str(vm_path), "budget": budget, "rows": rows}
+  return {"policy": str(policy), "value_model": str(vm_path), "budget": budget,
+          "isolation": isolation, "rows": rows}

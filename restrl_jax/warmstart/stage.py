@@ -68,8 +68,9 @@ def evaluate_base(config: ml_collections.ConfigDict, policy: Path) -> dict[str, 
   sp = sampling_from_config(s)
   workers = config.execution.num_workers or None
   with ExecutionPool(num_workers=workers, isolation=config.execution.isolation) as pool:
-    return evaluate_policy(sampler, pool, problems, sp, cfg.eval_samples,
-                           ks=(1, cfg.eval_samples), rng=cfg.eval_seed)
+    scores = evaluate_policy(sampler, pool, problems, sp, cfg.eval_samples,
+                             ks=(1, cfg.eval_samples), rng=cfg.eval_seed)
+  return {**scores, "isolation": pool.isolation}
 
 
 def warmstart_stage(ctx) -> dict[str, Any]:
