@@ -16,13 +16,17 @@ from restrl_jax.pipeline.stages import STAGES, register_stage
 
 REPO = Path(__file__).resolve().parents[1]
 CALLS: list[str] = []
-FAIL: set[str] = set()
+FAIL: set[str] = set()            # stages that fail after writing a partial output
+FAIL_AT_ONCE: set[str] = set()    # stages that fail before writing anything
 
 
 def _toy(name: str):
   def run(ctx):
     CALLS.append(name)
+    if name in FAIL_AT_ONCE:
+      raise RuntimeError(f"{name}: bad input")
     if name in FAIL:
+      (Path(ctx.stage_dir) / "partial.txt").write_text("half done")
       raise RuntimeError(f"{name} interrupted")
     return {"ran": name}
   return run
@@ -32,7 +36,7 @@ def _toy(name: str):
 def toy_stages():
   register_stage("toy_first", reads=("first", "shared.x"))(_toy("toy_first"))
   register_stage("toy_later", reads=("later.*",))(_toy("toy_later"))
-  CALLS.clear(), FAIL.clear()
+  CALLS.clear(), FAIL.clear(), FAIL_AT_ONCE.clear()
   yield
   del STAGES["toy_first"], STAGES["toy_later"]
 
@@ -83,6 +87,17 @@ def test_an_interrupted_stage_resumes_only_with_its_values(tmp_path):
   with pytest.raises(ConfigError, match=r"toy_later \(later.n: 3 -> 4\)"):
     runner.run_pipeline(config(tmp_path, later__n=4))
   runner.run_pipeline(config(tmp_path))
+  assert CALLS == ["toy_first", "toy_later", "toy_later"]
+
+
+def test_a_stage_that_failed_before_writing_anything_takes_new_values(tmp_path):
+  """E.g. a missing data file: the rerun after the fix is not refused."""
+  FAIL_AT_ONCE.add("toy_later")
+  with pytest.raises(RuntimeError):
+    runner.run_pipeline(config(tmp_path))
+  assert not (tmp_path / "toy_later" / runner.STARTED_FILE).exists()
+  FAIL_AT_ONCE.clear()
+  runner.run_pipeline(config(tmp_path, later__n=4))
   assert CALLS == ["toy_first", "toy_later", "toy_later"]
 
 

@@ -4,7 +4,8 @@ A stage's outputs are reused only under the config values they were made with: t
 the keys the stage reads (`register_stage(..., reads=...)`) are recorded in
 `<stage>/stage_config.json` when it starts and in `DONE.json` when it finishes. Before any stage
 runs, a rerun compares them with the current config and stops with a `ConfigError` naming every
-changed key of a finished or started stage; stages that never started run with the new values.
+changed key of a finished or started stage; stages that never started (or failed before writing
+anything) run with the new values.
 
 With several processes every process runs every stage; only process 0
 (`distributed.is_writer()`) writes config.json, DONE.json and summary.md (orbax checkpoints are
@@ -49,6 +50,13 @@ def _recorded_inputs(stage_dir: Path) -> dict | None:
   return None
 
 
+def _forget_start_without_outputs(stage_dir: Path) -> None:
+  """A stage that failed before writing anything (bad input, say) counts as never started, so
+  the rerun after the fix may change its config values."""
+  if [p.name for p in stage_dir.iterdir()] == [STARTED_FILE]:
+    (stage_dir / STARTED_FILE).unlink()
+
+
 def check_reuse(config: ml_collections.ConfigDict, workdir: Path) -> None:
   """ConfigError naming the changed keys of every stage whose outputs in `workdir` were made
   with other config values."""
@@ -90,7 +98,12 @@ def run_pipeline(config: ml_collections.ConfigDict) -> dict[str, dict]:
       io_utils.atomic_write_json(stage_dir / STARTED_FILE, inputs)
     logging.info("stage %s: running in %s", name, stage_dir)
     start = time.time()
-    summary = STAGES[name].run(StageContext(config=config, workdir=workdir, stage_dir=stage_dir))
+    try:
+      summary = STAGES[name].run(StageContext(config=config, workdir=workdir, stage_dir=stage_dir))
+    except BaseException:
+      if writer:
+        _forget_start_without_outputs(stage_dir)
+      raise
     if writer:
       io_utils.atomic_write_json(done, {"summary": summary, "seconds": time.time() - start,
                                         "config": inputs})

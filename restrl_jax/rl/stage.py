@@ -132,11 +132,11 @@ def rest_grpo_stage(ctx: StageContext) -> dict:
   """Pipeline stage `rest_grpo`; returns summary facts (method, steps, per-round data sizes)."""
   config = ctx.config
   rest, grpo = section(config, "rest"), section(config, "grpo")
-  policy = start_policy(ctx)
-  tokenizer = policy_tokenizer(config, policy)
   split = rest.split if rest.benchmark in ("synthetic", "apps") else None
   problems = tuple(load_problems(rest.benchmark, rest.data_path, split=split,
-                                 limit=rest.num_problems))
+                                 limit=rest.num_problems))       # bad data stops before any output
+  policy = start_policy(ctx)
+  tokenizer = policy_tokenizer(config, policy)
   workers = config.execution.num_workers or None
   with ExecutionPool(num_workers=workers, isolation=config.execution.isolation) as pool:
     setup = Setup(problems=problems, tokenizer=tokenizer, pool=pool,
