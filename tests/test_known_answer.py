@@ -17,7 +17,9 @@ assemble -> train -> export, one `rounds.Runtime` per method, so the normal and 
 share compiled functions). Injected bugs (monkeypatched, host side):
   sign   the group advantages negated (`trainer._advantages`)
   mask   the completion loss mask shifted one token later (`grpo_step.pack_sequences`)
-  swap   ReST-DPO's chosen and rejected exchanged (`dpo.pair_indices`), DPO's sign flip.
+  swap   ReST-DPO's chosen and rejected exchanged (`dpo.pair_indices`), DPO's sign flip
+  targets  the value model's training targets rolled by one row in each batch
+           (`value.data.make_batch`), so labels go with the wrong programs.
 Settings were checked on 8-10 seeds each (init and sampling): every normal run ended at >= 0.95
 (almost all at 1.0), every buggy run at <= 0.45 (mask: the base rate; sign / swap: about 0).
 
@@ -55,8 +57,9 @@ SUITE = TestSuite(kind="stdio", inputs=("",), outputs=("",))   # never run: the 
 
 # -- the task ----------------------------------------------------------------------------------
 
-def task_problems(n: int = NUM_PROBLEMS) -> tuple[Problem, ...]:
-  return tuple(Problem(f"known/{i}", "synthetic", f"Task {i}.", "", SUITE) for i in range(n))
+def task_problems() -> tuple[Problem, ...]:
+  return tuple(Problem(f"known/{i}", "synthetic", f"Task {i}.", "", SUITE)
+               for i in range(NUM_PROBLEMS))
 
 
 def reward(program: str) -> float:
@@ -100,7 +103,17 @@ def swap_preferences(monkeypatch):
   monkeypatch.setattr(dpo, "pair_indices", swapped)
 
 
-BUGS = {"sign": flip_advantage_sign, "mask": shift_completion_mask, "swap": swap_preferences}
+def misalign_value_targets(monkeypatch):
+  """Every training batch's targets rolled by one row: labels paired with the wrong programs."""
+  make_batch = value_data.make_batch
+
+  def rolled(seqs, targets, *args, **kwargs):
+    return make_batch(seqs, np.roll(np.asarray(targets), 1), *args, **kwargs)
+  monkeypatch.setattr(value_data, "make_batch", rolled)
+
+
+BUGS = {"sign": flip_advantage_sign, "mask": shift_completion_mask, "swap": swap_preferences,
+        "targets": misalign_value_targets}
 
 
 # -- shared fixtures ---------------------------------------------------------------------------
@@ -116,10 +129,15 @@ def model_config(tokenizer):
 
 
 @pytest.fixture(scope="module")
-def start_policy(model_config, tokenizer, tmp_path_factory):
-  """A freshly initialised policy as an HF folder (what the rounds start from)."""
-  params = models.init_params(model_config, jax.random.key(0))
-  return export_policy(model_config, params, tokenizer,
+def params0(model_config):
+  """The freshly initialised policy every run starts from."""
+  return models.init_params(model_config, jax.random.key(0))
+
+
+@pytest.fixture(scope="module")
+def start_policy(model_config, tokenizer, params0, tmp_path_factory):
+  """params0 as an HF folder (what the rounds start from)."""
+  return export_policy(model_config, params0, tokenizer,
                        tmp_path_factory.mktemp("known_answer") / "start")
 
 
@@ -164,24 +182,19 @@ def train_grpo(trainer: GRPOTrainer, optimizer, params0, steps: int = GRPO_STEPS
   return grpo_mean_reward(trainer, state.params)
 
 
-@pytest.fixture(scope="module")
-def grpo_params0(model_config):
-  return models.init_params(model_config, jax.random.key(0))
-
-
-def test_grpo_reaches_the_optimum(grpo, grpo_params0):
+def test_grpo_reaches_the_optimum(grpo, params0):
   trainer, optimizer = grpo
-  base = grpo_mean_reward(trainer, grpo_params0)
-  trained = train_grpo(trainer, optimizer, grpo_params0)
+  base = grpo_mean_reward(trainer, params0)
+  trained = train_grpo(trainer, optimizer, params0)
   assert base < 0.5, base
   assert trained >= THRESHOLD, (base, trained)
 
 
 @pytest.mark.parametrize("bug", ["sign", "mask"])
-def test_grpo_with_a_bug_misses_the_optimum(grpo, grpo_params0, bug, monkeypatch):
+def test_grpo_with_a_bug_misses_the_optimum(grpo, params0, bug, monkeypatch):
   BUGS[bug](monkeypatch)
   trainer, optimizer = grpo
-  assert train_grpo(trainer, optimizer, grpo_params0) < BUGGY_CEILING
+  assert train_grpo(trainer, optimizer, params0) < BUGGY_CEILING
 
 
 # -- ReST-GRPO and ReST-DPO: rounds.run_round ----------------------------------------------------
@@ -190,7 +203,7 @@ COLLECT = SamplingParams(max_new_tokens=NEW_TOKENS, temperature=1.0)
 
 
 def rounds_setup(method: str, learning_rate: float, epochs: float,
-                 num_problems: int = NUM_PROBLEMS, seed: int = 0) -> rounds.Setup:
+                 seed: int = 0) -> rounds.Setup:
   """ReST rounds on the task: `epochs` passes over each round's rows (or pairs), constant LR."""
   cfg = rounds.RoundsConfig(
       method=method, num_samples=GROUP, collect=COLLECT, seed=seed,
@@ -202,7 +215,7 @@ def rounds_setup(method: str, learning_rate: float, epochs: float,
   # DPO beta = 1: at the paper's 0.1 (and 0.5) the margin keeps growing long after the pair is
   # ordered, and 1 of 8 seeds moved its mass to tokens in neither pair (reward 0).
   dpo_cfg = DPOConfig(beta=1.0, pairs_per_step=4, max_prompt_tokens=64, max_completion_tokens=8)
-  return rounds.Setup(problems=task_problems(num_problems), tokenizer=embedded_tokenizer(),
+  return rounds.Setup(problems=task_problems(), tokenizer=embedded_tokenizer(),
                       pool=SpaceFirstPool(), cfg=cfg, grpo=grpo_cfg, dpo=dpo_cfg)
 
 
@@ -317,19 +330,30 @@ def within_problem_auc(scores: np.ndarray, examples) -> float:
   return ranking["within_auc"]
 
 
-def test_value_model_ranks_programs_within_held_out_problems(start_policy, tmp_path):
+def train_and_rank(start_policy, out_dir) -> float:
+  """Within-problem AUC on 16 unseen problems of a value model trained on 16 others."""
   cfg = config_defaults.value()
-  cfg.update(dict(learning_rate=3e-3, epochs=4, batch_size=16, max_length=128, min_eval=16,
+  cfg.update(dict(learning_rate=3e-3, epochs=3, batch_size=16, max_length=128, min_eval=16,
                   evals=1, dtype="float32", pad_multiple=64, score_batch_size=32))
   train = value_examples(range(16), per_label=6, seed=0)          # 192 programs
-  held_out = value_examples(range(100, 108), per_label=3, seed=1)  # 8 unseen problems
-  summary = train_value(cfg, train, start_policy, tmp_path)
+  held_out = value_examples(range(100, 116), per_label=3, seed=1)  # 16 x (3 correct, 3 wrong)
+  summary = train_value(cfg, train, start_policy, out_dir)
   model = load_value_model(summary["value_model_path"], batch_size=32, pad_multiple=64)
-  scores = model.predict([e.text for e in held_out])               # [N]
+  scores = model.predict([e.text for e in held_out])               # [96]
   auc = within_problem_auc(scores, held_out)
   correct = np.array([e.target for e in held_out]) == 1.0
   brute = np.mean([(c > w) + 0.5 * (c == w) for k in range(0, len(held_out), 6)
                    for c in scores[k:k + 6][correct[k:k + 6]]
                    for w in scores[k:k + 6][~correct[k:k + 6]]])
-  assert auc == pytest.approx(brute)
-  assert auc >= 0.95, summary
+  assert auc == pytest.approx(brute)                               # 144 pairs, counted directly
+  return auc
+
+
+def test_value_model_ranks_programs_within_held_out_problems(start_policy, tmp_path):
+  assert train_and_rank(start_policy, tmp_path) >= 0.95
+
+
+def test_value_model_with_misaligned_targets_ranks_at_chance(start_policy, tmp_path,
+                                                             monkeypatch):
+  misalign_value_targets(monkeypatch)
+  assert train_and_rank(start_policy, tmp_path) < 0.75
