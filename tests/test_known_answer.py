@@ -20,11 +20,12 @@ share compiled functions). Injected bugs (monkeypatched, host side):
   swap   ReST-DPO's chosen and rejected exchanged (`dpo.pair_indices`), DPO's sign flip
   targets  the value model's training targets rolled by one row in each batch
            (`value.data.make_batch`), so labels go with the wrong programs.
-Settings were checked on 8-10 seeds each (init and sampling): every normal run ended at >= 0.95
-(almost all at 1.0), every buggy run at <= 0.45 (mask: the base rate; sign / swap: about 0).
+Settings were checked on 8-10 seeds each (initialisation and sampling): every normal run ended
+at mean reward 1.0, every buggy run at <= 0.42 (mask: about the base rate; sign / swap: <= 0.02).
 
 The value model (restrl_jax.value.train_value) learns a label that is a simple function of the
-program text and must rank each held-out problem's correct programs above its wrong ones.
+program text and must rank each held-out problem's correct programs above its wrong ones: over 5
+seeds within-problem AUC 1.0, and 0.47-0.63 with its training targets misaligned.
 """
 import concurrent.futures as cf
 import dataclasses
@@ -356,4 +357,4 @@ def test_value_model_ranks_programs_within_held_out_problems(start_policy, tmp_p
 def test_value_model_with_misaligned_targets_ranks_at_chance(start_policy, tmp_path,
                                                              monkeypatch):
   misalign_value_targets(monkeypatch)
-  assert train_and_rank(start_policy, tmp_path) < 0.75
+  assert train_and_rank(start_policy, tmp_path) < 0.8

@@ -13,11 +13,17 @@ unchanged on random batches. Loss and d loss / d logp [B, T] are compared with
   "dr_grpo"       "seq-mean-token-sum-norm", norm_length = max_completion_length
   "luspo"         "seq-mean-token-sum" (token-level importance sampling)
 
-crossed with epsilon (low) / epsilon_high, beta > 0 (k3 KL, TRL `use_bias_correction_kl=False`),
-TRL `delta` (= our dual_clip_c, for delta >= 1 + epsilon_high), on-policy (no old log-probs) and
-off-policy ratios, and [B] or [B, T] advantages. TRL options that ours lacks (cispo, sapo, vespo,
-sequence-level importance sampling, the KL bias correction, top-entropy masking, the
-off-policy mask, the entropy bonus) are not compared.
+crossed with epsilon (low) / epsilon_high, beta > 0 (k3 KL), TRL `delta` (= our dual_clip_c,
+for delta >= 1 + epsilon_high), on-policy (no old log-probs) and off-policy ratios, and [B] or
+[B, T] advantages. The clip-ratio and KL metrics are compared too.
+
+Not compared, because ours has no such option: loss types cispo / sapo / vespo,
+importance_sampling_level="sequence" (GSPO), top_entropy_quantile, off_policy_mask_threshold,
+the entropy bonus, vLLM importance-sampling correction, and use_bias_correction_kl, which
+multiplies the k3 term by the (differentiable) ratio and is TRL 1.16's DEFAULT: ours is TRL with
+use_bias_correction_kl=False, the plain k3 penalty of the paper / TRL 0.18. TRL computes its group
+advantages inline in `_generate_and_score_completions` (no callable without generation), so
+advantages.py is checked against numpy in test_rl_advantages.py instead.
 """
 import collections
 import types
