@@ -162,9 +162,17 @@ def test_no_checkout_and_no_url_names_what_to_set(tmp_path, monkeypatch):
     ("cpu", "auto", True), ("gpu", "auto", False), ("tpu", "auto", False), ("gpu", "1", True),
     ("cpu", "0", False)])
 def test_quick_variant_on_cpu_full_demo_on_accelerators(tmp_path, backend, quick_param, quick):
-  ns = {"Path": Path, "sys": sys, "BACKEND": backend, "QUICK": quick_param,
+  ns = {"Path": Path, "sys": sys, "BACKEND": backend, "QUICK": quick_param, "ISOLATION": "auto",
         "WORKDIR": "runs/colab", "REPO_DIR": tmp_path, "OVERRIDES": "--config.seed=3"}
   exec(code_cell("cmd = [sys.executable"), ns)
   assert ns["cmd"][1:4] == ["-m", "restrl_jax.main", "--config=configs/demo.py"]
   assert f"--config.workdir={tmp_path / 'runs' / 'colab'}" in ns["cmd"]
   assert ("--config.quick=True" in ns["cmd"]) == quick and ns["cmd"][-1] == "--config.seed=3"
+  assert not any("isolation" in arg for arg in ns["cmd"])   # the sandbox or a stop, never less
+
+
+def test_the_weaker_sandbox_only_when_asked_for(tmp_path):
+  ns = {"Path": Path, "sys": sys, "BACKEND": "gpu", "QUICK": "auto", "ISOLATION": "rlimits",
+        "WORKDIR": "runs/colab", "REPO_DIR": tmp_path, "OVERRIDES": ""}
+  exec(code_cell("cmd = [sys.executable"), ns)
+  assert ns["cmd"][-1] == "--config.execution.isolation=rlimits"

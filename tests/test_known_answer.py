@@ -2,7 +2,7 @@
 injected into the update keeps it from getting there (issue #20, part 1).
 
 The task. Eight prompts ("Task i."), answered with ONE token; the reward of a program is 1 when
-it starts with a space and 0 otherwise (a scripted sandbox pool, so no execution). 357 of the 1024
+it starts with a space and 0 otherwise (a scripted sandbox pool, so no execution). 332 of the 1024
 tokens of the embedded tokenizer start with a space, so a freshly initialised policy scores about
 0.3; the optimum (reward 1) puts all its mass on those tokens. With one completion token a
 completion mask shifted one token late (the off-by-one `loss_mask[:, :-1]` for
@@ -271,7 +271,9 @@ def test_rest_grpo_with_a_bug_misses_the_optimum(rest_grpo, start_policy, tmp_pa
   assert rounds_mean_reward(rest_grpo, policy) < BUGGY_CEILING
 
 
-REST_DPO_ROUNDS, REST_DPO_EPOCHS, REST_DPO_LR = 3, 3.0, 3e-2   # <= 6 steps per round
+# 5 rounds: at 3 one of 4 initialisations (seed 0) first moved mass to tokens in neither pair
+# and ended at 0.28; with 5 rounds all 4 reached 1.0 (also at LR 2e-2).
+REST_DPO_ROUNDS, REST_DPO_EPOCHS, REST_DPO_LR = 5, 3.0, 3e-2   # <= 6 steps per round
 
 
 @pytest.fixture(scope="module")
