@@ -1,4 +1,4 @@
-"""The paper's APPS recipe (RESTRL_SPEC.md): a local HF policy, APPS data, the paper's
+"""The paper's APPS recipe (docs/method.md): a local HF policy, APPS data, the paper's
 hyper-parameters.
 
 python -m restrl_jax.main --config=configs/apps.py \
@@ -7,7 +7,7 @@ python -m restrl_jax.main --config=configs/apps.py \
 
 Stages available today: `evaluate`. The ReST-GRPO, value-collection and value-training stages
 (rest_grpo, collect_values, train_value) read the `rest`, `grpo`, `mcts` and `value` sections below
-once they land; the values are the paper's (RESTRL_SPEC.md sections 4-7).
+once they land; the values are the paper's (docs/method.md sections 4-7).
 """
 import ml_collections
 

@@ -1,6 +1,6 @@
 """Config sections shared by every pipeline config (configs/*.py build on these).
 
-Defaults are the paper's hyper-parameters (RESTRL_SPEC.md); the demo config shrinks sizes.
+Defaults are the paper's hyper-parameters (docs/method.md); the demo config shrinks sizes.
 """
 import ml_collections
 from ml_collections import config_dict
@@ -62,7 +62,7 @@ def evaluate() -> ml_collections.ConfigDict:
 
 
 def rest() -> ml_collections.ConfigDict:
-  """Stage `rest_grpo` (RESTRL_SPEC.md §4): the ReST outer loop and its data (the paper's values).
+  """Stage `rest_grpo` (docs/method.md §4): the ReST outer loop and its data (the paper's values).
 
   `method`: "rest_grpo" (σ0 filter + partial states), "grpo" (naive: every problem, no partial
   states), "dapo" (naive data + dynamic sampling), "rest_dpo" (chosen = best, rejected = worst).
@@ -86,7 +86,7 @@ def rest() -> ml_collections.ConfigDict:
 
 
 def grpo() -> ml_collections.ConfigDict:
-  """GRPO optimisation of stage `rest_grpo` (RESTRL_SPEC.md §3.1, §4.3; TRL 0.18.2 defaults)."""
+  """GRPO optimisation of stage `rest_grpo` (docs/method.md §3.1, §4.3; TRL 0.18.2 defaults)."""
   return ml_collections.ConfigDict(dict(
       group_size=8, prompts_per_step=2, epochs=1.0,
       max_prompt_tokens=1024, max_new_tokens=1024, temperature=0.7, top_p=1.0, top_k=0,
@@ -123,7 +123,7 @@ def demo_grpo() -> ml_collections.ConfigDict:
 
 
 def mcts() -> ml_collections.ConfigDict:
-  """Value-target collection (spec §5) and VM-MCTS decoding + baselines (spec §7)."""
+  """Value-target collection (docs/method.md §5) and VM-MCTS decoding + baselines (docs/method.md §7)."""
   return ml_collections.ConfigDict(dict(
       collect_iterations=100, collect_samples=5, collect_width=3, collect_c=0.2,
       decode_iterations=15, decode_samples=5, decode_width=5, decode_c=0.1, eps=0.1,
@@ -148,7 +148,7 @@ def demo_mcts() -> ml_collections.ConfigDict:
 
 
 def value() -> ml_collections.ConfigDict:
-  """Value model training (spec §6): LR 1e-7, 2 epochs, batch 1, 2048 tokens, 95/5 split."""
+  """Value model training (docs/method.md §6): LR 1e-7, 2 epochs, batch 1, 2048 tokens, 95/5 split."""
   return ml_collections.ConfigDict(dict(
       learning_rate=1e-7, epochs=2, batch_size=1, max_length=2048, eval_fraction=0.05,
       min_eval=100, accuracy_tol=0.05, evals=2, weight_decay=0.0, grad_clip=1.0,

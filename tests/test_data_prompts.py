@@ -1,4 +1,4 @@
-"""Prompt formats (RESTRL_SPEC.md §2, §6), chat-template pre-fill and code extraction."""
+"""Prompt formats (docs/method.md §2, §6), chat-template pre-fill and code extraction."""
 import pytest
 import tokenizers
 from tokenizers import models, pre_tokenizers

@@ -1,4 +1,4 @@
-"""pass@k, test-case average, strict accuracy and the paper's "Avg." (RESTRL_SPEC.md §8)."""
+"""pass@k, test-case average, strict accuracy and the paper's "Avg." (docs/method.md §8)."""
 import math
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""ReST-GRPO data assembly (restrl_jax/rl/rest_data.py) against RESTRL_SPEC.md §4.2."""
+"""ReST-GRPO data assembly (restrl_jax/rl/rest_data.py) against docs/method.md §4.2."""
 import math
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""GRPO reward shaping (restrl_jax/rl/rewards.py) against RESTRL_SPEC.md §3.1, by hand."""
+"""GRPO reward shaping (restrl_jax/rl/rewards.py) against docs/method.md §3.1, by hand."""
 import pytest
 
 from restrl_jax.data.prompts import DS1000_STOPS

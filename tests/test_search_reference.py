@@ -1,6 +1,6 @@
 """The array MCTS against outside references.
 
-1. A pure-Python node-object MCTS written from spec §5.2 / §7 (with the documented pruning fix)
+1. A pure-Python node-object MCTS written from docs/method.md §5.2 / §7 (with the documented pruning fix)
    runs in lock-step with the array version on B = 4 random problems: every array selection
    must be a UCT argmax of the reference (ties may go either way), both get the same fake
    samples, and at the end the two trees agree node for node.

@@ -35,7 +35,7 @@ def test_collect_mode_dedupes_and_keeps_most_frequent_first_lines():
   t = init_tree(1, 16, 6)
   t, info = _expand(t, [0], [[7, 8, 9, 8, 9, 9]], cap=2)
   # counts: 9 x3, 8 x2, 7 x1 -> children in rank order 9, 8, 7; only 9 and 8 visible.
-  # (The original keeps the first distinct actions, 7 and 8: spec §10.5-4.)
+  # (The original keeps the first distinct actions, 7 and 8: docs/method.md §9.4.)
   assert _np(t.children[0, 0]).tolist() == [1, 2, 3, -1, -1, -1]
   assert _np(t.line_id[0, 1:4]).tolist() == [9, 8, 7]
   assert _np(t.sample_count[0, 1:4]).tolist() == [3, 2, 1]

@@ -106,7 +106,7 @@ def test_training_lowers_held_out_mse_and_reports_spec_accuracy(policy, tmp_path
   best = load_value_model(summary["value_model_path"], batch_size=16, pad_multiple=64)
   pred = best.predict([e.text for e in held])
   assert np.mean((pred - y) ** 2) == pytest.approx(summary["best_eval_loss"], rel=1e-4)
-  accuracy = np.mean(np.abs(np.clip(pred, 0, 1) - y) < 0.05)  # spec §6 metric, recomputed
+  accuracy = np.mean(np.abs(np.clip(pred, 0, 1) - y) < 0.05)  # docs/method.md §6 metric, recomputed
   assert summary["best_eval_accuracy"] == pytest.approx(accuracy)
   best.params = init_value_params(cfg, params, jax.random.key(vcfg.seed))  # the start point
   before = eval_metrics(best.predict([e.text for e in held]), y)

@@ -1,4 +1,4 @@
-"""bf16 value models train at the spec's LR 1e-7 through an fp32 master copy
+"""bf16 value models train at the paper's LR 1e-7 through an fp32 master copy
 (`value.train.value_optimizer`); fp32 value models keep the plain optimizer, bit for bit."""
 import dataclasses
 

@@ -1,4 +1,4 @@
-"""Prompt formats of ReST-RL (RESTRL_SPEC.md §2, §6) and code extraction.
+"""Prompt formats of ReST-RL (docs/method.md §2, §6) and code extraction.
 
 A prompt puts the task in the user turn and pre-fills the assistant turn with a fixed lead-in that
 opens a python code block, followed by the current partial program ("state"). With a chat
@@ -104,5 +104,5 @@ def assemble_program(state: str, sample: str, stops: Sequence[str] = FENCE_STOPS
 
 
 def value_model_input(question: str, state: str) -> str:
-  """Value-model text (no chat template), RESTRL_SPEC.md §6."""
+  """Value-model text (no chat template), docs/method.md §6."""
   return "\n<prompt>\n" + question + "\n<answer>\n" + state + "\n"

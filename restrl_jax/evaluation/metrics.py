@@ -54,5 +54,5 @@ def strict_accuracy(rewards: Mapping[str, Sequence[float]],
 
 def paper_average(he: float, he_plus: float, mbpp: float, mbpp_plus: float, apps: float,
                   bcb: float) -> float:
-  """Table 1's "Avg.": 1/4 [(HE + HE+)/2 + (MBPP + MBPP+)/2 + APPS + BCB] (RESTRL_SPEC.md §8)."""
+  """Table 1's "Avg.": 1/4 [(HE + HE+)/2 + (MBPP + MBPP+)/2 + APPS + BCB] (docs/method.md §8)."""
   return 0.25 * ((he + he_plus) / 2 + (mbpp + mbpp_plus) / 2 + apps + bcb)

@@ -16,7 +16,7 @@ Under <out>:
                             `budget_curve.best_of_k`);
     <policy>_<method>_b<k>  ORM-MCTS / VM-MCTS at budget k (all test problems' trees together);
                             policy "rest" + vm_mcts is the ReST-RL row.
-Budgets are counted in sampled programs per problem (spec §7). Cells run Table-2 first for every
+Budgets are counted in sampled programs per problem (docs/method.md §7). Cells run Table-2 first for every
 seed, then the curve's other budgets (`plan`). Outputs, rewritten after every cell: table2.md
 (mean +- std over seeds of strict accuracy and test-case average), curve.json, budget_curve.png
 (accuracy vs sampled programs) and ranking.json (how well the value model orders each pool).

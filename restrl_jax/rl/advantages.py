@@ -1,4 +1,4 @@
-"""Group-relative advantages for GRPO (RESTRL_SPEC.md §4.3) and their reward metrics.
+"""Group-relative advantages for GRPO (docs/method.md §4.3) and their reward metrics.
 
 Rewards arrive flat, `[num_groups * G]`, the G completions of a prompt contiguous; G is static
 (a Python int), so everything jits. Estimators (registry `ADVANTAGE`):

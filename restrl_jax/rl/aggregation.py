@@ -1,4 +1,4 @@
-"""Loss aggregation: per-token losses [B, T] and a 0/1 mask -> one scalar (RESTRL_SPEC.md §4.3).
+"""Loss aggregation: per-token losses [B, T] and a 0/1 mask -> one scalar (docs/method.md §4.3).
 
 Each mode is a ratio numerator / denominator (`aggregate_parts`), so micro-batches combine exactly.
 

@@ -1,4 +1,4 @@
-"""ReST-DPO baseline (RESTRL_SPEC.md §4.4): preference pairs from the N samples, and the DPO loss.
+"""ReST-DPO baseline (docs/method.md §4.4): preference pairs from the N samples, and the DPO loss.
 
 Pairs (host side): for every problem whose rewards are not all equal, chosen = the highest-reward
 sample and rejected = the lowest-reward one, each with the closing marker ("```" for APPS/BCB)

@@ -1,4 +1,4 @@
-"""Per-token KL(π_θ || π_ref) estimators and the KL-in-reward penalty (RESTRL_SPEC.md §4.3).
+"""Per-token KL(π_θ || π_ref) estimators and the KL-in-reward penalty (docs/method.md §4.3).
 
 Registry `KL_ESTIMATOR` (Schulman's k1/k2/k3; names as in verl's `kl_penalty` / tunix's
 `kl_loss_mode`), each `(logp [B, T], ref_logp [B, T]) -> [B, T]` with d = ref_logp - logp:

@@ -1,4 +1,4 @@
-"""The GRPO policy loss (RESTRL_SPEC.md §4.3), composed from registered pieces.
+"""The GRPO policy loss (docs/method.md §4.3), composed from registered pieces.
 
 Per token, with ρ = exp(clip(logp - old_logp, ±max_log_ratio)) (tunix clamps the log-ratio at 20):
 

@@ -1,4 +1,4 @@
-"""ReST-GRPO training-prompt assembly (RESTRL_SPEC.md §4.2; the paper's σ0, r0, α, β, Eq. 3).
+"""ReST-GRPO training-prompt assembly (docs/method.md §4.2; the paper's σ0, r0, α, β, Eq. 3).
 
 Host-side numpy. From the N sampled programs of each problem (text WITHOUT the initial state, with
 their execution rewards) build the GRPO prompt set:

@@ -1,4 +1,4 @@
-"""GRPO training-reward shaping (RESTRL_SPEC.md §3.1; the paper's Eq. 8).
+"""GRPO training-reward shaping (docs/method.md §3.1; the paper's Eq. 8).
 
 During GRPO the policy generates WITHOUT stop strings, so the reward cuts the completion itself:
 

@@ -1,4 +1,4 @@
-"""The ReST outer loop (RESTRL_SPEC.md §4.1-4.4): per round collect -> assemble -> train -> save.
+"""The ReST outer loop (docs/method.md §4.1-4.4): per round collect -> assemble -> train -> save.
 
 Round r (folder `<out_dir>/round_<r>`):
 

@@ -1,6 +1,6 @@
 """One GRPO (or DPO) optimisation step from (problem, state) prompts: sample, score, update.
 
-A GRPO step (RESTRL_SPEC.md §3.1, §4.3):
+A GRPO step (docs/method.md §3.1, §4.3):
 
  1. take B requests (problem, state), render each prompt (`build_prompt`, left-truncated to
     `max_prompt_tokens`) and repeat it G times;

@@ -1,4 +1,4 @@
-"""Line-level MCTS over code (spec §5, §7): batched trees as fixed-size arrays, jitted."""
+"""Line-level MCTS over code (docs/method.md §5, §7): batched trees as fixed-size arrays, jitted."""
 from restrl_jax.search.select import LeafPlan, Path, child_uct, path, plan_leaves, select
 from restrl_jax.search.targets import (ValueTargets, expansions_for_budget, sample_budget,
                                        value_target_lists, value_targets)

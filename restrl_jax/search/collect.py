@@ -1,4 +1,4 @@
-"""Value-target collection (spec §5): execution-scored MCTS, then (problem, state, value) records.
+"""Value-target collection (docs/method.md §5): execution-scored MCTS, then (problem, state, value) records.
 
   result = run_search(problems, sampler, sp, collect_config(), pool=pool)
   records = value_records(result)
@@ -14,7 +14,7 @@ A node whose samples all failed to continue its state (`lines.continuation`) has
 but was sampled from and backed up, so it is a "node" record too.
 Each record has: problem_id, prompt (the raw problem text q), state, value, kind, node, parent,
 depth, visits (nodes) / the node it was sampled at (programs).
-Fixes of spec §10.5: sampled programs are immutable records (no aliased completion lists);
+Fixes of docs/method.md §9: sampled programs are immutable records (no aliased completion lists);
 width pruning among children that all have V = 0 ranks by how many samples share the line
 (`update.add_children`, mode "collect") instead of keeping whichever came first.
 """
@@ -34,7 +34,7 @@ TARGET_KINDS = ("node", "program")
 
 def collect_config(iterations: int = 100, num_samples: int = 5, width: int = 3, c: float = 0.2,
                    eps: float = 0.1, seed: int = 0) -> SearchConfig:
-  """The paper's collection search (spec §5.2 defaults)."""
+  """The paper's collection search (docs/method.md §5.2 defaults)."""
   return SearchConfig(iterations=iterations, num_samples=num_samples, width=width, c=c, eps=eps,
                       mode="collect", count="iterations", seed=seed)
 

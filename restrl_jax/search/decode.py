@@ -1,4 +1,4 @@
-"""Test-time decoding (spec §7): VM-MCTS and the verification baselines, at equal sample budgets.
+"""Test-time decoding (docs/method.md §7): VM-MCTS and the verification baselines, at equal sample budgets.
 
 Methods (`METHODS`), each spending `budget` sampled programs per problem:
   "sampling"  `budget` plain samples; the answer is the first (an unverified pick), and the
@@ -44,7 +44,7 @@ class Answer:
 def decode_config(method: str, budget: int, num_samples: int = 5, width: int = 5,
                   c: float = 0.1, eps: float = 0.1, seed: int = 0,
                   max_steps_factor: int = 4) -> SearchConfig:
-  """The search of an MCTS method spending `budget` samples (spec §7 defaults: 15 x 5)."""
+  """The search of an MCTS method spending `budget` samples (docs/method.md §7 defaults: 15 x 5)."""
   if method not in ("orm_mcts", "vm_mcts"):
     raise ValueError(f"decode_config: {method!r} is not an MCTS method")
   expansions = expansions_for_budget(budget, num_samples)

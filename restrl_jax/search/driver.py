@@ -1,4 +1,4 @@
-"""The batched MCTS loop shared by value-target collection, VM-MCTS and ORM-MCTS (spec §5, §7).
+"""The batched MCTS loop shared by value-target collection, VM-MCTS and ORM-MCTS (docs/method.md §5, §7).
 
 B trees (one per problem) advance together. Each step:
   1. one jitted call: UCT `select` (one leaf per tree, each tree with its own key), `plan_leaves`
@@ -19,9 +19,9 @@ Modes:
   "orm"      the collection search with the VM used as an outcome scorer in place of execution.
 Trees draw their randomness from (seed, step, tree id), not from their batch position, so a
 batched search equals running each tree alone with the same `tree_ids` (see `rollout`).
-`count="iterations"` runs exactly `iterations` loop steps (spec §5.2); `count="expansions"` runs
+`count="iterations"` runs exactly `iterations` loop steps (docs/method.md §5.2); `count="expansions"` runs
 until each tree has made `iterations` expansions, i.e. sampled iterations x n programs (equal
-budgets, spec §7), with at most `max_steps_factor * iterations` steps.
+budgets, docs/method.md §7), with at most `max_steps_factor * iterations` steps.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Host-side table of lines: action string <-> line id, and node states rebuilt from paths.
 
-The tree (`tree.py`) stores only integer line ids; the text lives here. An action (spec §5.1) is
+The tree (`tree.py`) stores only integer line ids; the text lives here. An action (docs/method.md §5.1) is
 the first line of a sampled completion plus "\\n", or, when the completion has a single remaining
 line, that whole line plus "\\n" and the child is terminal. Actions are keyed by
 (line, is_terminal): the same text as a terminal and as a non-terminal step are different
@@ -25,7 +25,7 @@ import numpy as np
 
 
 class Action(NamedTuple):
-  """The step one sampled completion makes from its node (spec §5.1)."""
+  """The step one sampled completion makes from its node (docs/method.md §5.1)."""
   line: str        # ends with "\n"
   terminal: bool   # the completion had a single remaining line: the child's program is complete
 
@@ -33,7 +33,7 @@ class Action(NamedTuple):
 def action_of(continuation: str) -> Action:
   """The action of an extracted continuation (the program text after the node's state).
 
-  The continuation is rstripped first (as the spec's extraction does); with no newline left it
+  The continuation is rstripped first (as the released code's extraction does); with no newline left it
   is a terminal step, otherwise its first line is the step.
   """
   text = continuation.rstrip()

@@ -1,4 +1,4 @@
-"""Read-only walks of the tree: UCT selection of a leaf (spec §5.2 SELECT) and root paths.
+"""Read-only walks of the tree: UCT selection of a leaf (docs/method.md §5.2 SELECT) and root paths.
 
 Every function takes the batched `Tree` and is jitted; internally it is a function of one tree,
 vmapped over the B trees, with a `jax.lax.while_loop` over depth (as mctx's `simulate`).
@@ -72,7 +72,7 @@ def select(tree: Tree, c: float, eps: float, rng: jax.Array) -> jax.Array:
 
 
 class LeafPlan(NamedTuple):
-  """What the driver does with each selected leaf (spec §5.2, §7); one True per live row."""
+  """What the driver does with each selected leaf (docs/method.md §5.2, §7); one True per live row."""
   expand: jax.Array    # [B] bool  not terminal: sample n completions and add_children
   reuse: jax.Array     # [B] bool  terminal with N > 0: reuse_terminal_value (backup (1, V))
   evaluate: jax.Array  # [B] bool  terminal with N = 0: score it (execute), backup(leaf, 1, r)

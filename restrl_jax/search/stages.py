@@ -1,4 +1,4 @@
-"""Pipeline stages of Stage 2 (spec §1): collect_values -> train_value -> decode.
+"""Pipeline stages of Stage 2 (docs/method.md §1): collect_values -> train_value -> decode.
 
   collect_values  execution-scored MCTS on training problems (B trees at a time) ->
                   `<stage_dir>/values.jsonl` (records of `search.collect`), resumable per batch.
@@ -81,7 +81,7 @@ def _resume_values(stage_dir: Path) -> set[str]:
 
 
 def collect_values_stage(ctx) -> dict[str, Any]:
-  """Stage `collect_values`: value targets from execution-scored MCTS (spec §5)."""
+  """Stage `collect_values`: value targets from execution-scored MCTS (docs/method.md §5)."""
   config, stage_dir = ctx.config, Path(ctx.stage_dir)
   cfg = section(config, "mcts", config_defaults.mcts)
   sampler, policy = _policy_sampler(config, ctx.workdir)
@@ -113,7 +113,7 @@ def collect_values_stage(ctx) -> dict[str, Any]:
 
 
 def train_value_stage(ctx) -> dict[str, Any]:
-  """Stage `train_value`: the value model on the collected records (spec §6)."""
+  """Stage `train_value`: the value model on the collected records (docs/method.md §6)."""
   config, stage_dir = ctx.config, Path(ctx.stage_dir)
   cfg = section(config, "value", config_defaults.value)
   if cfg.dtype is None:
@@ -134,7 +134,7 @@ def _answer_rows(answers, rewards) -> list[dict]:
 
 
 def decode_stage(ctx) -> dict[str, Any]:
-  """Stage `decode`: VM-MCTS and the baselines at an equal budget (spec §7, §7.1)."""
+  """Stage `decode`: VM-MCTS and the baselines at an equal budget (docs/method.md §7, §7.1)."""
   config, stage_dir = ctx.config, Path(ctx.stage_dir)
   cfg = section(config, "mcts", config_defaults.mcts)
   vcfg = section(config, "value", config_defaults.value)

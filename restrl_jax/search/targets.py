@@ -1,4 +1,4 @@
-"""What a finished search yields: intermediate value targets (spec §5.3) and the sample budget.
+"""What a finished search yields: intermediate value targets (docs/method.md §5.3) and the sample budget.
 
 The terminal targets of §5.3 (every full sampled program with its own executed reward) live with
 the driver's host-side sample records, not in the tree.
@@ -39,7 +39,7 @@ def value_target_lists(tree: Tree) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def sample_budget(tree: Tree) -> jax.Array:
-  """Sampled programs per tree so far: expansions x n (the equal-budget axis, spec §7).  # [B]"""
+  """Sampled programs per tree so far: expansions x n (the equal-budget axis, docs/method.md §7).  # [B]"""
   return tree.num_samples
 
 

@@ -1,4 +1,4 @@
-"""A batch of line-level search trees held as fixed-size arrays (spec §5.1, §7).
+"""A batch of line-level search trees held as fixed-size arrays (docs/method.md §5.1, §7).
 
 One `Tree` holds B independent trees (one per problem), each with room for N nodes, each node with
 at most W children. Node 0 is the root; nodes are numbered in creation order and never freed, so
@@ -9,7 +9,7 @@ program prefix from the line ids on its root path (`select.path`).
 
 Conventions: `NO_NODE` (-1) marks "no node" in `parent`, `children` and in node-id arguments (a
 row whose node argument is `NO_NODE` is left untouched by every update). V(s) = W(s) / N(s), taken
-as 0 while N(s) = 0 (spec §5.2: new children start at V = 0).
+as 0 while N(s) = 0 (docs/method.md §5.2: new children start at V = 0).
 """
 from __future__ import annotations
 

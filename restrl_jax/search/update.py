@@ -1,13 +1,13 @@
-"""Tree updates: inserting the children of an expansion, and backing values up (spec §5.2, §7).
+"""Tree updates: inserting the children of an expansion, and backing values up (docs/method.md §5.2, §7).
 
 All functions are jitted and vmapped over the B trees; a row whose node argument is NO_NODE is
 left unchanged, so the driver can update any subset of the batch.
 
-Width pruning (`width_cap` = the spec's num_decision). The distinct first lines of one expansion
+Width pruning (`width_cap` = the released code's num_decision). The distinct first lines of one expansion
 are ranked, the first `width_cap` are visible (selectable), the rest hidden but kept:
-  mode="vm":      by V(child) = VM score, highest first (spec §7; ties: first occurrence).
+  mode="vm":      by V(child) = VM score, highest first (docs/method.md §7; ties: first occurrence).
   mode="collect": by how many of the n samples share that first line, most first (ties: first
-                  occurrence). FIX of spec §10.5-4: the original ranks by V, which is 0 for every
+                  occurrence). FIX of docs/method.md §9.4: the original ranks by V, which is 0 for every
                   new child, so its stable sort keeps whichever distinct lines came first. The
                   count of a first line among n i.i.d. policy samples is a Monte-Carlo estimate of
                   the policy's probability of that step, so we keep the steps the policy is most
@@ -170,7 +170,7 @@ def backup(tree: Tree, node: jax.Array, count: jax.Array, value_sum: jax.Array) 
 
 @jax.jit
 def backup_from_children(tree: Tree, node: jax.Array) -> Tree:
-  """VM-MCTS backup (spec §7): n' = sum N(c), w' = sum W(c) over ALL children of `node` [B]
+  """VM-MCTS backup (docs/method.md §7): n' = sum N(c), w' = sum W(c) over ALL children of `node` [B]
   (visible or hidden), added to the node and its ancestors."""
   node = check_nodes(tree, node, "backup_from_children: node")
   safe = jnp.maximum(node, 0)  # [B]

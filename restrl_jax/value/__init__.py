@@ -1,4 +1,4 @@
-"""The value model (spec §6): data from MCTS records, batched scoring, MSE training."""
+"""The value model (docs/method.md §6): data from MCTS records, batched scoring, MSE training."""
 from restrl_jax.value.data import (ValueExample, dedupe_examples, examples_from_records, make_batch,
                                    read_examples, split_examples)
 from restrl_jax.value.model import (ValueModel, init_value_params, load_value_model,

@@ -1,4 +1,4 @@
-"""Value-model data (spec §5.3, §6): records -> texts and targets -> left-padded token batches.
+"""Value-model data (docs/method.md §5.3, §6): records -> texts and targets -> left-padded token batches.
 
 A record is a dict with the raw problem text `prompt`, a program prefix `state` and a target
 `value` in [0, 1] (the original repo's field names `answer` / `reward` are accepted too). The

@@ -1,4 +1,4 @@
-"""The value model V_phi (spec §6): the policy backbone + a bias-free scalar head on the last real
+"""The value model V_phi (docs/method.md §6): the policy backbone + a bias-free scalar head on the last real
 token, scoring `value_model_input(q, state)` texts.
 
   vm = ValueModel(config, {"backbone": policy_params, "head": head}, tokenizer)
@@ -117,7 +117,7 @@ class ValueModel:
     return self.predict_tokens(data.encode(self.tokenizer, texts, self.max_length))
 
   def score(self, texts: Sequence[str]) -> np.ndarray:
-    """Values clipped to [0, 1] (spec §6: clipping only at inference).  # [N] float32"""
+    """Values clipped to [0, 1] (docs/method.md §6: clipping only at inference).  # [N] float32"""
     return np.clip(self.predict(texts), 0.0, 1.0)
 
   def score_states(self, problems: Sequence[Problem], states: Sequence[str]) -> np.ndarray:

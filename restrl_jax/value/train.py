@@ -1,15 +1,15 @@
-"""Value-model training (spec §6): MSE on targets in [0, 1], AdamW, held-out MSE and accuracy.
+"""Value-model training (docs/method.md §6): MSE on targets in [0, 1], AdamW, held-out MSE and accuracy.
 
 `train_value(cfg, examples, backbone_path, out_dir)` splits the examples 95/5 (>= `min_eval`
 held out, at most half), trains `cfg.epochs` epochs of `cfg.batch_size` examples per step,
-evaluates `cfg.evals` times evenly over the run (the spec's "every 50 %" is evals=2), keeps the
+evaluates `cfg.evals` times evenly over the run (the released code's "every 50 %" is evals=2), keeps the
 best-by-held-out-loss value model at `out_dir/best` (orbax params + `value_model.json`), saves a
 resumable orbax train state at every evaluation under `out_dir/checkpoints`, and appends metrics
 to `out_dir/metrics.jsonl`. Re-running resumes from the newest checkpoint; batches are a function
 of (seed, step), so a resumed run matches an uninterrupted one.
 
 Held-out metrics: `eval_loss` = MSE of the raw outputs (what the trainer minimises),
-`eval_accuracy` = share of items with |clip(pred, 0, 1) - y| < `accuracy_tol` (0.05, spec §6).
+`eval_accuracy` = share of items with |clip(pred, 0, 1) - y| < `accuracy_tol` (0.05, docs/method.md §6).
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def mse_loss(config: models.ModelConfig, params: Any, batch: dict,
 
 
 def eval_metrics(pred: np.ndarray, target: np.ndarray, tol: float = 0.05) -> dict[str, float]:
-  """Held-out MSE (raw outputs), MSE and accuracy of the clipped outputs (spec §6)."""
+  """Held-out MSE (raw outputs), MSE and accuracy of the clipped outputs (docs/method.md §6)."""
   pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
   clipped = np.clip(pred, 0.0, 1.0)
   return {"eval_loss": float(np.mean((pred - target) ** 2)),
@@ -64,7 +64,7 @@ def _check(cfg: ml_collections.ConfigDict) -> None:
 def value_optimizer(cfg: ml_collections.ConfigDict, total: int,
                     params: Any) -> optax.GradientTransformation:
   """AdamW over `total` steps; bf16/fp16 value params get an fp32 master copy that the optimizer
-  updates (at the spec's LR 1e-7 a bf16-only update rounds back to the old weight). fp32 params:
+  updates (at the paper's LR 1e-7 a bf16-only update rounds back to the old weight). fp32 params:
   the plain optimizer, unchanged."""
   optimizer = training.make_optimizer(cfg.learning_rate, total, cfg.warmup_steps, cfg.schedule,
                                       cfg.weight_decay, cfg.grad_clip)
