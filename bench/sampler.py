@@ -8,7 +8,7 @@ ratio a sampler running at the floor would reach.
 
 Each side (ours, peer, the floor's read; then ours and the peer's train step) runs ALONE in its own
 child process, which times `--repeats` calls after one warm-up (median): in one process each
-side's heap traffic and thread pools slowed the other (docs/benchmarks.md, "Session 9"). The
+side's heap traffic and thread pools slowed the other (docs/benchmarks.md, "Targets"). The
 children run in `--rounds` rounds, every one in turn, so a slow stretch of the machine reaches all
 of them; each figure is the median over rounds (the upper median of an even count). Both sides run
 under glibc's default heap (the library's default, `--config.host_memory=release`;

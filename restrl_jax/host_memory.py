@@ -5,7 +5,7 @@ its worker threads: ~170 MiB for the tiny model's float32 train step, ~1.9 GiB (
 ~2.7 GiB (float32) at ~100M parameters. glibc serves a block that large with its own `mmap`
 and unmaps it on `free`, so every call faults all of its pages in again (the kernel maps and
 zeroes each page): 0.06-0.10 s of system time per tiny train step, 2-4 s at ~100M, on 2 cores
-(`bench/host_memory.py`, docs/benchmarks.md "Session 8"). The "retain" policy makes every
+(`bench/host_memory.py`, docs/benchmarks.md, "What limits the CPU figures"). The "retain" policy makes every
 thread allocate from glibc's one main heap (`M_ARENA_MAX=1`: a thread's own arena maps blocks
 over 64 MiB itself whatever else is set), takes large blocks from that heap too
 (`M_MMAP_MAX=0`) and never trims it (`M_TRIM_THRESHOLD=-1`), so the next call reuses the block.

@@ -8,8 +8,8 @@
 
 A train state kept per layer on CPU spares every step the slices of the stacked weights in the
 forward pass and the assembly of stacked gradients, moments and updates after it. Measured, the
-gain is small and within this machine's noise at ~100M bfloat16 (`docs/benchmarks.md`,
-"Session 9"; `bench/host_memory.py --layout stacked` times the stacked form).
+gain is small and within this machine's noise at ~100M bfloat16 (`bench/host_memory.py
+--layout stacked` times the stacked form against it).
 
 The conversions act on every dict with a "layers" entry anywhere in a pytree -- params, the
 optimizer's moments (which mirror them), value params {"backbone": ..., "head": ...} -- so a

@@ -16,7 +16,7 @@ is transposed explicitly, reshaped through a unit axis behind an optimisation ba
 transpose reaches XLA with a column-major layout and is upcast anyway), so the dot sees a
 row-major [K, M] operand (`rows_to_columns`). On TPU/GPU the plain contraction is used.
 `bench/matmul.py` times one projection's forward + backward this way against the same product
-written plainly in JAX (docs/benchmarks.md, "bf16 on CPU").
+written plainly in JAX (the bf16 matmul peak rows of docs/benchmarks.md).
 """
 from __future__ import annotations
 
