@@ -41,12 +41,12 @@ from restrl_jax import distributed, io_utils, models, parallel, training
 from restrl_jax.checkpoint import Checkpointer
 from restrl_jax.data.problem import Problem
 from restrl_jax.metrics_writer import MetricsWriter
+from restrl_jax.policy_folder import export_policy
 from restrl_jax.rl import dpo, host_rounds, rest_data
 from restrl_jax.rl.host_grpo import HostGRPO
 from restrl_jax.rl.trainer import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, Request
 from restrl_jax.rollout import rollout, summarize_records
 from restrl_jax.sampling import Sampler, SamplingParams
-from restrl_jax.tokenizer import save_tokenizer
 from restrl_jax.training import master_weights
 
 METHODS = ("rest_grpo", "grpo", "dapo", "rest_dpo")
@@ -122,14 +122,13 @@ def place_params(config: models.ModelConfig, host_params: Any, mesh,
   return parallel.shard_tree(host_params, axes, mesh)
 
 
-def export_policy(config: models.ModelConfig, params: Any, tokenizer: Any, path: Path) -> Path:
-  """HF folder at `path`, written whole or not at all (`io_utils.atomic_dir`).
-  Several processes: every process gathers the params, process 0 writes, all wait for it."""
+def export_from_all_processes(config: models.ModelConfig, params: Any, tokenizer: Any,
+                              path: Path) -> Path:
+  """`policy_folder.export_policy` of sharded params: every process gathers them, process 0
+  writes, all wait for it."""
   host = distributed.gather(params)
   if distributed.is_writer():
-    with io_utils.atomic_dir(path) as tmp:
-      models.save_hf(config, host, tmp)
-      save_tokenizer(tokenizer, tmp)
+    export_policy(config, host, tokenizer, path)
   host_rounds.barrier(f"export {path}")
   return path
 
@@ -358,7 +357,7 @@ def run_round(runtime: Runtime, policy: Path, round_index: int, out_dir: Path,
   del start
   rows, assembled = assemble(setup, samples, round_index, round_dir)
   params, trained = train_round(runtime, host_params, rows, round_index, round_dir, on_step)
-  export_policy(model_config, params, setup.tokenizer, round_dir / POLICY_DIR)
+  export_from_all_processes(model_config, params, setup.tokenizer, round_dir / POLICY_DIR)
   facts = {"round": round_index, "start_policy": str(policy),
            **{f"collect/{k}": v for k, v in collected.items()},
            **{f"data/{k}": v for k, v in assembled.items()}, **trained}

@@ -26,6 +26,7 @@ from restrl_jax import io_utils, models, training
 from restrl_jax.checkpoint import Checkpointer
 from restrl_jax.data.synthetic import load_synthetic
 from restrl_jax.metrics_writer import MetricsWriter
+from restrl_jax.policy_folder import export_policy
 from restrl_jax.tokenizer import embedded_tokenizer, load_tokenizer, save_tokenizer
 from restrl_jax.warmstart import data
 
@@ -104,17 +105,6 @@ def restore_params(cfg: ml_collections.ConfigDict, config: models.ModelConfig,
       raise FileNotFoundError(f"{Path(out_dir) / CHECKPOINT_DIR}: no warm-start checkpoint")
     state, _ = ckpt.restore(step, like)
   return state.params, step
-
-
-def export_policy(config: models.ModelConfig, params: Any, tokenizer: Any,
-                  path: str | Path) -> Path:
-  """The policy as a Hugging Face folder: config.json + model.safetensors + tokenizer files
-  (written whole or not at all: `io_utils.atomic_dir`)."""
-  path = Path(path)
-  with io_utils.atomic_dir(path) as tmp:
-    models.save_hf(config, params, tmp)
-    save_tokenizer(tokenizer, tmp)
-  return path
 
 
 def train_policy(cfg: ml_collections.ConfigDict, out_dir: str | Path,
