@@ -6,7 +6,7 @@ statement lists the steps in code order or nests them in reverse order; the refe
 either writes one statement per step or fuses element-wise steps into one loop
 (`synthetic_render`). Tests (6-10) are chosen so that partly correct programs score between 0
 and 1 (`synthetic_inputs`); expected outputs come from running the reference program in a child
-process (checked against the pure evaluator, and against the sandbox when it is importable).
+process (checked against the pure evaluator, and every reference against the sandbox).
 
 Two kinds of held-out splits:
 - Compositional (`validation`, `test`): whole compositions are held out. Each adjacent pair of ops
