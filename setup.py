@@ -15,6 +15,7 @@ CORE = [
     "absl-py>=2.0",
     "tqdm>=4.60",
     "tensorboardX>=2.6",
+    "matplotlib>=3.7",      # the run's own figures (workdir/plots/*.png)
 ]
 
 # Benchmarks as array_record TFDS data sets (restrl_jax.data.tfds_builder); no TensorFlow needed.

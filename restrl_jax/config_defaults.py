@@ -45,6 +45,7 @@ def warmstart() -> ml_collections.ConfigDict:
       use_shipped=True,                           # copy the shipped policy instead of training
       policy_path=config_dict.placeholder(str),   # an HF folder to use instead of the shipped one
       tokenizer_path=config_dict.placeholder(str),  # None: the embedded synthetic tokenizer
+      init_policy_path=config_dict.placeholder(str),  # continue SFT from this HF folder
       preset="tiny",
       num_train_problems=2000, difficulty="mixed", data_seed=0, max_len=256, pad_multiple=32,
       steps=800, batch_size=32, learning_rate=3e-3, warmup_steps=100, schedule="constant",
@@ -58,7 +59,8 @@ def evaluate() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       benchmark="synthetic",                      # restrl_jax.data.registry name
       data_path=config_dict.placeholder(str),     # local file/folder (None: the default source)
-      split="test", num_problems=200, num_samples=5, ks=(1, 5), seed=0, method="policy"))
+      split="test", num_problems=200, num_samples=5, ks=(1, 5), seed=0, method="policy",
+      compare_base=False))  # also sample the base policy: paired gains with their spread
 
 
 def rest() -> ml_collections.ConfigDict:
@@ -80,6 +82,10 @@ def rest() -> ml_collections.ConfigDict:
       num_problems=config_dict.placeholder(int),
       seed=0, max_steps_per_round=config_dict.placeholder(int),
       checkpoint_every=50, keep_checkpoints=2, tensorboard=True,
+      # learning curve: held-out scores before step 1 and every `curve_every` steps (0: off)
+      # on `curve_num_problems` problems of `curve_split` (of `benchmark`), samples at T = 0.7
+      curve_every=0, curve_split="id_validation", curve_num_problems=100, curve_num_samples=2,
+      curve_max_new_tokens=128,
       # ReST-DPO (§4.4; TRL DPOTrainer defaults, the repo's LR)
       dpo_beta=0.1, dpo_label_smoothing=0.0, dpo_learning_rate=2e-5, dpo_pairs_per_step=2,
       dpo_max_completion_tokens=1024))

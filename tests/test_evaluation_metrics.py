@@ -89,3 +89,16 @@ def test_paper_average_reproduces_table1():
     assert metrics.paper_average(*row[:6]) == pytest.approx(row[6], abs=5e-4 + 1e-9), row
   plain_means = [abs(np.mean(row[:6]) - row[6]) < 5e-4 for row in TABLE1]
   assert not all(plain_means)   # a plain 6-column mean does not reproduce the table
+
+
+def test_paired_difference_is_mean_and_standard_error_of_per_problem_differences():
+  from restrl_jax.evaluation.metrics import paired_difference, per_problem_strict
+  after = per_problem_strict({"a": [1.0, 1.0], "b": [0.0, 1.0], "c": [0.0, 0.0], "x": [1.0]})
+  before = per_problem_strict({"a": [0.0, 1.0], "b": [0.0, 0.0], "c": [0.0, 0.0]})
+  assert after == {"a": 1.0, "b": 0.5, "c": 0.0, "x": 1.0}
+  out = paired_difference(after, before)   # differences 0.5, 0.5, 0 over the shared a, b, c
+  assert out["num_problems"] == 3 and out["mean"] == pytest.approx(1 / 3)
+  # sample std of (0.5, 0.5, 0): sqrt(((1/6)^2 * 2 + (1/3)^2) / 2) = sqrt(1/12); / sqrt(3)
+  assert out["se"] == pytest.approx((1 / 12) ** 0.5 / 3 ** 0.5)
+  with pytest.raises(ValueError, match=">= 2 problems"):
+    paired_difference({"a": 1.0}, {"a": 0.0})

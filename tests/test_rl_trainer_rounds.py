@@ -113,3 +113,36 @@ def test_rest_dpo_round_trains_on_pairs(pool, policy_dir, tmp_path):
   assert 1 <= len(metrics) == result["steps"] <= -(-len(rows) // 2) + 1
   assert metrics[0]["loss"] == pytest.approx(np.log(2.0), abs=1e-4)
   assert (tmp_path / "policy" / "config.json").is_file()
+
+
+def test_learning_curve_points_score_the_policy_under_training_and_resume(pool, policy_dir,
+                                                                          tmp_path):
+  """Held-out curve rows at step 0, every `every` steps and the last; the step-0 point equals
+  the start policy scored alone (same problems, samples and seed); a resumed round rewrites
+  nothing twice and ends with the same rows."""
+  from restrl_jax.rl.rounds import CURVE_FILE, CurveEval
+  from restrl_jax.rollout import evaluate_policy
+  from restrl_jax.sampling import Sampler
+  held_out = tuple(load_synthetic("id_validation", 3, verify=False))
+  curve = CurveEval(problems=held_out, every=2, num_samples=2,
+                    sampling=SamplingParams(max_new_tokens=16, temperature=1.0), seed=3)
+  setup = dataclasses.replace(setup_for("grpo", pool, policy_dir, rounds=1), curve=curve)
+  setup = dataclasses.replace(setup, cfg=dataclasses.replace(setup.cfg, max_steps_per_round=3))
+  run_rounds(setup, policy_dir, tmp_path / "a")
+  rows = io_utils.read_jsonl(tmp_path / "a" / "round_0" / CURVE_FILE)
+  assert [r["step"] for r in rows] == [0, 2, 3]
+  assert all(r["num_problems"] == 3 and r["num_samples"] == 6 for r in rows)
+  config, params = models.load_hf(policy_dir)
+  alone = evaluate_policy(Sampler(config, params, setup.tokenizer), pool, held_out,
+                          curve.sampling, 2, ks=(1,), rng=3, chunk_size=8)
+  assert rows[0]["test_case_average"] == pytest.approx(alone["test_case_average"])
+  # resume: drop the end of the run (policy, round record, last checkpoint) and run again
+  import shutil
+  rdir = tmp_path / "a" / "round_0"
+  shutil.rmtree(rdir / "policy"), shutil.rmtree(tmp_path / "a" / "policy")
+  (rdir / "round.json").unlink()
+  shutil.rmtree(rdir / "checkpoints" / "3")
+  run_rounds(setup, policy_dir, tmp_path / "a")
+  again = io_utils.read_jsonl(rdir / CURVE_FILE)
+  assert [r["step"] for r in again] == [0, 2, 3]
+  assert again == rows

@@ -56,3 +56,22 @@ def paper_average(he: float, he_plus: float, mbpp: float, mbpp_plus: float, apps
                   bcb: float) -> float:
   """Table 1's "Avg.": 1/4 [(HE + HE+)/2 + (MBPP + MBPP+)/2 + APPS + BCB] (docs/method.md §8)."""
   return 0.25 * ((he + he_plus) / 2 + (mbpp + mbpp_plus) / 2 + apps + bcb)
+
+
+def per_problem_strict(rewards: Mapping[str, Sequence[float]],
+                       threshold: float = STRICT_THRESHOLD) -> dict[str, float]:
+  """Per problem, the share of its samples whose reward exceeds `threshold`."""
+  return {pid: float(np.mean([x > threshold for x in r])) if len(r) else 0.0
+          for pid, r in rewards.items()}
+
+
+def paired_difference(after: Mapping[str, float], before: Mapping[str, float]) -> dict[str, float]:
+  """`after - before` over the problems both score: the mean of the per-problem differences
+  and its standard error, std(ddof=1) / sqrt(n) (the spread of a paired comparison: same
+  problems, so problem difficulty cancels)."""
+  common = sorted(set(after) & set(before))
+  if len(common) < 2:
+    raise ValueError(f"a paired difference needs >= 2 problems scored by both, got {len(common)}")
+  d = np.asarray([after[p] - before[p] for p in common], np.float64)   # [n]
+  return {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d))),
+          "num_problems": len(common)}

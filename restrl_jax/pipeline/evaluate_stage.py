@@ -1,7 +1,11 @@
 """The `evaluate` stage: sample the policy on a benchmark, run the programs in the sandbox and
 report pass@k, test-case average and strict accuracy (a summary row per policy).
 
-Samples and per-sample results are written to `<stage_dir>/samples.jsonl`.
+Samples and per-sample results are written to `<stage_dir>/samples.jsonl`. With
+`evaluate.compare_base` (and a trained policy newer than the base) the base policy (the warm
+start's, else `model.hf_path`) is sampled too, on the same problems with the same sampling seed
+(`<stage_dir>/base_samples.jsonl`), and a row "trained - base" gives the paired differences of
+strict accuracy and test-case average with their standard errors over problems.
 """
 from __future__ import annotations
 
@@ -12,9 +16,10 @@ from pathlib import Path
 import ml_collections
 
 from restrl_jax import io_utils, models
+from restrl_jax.evaluation import metrics
 from restrl_jax.data.registry import load_problems
 from restrl_jax.execution import ExecutionPool
-from restrl_jax.pipeline.policy_source import policy_tokenizer, resolve_policy
+from restrl_jax.pipeline.policy_source import base_policy, policy_tokenizer, resolve_policy
 from restrl_jax.pipeline.stages import StageContext
 from restrl_jax.rollout import rollout, summarize_records
 from restrl_jax.sampling import Sampler
@@ -34,23 +39,71 @@ def _sample_row(record, isolation: str) -> dict:
   return row | {"isolation": isolation}
 
 
+def _score_policy(config, policy: Path, problems, pool) -> list:
+  tokenizer = policy_tokenizer(config, policy)
+  model_config, params = models.load_hf(policy, dtype=config.model.dtype)
+  sampler = Sampler(model_config, params, tokenizer, max_batch=config.sampling.batch_size)
+  return rollout(sampler, pool, problems, sampling_from_config(config.sampling),
+                 config.evaluate.num_samples, rng=config.evaluate.seed)
+
+
+def _write_samples(path: Path, records, isolation: str) -> None:
+  io_utils.atomic_write_text(path, "".join(
+      json.dumps(_sample_row(r, isolation), default=str) + "\n" for r in records))
+
+
+def _row(method: str, cfg, scores: dict) -> dict:
+  return {"method": method, "benchmark": cfg.benchmark,
+          **{k: scores[k] for k in ("strict_accuracy", "test_case_average") if k in scores},
+          **{k: v for k, v in scores.items() if k.startswith("pass@")}}
+
+
+def _rewards(records) -> dict[str, list[float]]:
+  out: dict[str, list[float]] = {}
+  for r in records:
+    out.setdefault(r.problem_id, []).append(float(r.reward))
+  return out
+
+
+def paired_gain(trained, base) -> dict:
+  """Paired differences trained - base of strict accuracy and test-case average."""
+  t, b = _rewards(trained), _rewards(base)
+  strict = metrics.paired_difference(metrics.per_problem_strict(t),
+                                     metrics.per_problem_strict(b))
+  mean = lambda rs: {p: float(sum(v) / len(v)) for p, v in rs.items()}
+  tca = metrics.paired_difference(mean(t), mean(b))
+  return {"gain_strict": strict["mean"], "gain_strict_se": strict["se"],
+          "gain_test_case_average": tca["mean"], "gain_test_case_average_se": tca["se"],
+          "gain_num_problems": strict["num_problems"]}
+
+
+def _gain_row(gain: dict) -> dict:
+  pm = lambda k: f"{gain[k]:+.3f} ± {gain[k + '_se']:.3f}"
+  return {"method": "trained - base (paired, ± 1 SE over problems)",
+          "strict_accuracy": pm("gain_strict"), "test_case_average": pm("gain_test_case_average")}
+
+
 def evaluate_stage(ctx: StageContext) -> dict:
   config, cfg = ctx.config, ctx.config.evaluate
   policy = resolve_policy(config, ctx.workdir)
-  tokenizer = policy_tokenizer(config, policy)
   problems = _load_problems(cfg)
-  model_config, params = models.load_hf(policy, dtype=config.model.dtype)
-  sampler = Sampler(model_config, params, tokenizer, max_batch=config.sampling.batch_size)
+  base = base_policy(config, Path(ctx.workdir)) if cfg.compare_base else None
   with ExecutionPool(num_workers=config.execution.num_workers or None,
                      isolation=config.execution.isolation) as pool:
-    records = rollout(sampler, pool, problems, sampling_from_config(config.sampling),
-                      cfg.num_samples, rng=cfg.seed)
+    records = _score_policy(config, policy, problems, pool)
+    compared = base is not None and base.resolve() != policy.resolve()
+    base_records = _score_policy(config, base, problems, pool) if compared else None
     isolation = pool.isolation
-  io_utils.atomic_write_text(Path(ctx.stage_dir) / "samples.jsonl", "".join(
-      json.dumps(_sample_row(r, isolation), default=str) + "\n" for r in records))
+  stage_dir = Path(ctx.stage_dir)
+  _write_samples(stage_dir / "samples.jsonl", records, isolation)
   scores = summarize_records(records, tuple(cfg.ks))
-  io_utils.atomic_write_json(Path(ctx.stage_dir) / "scores.json", scores)
-  row = {"method": cfg.method, "benchmark": cfg.benchmark,
-         **{k: scores[k] for k in ("strict_accuracy", "test_case_average") if k in scores},
-         **{k: v for k, v in scores.items() if k.startswith("pass@")}}
-  return {"policy": str(policy), "isolation": isolation, "rows": [row], **scores}
+  io_utils.atomic_write_json(stage_dir / "scores.json", scores)
+  rows, extra = [_row(cfg.method, cfg, scores)], {}
+  if base_records is not None:
+    _write_samples(stage_dir / "base_samples.jsonl", base_records, isolation)
+    base_scores = summarize_records(base_records, tuple(cfg.ks))
+    extra = {"base_policy": str(base), **paired_gain(records, base_records),
+             **{f"base_{k}": base_scores[k] for k in ("strict_accuracy", "test_case_average")}}
+    io_utils.atomic_write_json(stage_dir / "gain.json", extra)
+    rows = [_row("base", cfg, base_scores), *rows, _gain_row(extra)]
+  return {"policy": str(policy), "isolation": isolation, "rows": rows, **scores, **extra}

@@ -36,6 +36,17 @@ def resolve_policy(config: ml_collections.ConfigDict, workdir: Path) -> Path:
                     f"stage that writes one first ({', '.join(POLICY_STAGES)})")
 
 
+def base_policy(config: ml_collections.ConfigDict, workdir: Path) -> Path:
+  """The base policy: the warm start's, else `config.model.hf_path`."""
+  warm = workdir / POLICY_STAGES[0] / "policy"
+  if (warm / "config.json").is_file():
+    return warm
+  if config.model.hf_path:
+    return Path(config.model.hf_path).expanduser()
+  raise ConfigError("evaluate.compare_base: no base policy (run the warmstart stage or set "
+                    "--config.model.hf_path)")
+
+
 def resolve_tokenizer(config: ml_collections.ConfigDict, policy: Path) -> Path:
   return Path(config.model.tokenizer_path).expanduser() if config.model.tokenizer_path else policy
 

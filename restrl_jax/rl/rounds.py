@@ -94,6 +94,24 @@ class RoundsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CurveEval:
+  """Held-out scores of the policy under training, before its first step and every `every`
+  steps (and after the last): the learning curve, `round_<r>/eval_curve.jsonl`. The same
+  problems, samples and sampling seed at every point, so points differ by the policy alone."""
+  problems: tuple[Problem, ...]
+  every: int
+  num_samples: int = 2
+  sampling: SamplingParams = SamplingParams(max_new_tokens=128, temperature=0.7)
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.every < 1 or self.num_samples < 1 or not self.problems:
+      raise ValueError(f"curve evaluation needs problems, every >= 1 and num_samples >= 1; got "
+                       f"{len(self.problems)} problems, every={self.every}, "
+                       f"num_samples={self.num_samples}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Setup:
   """What every round shares."""
   problems: tuple[Problem, ...]
@@ -103,6 +121,7 @@ class Setup:
   grpo: GRPOConfig = GRPOConfig()
   dpo: DPOConfig = DPOConfig()
   mesh: jax.sharding.Mesh | None = None
+  curve: CurveEval | None = None
 
 
 # -- params --------------------------------------------------------------------------------------
@@ -226,6 +245,31 @@ def _train_sample_rows(step: int, ro) -> list[dict]:
           for i in range(len(ro.prompts))]
 
 
+CURVE_FILE = "eval_curve.jsonl"
+
+
+def score_curve_point(runtime: "Runtime", params: Any, round_index: int, step: int,
+                      round_dir: Path) -> dict:
+  """One learning-curve point: the curve problems sampled from `params`, run and scored."""
+  setup, curve = runtime.setup, runtime.setup.curve
+  records = rollout(runtime.sampler, setup.pool, curve.problems, curve.sampling,
+                    curve.num_samples, rng=curve.seed, params=params,
+                    chunk_size=setup.cfg.collect_batch or runtime.collect_chunk,
+                    split=host_rounds.collect_split(runtime.sampler))
+  scores = summarize_records(records, ks=(1,))
+  row = {"step": step, "round": round_index,
+         **{k: scores[k] for k in ("strict_accuracy", "test_case_average", "num_problems",
+                                   "num_samples")}}
+  host_rounds.append_jsonl(round_dir / CURVE_FILE, [row])
+  logging.info("round %d step %d: held-out strict %.3f, test-case average %.3f", round_index,
+               step, row["strict_accuracy"], row["test_case_average"])
+  return row
+
+
+def _curve_due(curve: CurveEval | None, done: int, steps: int) -> bool:
+  return curve is not None and (done % curve.every == 0 or done == steps)
+
+
 def round_optimizer(cfg: RoundsConfig) -> optax.GradientTransformation:
   """AdamW (β 0.9/0.999, eps `cfg.adam_eps` = 1e-8) + global-norm clipping with the learning rate as optimizer
   STATE (`optax.inject_hyperparams`): every round sets its own schedule through
@@ -260,6 +304,10 @@ class Runtime:
     self.sampler = host_rounds.make_sampler(model_config, setup.tokenizer, setup.mesh)
     self.optimizer = round_optimizer(setup.cfg)
     self._step_fn: Callable | None = None
+
+  @property
+  def collect_chunk(self) -> int:
+    return self.setup.grpo.prompts_per_step * self.setup.grpo.group_size
 
   @property
   def batch_size(self) -> int:
@@ -320,8 +368,10 @@ def train_round(runtime: Runtime, host_params, rows: list, round_index: int, rou
       state, key = tree["train"], host_rounds.key_from_leaf(tree["rng"])
       position = int(meta["data_pos"])
       logging.info("round %d: resuming from step %d", round_index, first)
-      for name in ("metrics.jsonl", "train_samples.jsonl"):
-        _trim_jsonl(round_dir / name, first)
+    for name in ("metrics.jsonl", "train_samples.jsonl", CURVE_FILE):   # rows past the
+      _trim_jsonl(round_dir / name, first if restored else -1)      # checkpoint: written again
+    if setup.curve is not None and restored is None:
+      score_curve_point(runtime, state.params, round_index, 0, round_dir)
     stream = DataStream(rows, position)
     with MetricsWriter(round_dir, tensorboard=cfg.tensorboard) as writer:
       for step in range(first, steps):
@@ -336,6 +386,8 @@ def train_round(runtime: Runtime, host_params, rows: list, round_index: int, rou
                                    _train_sample_rows(done, ro))
         if on_step is not None:
           on_step(round_index, done, metrics)
+        if _curve_due(setup.curve, done, steps):
+          score_curve_point(runtime, state.params, round_index, done, round_dir)
         if done % cfg.checkpoint_every == 0 or done == steps:
           ckpt.save(done, {"train": state, "rng": host_rounds.key_leaf(key, setup.mesh)},
                     {"round": round_index, "data_pos": stream.position, "steps": steps})

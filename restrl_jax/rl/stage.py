@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from restrl_jax import config_defaults, parallel
+from restrl_jax import config_defaults, distributed, io_utils, parallel, plots
 from restrl_jax.config_checks import ConfigError
 from restrl_jax.data.registry import load_problems
 from restrl_jax.execution import ExecutionPool
@@ -30,7 +30,7 @@ from restrl_jax.pipeline.stages import StageContext
 from restrl_jax.rl import host_rounds, rest_data
 from restrl_jax.rl.advantages import AdvantageConfig
 from restrl_jax.rl.losses import GRPOLossConfig
-from restrl_jax.rl.rounds import RoundsConfig, Setup, run_rounds
+from restrl_jax.rl.rounds import CURVE_FILE, CurveEval, RoundsConfig, Setup, run_rounds
 from restrl_jax.rl.trainer import DPOConfig, GRPOConfig
 from restrl_jax.sampling import SamplingParams
 
@@ -102,6 +102,17 @@ def dpo_config(rest: ml_collections.ConfigDict, grpo: ml_collections.ConfigDict)
                    grad_accum_steps=grpo.grad_accum_steps)
 
 
+def curve_eval(rest: ml_collections.ConfigDict) -> CurveEval | None:
+  """The held-out learning-curve evaluation (`rest.curve_*`), or None when `curve_every` is 0."""
+  if not rest.curve_every:
+    return None
+  problems = tuple(load_problems(rest.benchmark, rest.data_path, split=rest.curve_split,
+                                 limit=rest.curve_num_problems))
+  sampling = SamplingParams(max_new_tokens=rest.curve_max_new_tokens, temperature=0.7)
+  return CurveEval(problems=problems, every=rest.curve_every,
+                   num_samples=rest.curve_num_samples, sampling=sampling)
+
+
 def start_policy(ctx: StageContext) -> Path:
   """The policy round 0 starts from, fixed at the stage's first run."""
   record = Path(ctx.stage_dir) / "start_policy.json"
@@ -116,6 +127,38 @@ def _mesh(config: ml_collections.ConfigDict):
   if jax.device_count() == 1:
     return None
   return parallel.make_mesh(tuple(config.mesh.shape))
+
+
+def curve_points(stage_dir: Path) -> list[dict]:
+  """Every round's learning-curve rows, with `global_step` counting the steps of all rounds."""
+  points, offset = [], 0
+  for facts in json_lines(stage_dir / "rounds.jsonl"):
+    round_dir = stage_dir / f"round_{facts['round']}"
+    for row in json_lines(round_dir / CURVE_FILE):
+      points.append({**row, "global_step": offset + row["step"]})
+    offset += facts.get("steps", 0)
+  return points
+
+
+def json_lines(path: Path) -> list[dict]:
+  return io_utils.read_jsonl(path) if path.is_file() else []
+
+
+def plot_curve(stage_dir: Path, workdir: Path, method: str) -> dict:
+  """`<workdir>/plots/learning_curve.png` from the held-out curve rows; facts for the summary."""
+  points = curve_points(stage_dir)
+  if not points or not distributed.is_writer():
+    return {}
+  series = lambda k: {method: [(p["global_step"], p[k], 0.0) for p in points]}
+  path = plots.learning_curves(
+      {"held-out strict accuracy": series("strict_accuracy"),
+       "held-out test-case average": series("test_case_average")},
+      workdir / "plots" / "learning_curve.png",
+      title=f"{points[0]['num_problems']} held-out problems x "
+            f"{points[0]['num_samples'] // points[0]['num_problems']} samples")
+  first, last = points[0], points[-1]
+  return {"curve_plot": str(path), "curve_strict_first": first["strict_accuracy"],
+          "curve_strict_last": last["strict_accuracy"], "curve_points": len(points)}
 
 
 def _summary(result: dict) -> dict:
@@ -135,15 +178,17 @@ def rest_grpo_stage(ctx: StageContext) -> dict:
   split = rest.split if rest.benchmark in ("synthetic", "apps") else None
   problems = tuple(load_problems(rest.benchmark, rest.data_path, split=split,
                                  limit=rest.num_problems))       # bad data stops before any output
+  curve = curve_eval(rest)
   policy = start_policy(ctx)
   tokenizer = policy_tokenizer(config, policy)
   workers = config.execution.num_workers or None
   with ExecutionPool(num_workers=workers, isolation=config.execution.isolation) as pool:
     setup = Setup(problems=problems, tokenizer=tokenizer, pool=pool,
                   cfg=rounds_config(rest, grpo, config.model.dtype), grpo=grpo_config(grpo),
-                  dpo=dpo_config(rest, grpo), mesh=_mesh(config))
+                  dpo=dpo_config(rest, grpo), mesh=_mesh(config), curve=curve)
     result = run_rounds(setup, policy, Path(ctx.stage_dir))
-  return {**_summary(result), "isolation": pool.isolation}
+  curve_facts = plot_curve(Path(ctx.stage_dir), Path(ctx.workdir), rest.method)
+  return {**_summary(result), **curve_facts, "isolation": pool.isolation}
 
 
 def main(argv: list[str]) -> None:

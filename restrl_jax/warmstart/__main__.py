@@ -1,7 +1,10 @@
 """Train (or resume) a warm-start policy; the defaults re-create the shipped demo policy.
 
   python -m restrl_jax.warmstart --out DIR [--steps N] [--batch_size B] [--eval_problems 200]
-      [--eval_splits test,id_test]
+      [--eval_splits test,id_test] [--init_policy_path HF_FOLDER]
+
+`--init_policy_path` continues SFT from an existing policy (its weights, config and tokenizer)
+instead of a fresh `--preset` model.
 
 Writes DIR/metrics.jsonl, DIR/checkpoints/ (re-running resumes from the newest) and the policy
 as a Hugging Face folder DIR/policy; `--eval_problems N` then scores it on N problems of each
@@ -21,7 +24,7 @@ from restrl_jax import config_defaults, io_utils
 OVERRIDES = {"steps": int, "batch_size": int, "learning_rate": float, "warmup_steps": int,
              "schedule": str, "seed": int, "num_train_problems": int, "difficulty": str,
              "checkpoint_every": int, "log_every": int, "max_len": int, "preset": str,
-             "tokenizer_path": str}
+             "tokenizer_path": str, "init_policy_path": str}
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:

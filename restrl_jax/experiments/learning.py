@@ -1,0 +1,323 @@
+"""Does the RL learn? Base vs continued SFT vs naive GRPO vs ReST-GRPO, per seed, paired.
+
+  python -m restrl_jax.experiments.learning run --out runs/learning --record docs/runs/learning \
+      --methods grpo,rest_grpo,sft --seeds 0,1,2 [--lr 5e-5] [--steps 300] [--problems 600]
+  python -m restrl_jax.experiments.learning report --record docs/runs/learning --docs docs
+
+`run` trains one cell per (method, seed) from the shipped policy, each in its own process and
+workdir `<out>/<tag>/<method>/seed<s>/`:
+  - grpo / rest_grpo: the pipeline (`warmstart`, `rest_grpo` stages; one round, `--steps` GRPO
+    steps of 2 prompts x G = 8 completions on the first `--problems` train problems; a held-out
+    learning curve on 100 id_validation problems x 2 samples every `--curve_every` steps);
+  - sft: continued supervised fine-tuning of the same policy on the reference solutions of the
+    train split (the warm start's own recipe, `python -m restrl_jax.warmstart
+    --init_policy_path`), for the same number of steps.
+Then every policy (and the base, once) is sampled on each evaluation split (`--eval`:
+split:problems, 4 samples each, T = 0.7, <= 128 new tokens, evaluation seed 0 for every policy,
+so the comparisons are paired: same problems, same sampling seed) and its per-problem scores are
+written, small, to `<record>/<tag>/<method>/seed<s>.json` (the base: `<record>/<tag>/base.json`).
+A cell whose record exists is skipped; an unfinished one resumes (the pipeline skips finished
+stages and resumes from checkpoints).
+
+`report` reads only the records and writes the learning-curve figure, the tables (markdown,
+between markers in `<docs>/results.md`) and the headline numbers in `<docs>/results.json`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from restrl_jax import io_utils
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_POLICY = REPO / "restrl_jax" / "assets" / "demo_policy"
+RL_METHODS, METHODS = ("grpo", "rest_grpo"), ("grpo", "rest_grpo", "sft")
+EVAL_SAMPLES, EVAL_SEED, EVAL_MAX_NEW_TOKENS = 4, 0, 128
+DEFAULT_EVAL = "id_validation:200,id_test:500,test:200"
+CURVE_PROBLEMS, CURVE_SAMPLES = 100, 2
+
+
+# -- training cells ------------------------------------------------------------------------------
+
+def rl_command(method: str, seed: int, workdir: Path, args: argparse.Namespace) -> list[str]:
+  return [sys.executable, "-m", "restrl_jax.main", f"--config={REPO / 'configs' / 'demo.py'}",
+          f"--config.workdir={workdir}", "--config.stages=('warmstart','rest_grpo')",
+          f"--config.warmstart.policy_path={DEMO_POLICY}", "--config.warmstart.eval_num_problems=4",
+          f"--config.rest.method={method}", "--config.rest.rounds=1",
+          f"--config.rest.num_problems={args.problems}",
+          f"--config.rest.max_steps_per_round={args.steps}", f"--config.rest.seed={seed}",
+          "--config.grpo.group_size=8", f"--config.grpo.learning_rate={args.lr}",
+          f"--config.grpo.max_new_tokens={args.max_new_tokens}",
+          f"--config.rest.curve_every={args.curve_every}",
+          f"--config.rest.curve_num_problems={CURVE_PROBLEMS}",
+          f"--config.rest.curve_num_samples={CURVE_SAMPLES}"]
+
+
+def sft_command(seed: int, workdir: Path, args: argparse.Namespace) -> list[str]:
+  return [sys.executable, "-m", "restrl_jax.warmstart", "--out", str(workdir),
+          "--init_policy_path", str(DEMO_POLICY), "--steps", str(args.steps),
+          "--seed", str(seed + 1)]   # seed 0 would replay the warm start's own batch order
+
+
+def train_cell(method: str, seed: int, workdir: Path, args: argparse.Namespace) -> Path:
+  """Train (or resume) one cell in its own process; returns its policy folder."""
+  workdir.mkdir(parents=True, exist_ok=True)
+  command = (sft_command(seed, workdir, args) if method == "sft"
+             else rl_command(method, seed, workdir, args))
+  with open(workdir / "log.txt", "a", encoding="utf-8") as log:
+    subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+  return workdir / ("policy" if method == "sft" else "rest_grpo/policy")
+
+
+def curve_of(method: str, workdir: Path) -> list[dict]:
+  if method == "sft":
+    return []
+  rows = io_utils.read_jsonl(workdir / "rest_grpo" / "round_0" / "eval_curve.jsonl")
+  return [{k: r[k] for k in ("step", "strict_accuracy", "test_case_average")} for r in rows]
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+
+def parse_eval(text: str) -> list[tuple[str, int]]:
+  out = []
+  for item in text.split(","):
+    split, _, n = item.partition(":")
+    if not n.isdigit():
+      raise ValueError(f"--eval: expected split:problems items, got {item!r}")
+    out.append((split, int(n)))
+  return out
+
+
+def score_policy(policy: Path, evals: Sequence[tuple[str, int]]) -> dict:
+  """{split: {problem_id: [rewards of its EVAL_SAMPLES samples]}} at evaluation seed 0."""
+  # pylint: disable=import-outside-toplevel
+  from restrl_jax import models
+  from restrl_jax.data.registry import load_problems
+  from restrl_jax.execution import ExecutionPool
+  from restrl_jax.rollout import rollout
+  from restrl_jax.sampling import Sampler, SamplingParams
+  from restrl_jax.tokenizer import load_tokenizer
+  config, params = models.load_hf(policy)
+  sampler = Sampler(config, params, load_tokenizer(policy), max_batch=256)
+  sp = SamplingParams(max_new_tokens=EVAL_MAX_NEW_TOKENS, temperature=0.7)
+  out = {}
+  with ExecutionPool() as pool:
+    for split, n in evals:
+      problems = load_problems("synthetic", None, split=split, limit=n)
+      records = rollout(sampler, pool, problems, sp, EVAL_SAMPLES, rng=EVAL_SEED)
+      rewards: dict[str, list[float]] = {}
+      for r in records:
+        rewards.setdefault(r.problem_id, []).append(round(float(r.reward), 4))
+      out[split] = rewards
+  return out
+
+
+def write_record(path: Path, record: dict) -> None:
+  io_utils.atomic_write_json(path, record)
+
+
+def run(args: argparse.Namespace) -> None:
+  evals = parse_eval(args.eval)
+  record_root, out_root = Path(args.record) / args.tag, Path(args.out) / args.tag
+  setting = {"lr": args.lr, "steps": args.steps, "problems": args.problems, "group_size": 8,
+             "max_new_tokens": args.max_new_tokens,
+             "prompts_per_step": 2, "eval": args.eval, "eval_samples": EVAL_SAMPLES,
+             "eval_seed": EVAL_SEED}
+  base = record_root / "base.json"
+  if not base.is_file():
+    logging.info("scoring the base policy")
+    write_record(base, {"method": "base", "setting": setting,
+                        "scores": score_policy(DEMO_POLICY, evals)})
+  for seed in [int(s) for s in args.seeds.split(",")]:
+    for method in args.methods.split(","):
+      if method not in METHODS:
+        raise ValueError(f"--methods: {method!r} is not one of {METHODS}")
+      path = record_root / method / f"seed{seed}.json"
+      if path.is_file():
+        continue
+      workdir = out_root / method / f"seed{seed}"
+      logging.info("cell %s seed %d: training in %s", method, seed, workdir)
+      policy = train_cell(method, seed, workdir, args)
+      write_record(path, {"method": method, "seed": seed, "setting": setting,
+                          "curve": curve_of(method, workdir),
+                          "scores": score_policy(policy, evals)})
+
+
+# -- report --------------------------------------------------------------------------------------
+
+STRICT = 0.999
+
+
+def strict_per_problem(rewards: dict[str, list[float]]) -> dict[str, float]:
+  return {p: float(np.mean([x > STRICT for x in r])) for p, r in rewards.items()}
+
+
+def tca_per_problem(rewards: dict[str, list[float]]) -> dict[str, float]:
+  return {p: float(np.mean(r)) for p, r in rewards.items()}
+
+
+def paired_mean(after: dict[str, float], before: dict[str, float]) -> float:
+  common = sorted(set(after) & set(before))
+  return float(np.mean([after[p] - before[p] for p in common]))
+
+
+def paired_se(after: dict[str, float], before: dict[str, float]) -> float:
+  common = sorted(set(after) & set(before))
+  d = np.asarray([after[p] - before[p] for p in common])
+  return float(d.std(ddof=1) / np.sqrt(len(d)))
+
+
+def load_records(root: Path) -> tuple[dict, dict[str, list[dict]]]:
+  base = json.loads((root / "base.json").read_text())
+  cells: dict[str, list[dict]] = {}
+  for method in METHODS:
+    for path in sorted((root / method).glob("seed*.json")):
+      cells.setdefault(method, []).append(json.loads(path.read_text()))
+  return base, cells
+
+
+def summarize(base: dict, cells: dict[str, list[dict]]) -> dict:
+  """Per method and split: the mean score over seeds and the paired gain over the base (per
+  seed: mean over problems of trained - base; then mean and ddof=1 std over seeds)."""
+  out = {"base": {}}
+  for split, rewards in base["scores"].items():
+    out["base"][split] = {"strict_accuracy": float(np.mean(list(
+        strict_per_problem(rewards).values()))), "test_case_average": float(np.mean(list(
+            tca_per_problem(rewards).values()))), "num_problems": len(rewards)}
+  for method, records in cells.items():
+    out[method] = {}
+    for split, base_rewards in base["scores"].items():
+      gains = {"strict_accuracy": [], "test_case_average": []}
+      ses = []
+      for rec in records:
+        r = rec["scores"][split]
+        gains["strict_accuracy"].append(paired_mean(strict_per_problem(r),
+                                                    strict_per_problem(base_rewards)))
+        gains["test_case_average"].append(paired_mean(tca_per_problem(r),
+                                                      tca_per_problem(base_rewards)))
+        ses.append(paired_se(strict_per_problem(r), strict_per_problem(base_rewards)))
+      row = {"seeds": [rec["seed"] for rec in records], "problem_se_strict": ses}
+      for metric, values in gains.items():
+        v = np.asarray(values, np.float64)
+        row[metric] = out["base"][split][metric] + float(v.mean())
+        row[f"gain_{metric}"] = {"mean": float(v.mean()),
+                                 "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                                 "per_seed": [float(x) for x in v]}
+      out[method][split] = row
+  return out
+
+
+NAMES = {"base": "base (shipped warm start)", "sft": "continued SFT", "grpo": "naive GRPO",
+         "rest_grpo": "ReST-GRPO"}
+
+
+def table(summary: dict, setting: dict) -> str:
+  splits = list(summary["base"])
+  head = "| method | seeds | " + " | ".join(
+      f"{s} strict | {s} gain (mean ± std over seeds)" for s in splits) + " |"
+  lines = [head, "|" + "---|" * (2 + 2 * len(splits))]
+  for method in ["base", *[m for m in METHODS if m in summary]]:
+    cells = [NAMES[method], "-" if method == "base" else str(len(summary[method][splits[0]]
+                                                                  ["seeds"]))]
+    for s in splits:
+      row = summary[method][s]
+      cells.append(f"{row['strict_accuracy']:.3f}")
+      g = row.get("gain_strict_accuracy")
+      cells.append("-" if g is None else f"{g['mean']:+.3f} ± {g['std']:.3f}")
+    lines.append("| " + " | ".join(cells) + " |")
+  lines.append("")
+  lines.append(f"Setting: {setting['steps']} steps, LR {setting['lr']}, first "
+               f"{setting['problems']} train problems, G = {setting['group_size']}, "
+               f"{setting['prompts_per_step']} prompts per step; evaluation {setting['eval']} "
+               f"(split:problems) x {setting['eval_samples']} samples, seed "
+               f"{setting['eval_seed']}.")
+  return "\n".join(lines) + "\n"
+
+
+def curve_panels(cells: dict[str, list[dict]], base: dict) -> dict:
+  panels = {"held-out strict accuracy (id_validation)": {},
+            "held-out test-case average (id_validation)": {}}
+  for method, records in cells.items():
+    curves = [r["curve"] for r in records if r["curve"]]
+    if not curves:
+      continue
+    steps = sorted(set.intersection(*[{p["step"] for p in c} for c in curves]))
+    for panel, key in zip(panels, ("strict_accuracy", "test_case_average")):
+      points = []
+      for step in steps:
+        v = np.asarray([next(p[key] for p in c if p["step"] == step) for c in curves])
+        points.append((step, float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0))
+      panels[panel][f"{NAMES[method]} ({len(curves)} seeds)"] = points
+  return panels
+
+
+def headline(summary: dict, split: str = "id_test") -> dict:
+  best = max((m for m in RL_METHODS if m in summary),
+             key=lambda m: summary[m][split]["gain_strict_accuracy"]["mean"])
+  g = summary[best][split]["gain_strict_accuracy"]
+  return {"rl_gain_strict_in_dist": {"method": best, "split": split, "mean": g["mean"],
+                                     "std": g["std"], "seeds": len(g["per_seed"])}}
+
+
+BEGIN, END = "<!-- learning-table:begin -->", "<!-- learning-table:end -->"
+
+
+def replace_between(text: str, body: str) -> str:
+  if BEGIN not in text or END not in text:
+    return text.rstrip("\n") + f"\n\n{BEGIN}\n{body}{END}\n"
+  head, rest = text.split(BEGIN, 1)
+  return head + BEGIN + "\n" + body + END + rest.split(END, 1)[1]
+
+
+def report(args: argparse.Namespace) -> dict:
+  from restrl_jax import plots  # pylint: disable=import-outside-toplevel
+  root, docs = Path(args.record) / args.tag, Path(args.docs)
+  base, cells = load_records(root)
+  summary = summarize(base, cells)
+  setting = base["setting"]
+  plots.learning_curves(curve_panels(cells, base), docs / "learning_curve.png",
+                        title=f"{CURVE_PROBLEMS} id_validation problems x {CURVE_SAMPLES} samples, "
+                              f"mean ± std over seeds")
+  results_path = docs / "results.json"
+  results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+  results.update(headline(summary))
+  results["table1"] = summary
+  io_utils.atomic_write_text(results_path, json.dumps(results, indent=1, sort_keys=True) + "\n")
+  md = docs / "results.md"
+  io_utils.atomic_write_text(md, replace_between(md.read_text() if md.is_file() else "",
+                                                 table(summary, setting)))
+  return summary
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  sub = parser.add_subparsers(dest="command", required=True)
+  r = sub.add_parser("run")
+  r.add_argument("--out", default="runs/learning")
+  r.add_argument("--methods", default="grpo,rest_grpo,sft")
+  r.add_argument("--seeds", default="0,1,2")
+  r.add_argument("--lr", type=float, default=5e-5)
+  r.add_argument("--steps", type=int, default=300)
+  r.add_argument("--problems", type=int, default=600)
+  r.add_argument("--max_new_tokens", type=int, default=64, help="GRPO completion length")
+  r.add_argument("--curve_every", type=int, default=50)
+  r.add_argument("--eval", default=DEFAULT_EVAL)
+  for p in (r, sub.add_parser("report")):
+    p.add_argument("--record", default="docs/runs/learning")
+    p.add_argument("--tag", default="main")
+  sub.choices["report"].add_argument("--docs", default="docs")
+  args = parser.parse_args(argv)
+  run(args) if args.command == "run" else report(args)
+
+
+if __name__ == "__main__":
+  main()
