@@ -61,6 +61,8 @@ QUICK_OVERRIDES = {
     "rest.rounds": 1,
     "rest.num_problems": 8,
     "rest.max_steps_per_round": 2,
+    "rest.curve_every": 1,
+    "rest.curve_num_problems": 8,
     "mcts.collect_iterations": 2,
     "mcts.collect_num_problems": 4,
     "mcts.decode_iterations": 2,

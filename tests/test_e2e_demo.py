@@ -48,6 +48,16 @@ def test_quick_demo_runs_every_stage(quick_run):
   assert (quick_run / "rest_grpo" / "policy" / "config.json").is_file()
   for method in ("sampling", "best_of_n", "orm_mcts", "vm_mcts"):
     assert f"| {method} (" in summary, method   # one row per decoding method, equal budgets
+  # base vs trained on the same held-out problems, with the spread of the paired difference
+  rows = table_rows(summary)
+  gain = rows["trained - base (paired, ± 1 SE over problems)"]
+  mean, se = (float(x) for x in gain["strict_accuracy"].split(" ± "))
+  evaluated = json.loads((quick_run / "evaluate" / "gain.json").read_text())
+  assert mean == pytest.approx(evaluated["gain_strict"], abs=5e-4) and se >= 0.0
+  assert float(rows["base"]["strict_accuracy"]) == pytest.approx(
+      evaluated["base_strict_accuracy"], abs=5e-4)
+  plot = quick_run / "plots" / "learning_curve.png"
+  assert plot.is_file() and plot.read_bytes()[:4] == b"\x89PNG" and str(plot) in summary
   for stage in set(stages) & {"warmstart", "rest_grpo", "collect_values", "decode", "evaluate"}:
     done = json.loads((quick_run / stage / "DONE.json").read_text())
     assert done["summary"]["isolation"] == "bwrap", stage  # each stage that ran programs says how

@@ -215,12 +215,13 @@ def summarize(base: dict, cells: dict[str, list[dict]]) -> dict:
   return out
 
 
+SPLIT_ORDER = ("id_test", "test", "id_validation")   # headline first, then the others
 NAMES = {"base": "base (shipped warm start)", "sft": "continued SFT", "grpo": "naive GRPO",
          "rest_grpo": "ReST-GRPO"}
 
 
 def table(summary: dict, setting: dict) -> str:
-  splits = list(summary["base"])
+  splits = sorted(summary["base"], key=lambda s: (SPLIT_ORDER + (s,)).index(s))
   head = "| method | seeds | " + " | ".join(
       f"{s} strict | {s} gain (mean ± std over seeds)" for s in splits) + " |"
   lines = [head, "|" + "---|" * (2 + 2 * len(splits))]

@@ -15,6 +15,7 @@ def _fmt(value: Any) -> str:
 
 
 LEADING_COLUMNS = ("method", "strict_accuracy", "test_case_average")
+FIGURE_KEYS = ("curve_plot",)   # stage facts naming a figure the run wrote
 
 
 def _column_key(name: str) -> tuple[int, str]:
@@ -42,4 +43,7 @@ def render(results: Mapping[str, Mapping[str, Any]]) -> str:
   for stage, summary in results.items():
     facts = ", ".join(f"{k}={_fmt(v)}" for k, v in summary.items() if k != "rows")
     lines.append(f"| {stage} | {facts} |")
+  figures = [str(s[k]) for s in results.values() for k in FIGURE_KEYS if s.get(k)]
+  if figures:
+    lines += ["", "Figures: " + ", ".join(figures)]
   return "\n".join(lines) + "\n"

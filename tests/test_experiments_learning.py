@@ -1,0 +1,63 @@
+"""The learning experiment's report: paired gains per seed, their mean and spread over seeds,
+and the docs regenerated from the kept per-seed records."""
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from restrl_jax.experiments import learning
+
+REPO = Path(__file__).resolve().parents[1]
+KEPT = REPO / "docs" / "runs" / "learning"
+
+
+def record(method, seed, scores, curve=()):
+  return {"method": method, "seed": seed, "scores": scores, "curve": list(curve)}
+
+
+def test_gains_are_paired_per_seed_then_averaged_over_seeds():
+  base = {"method": "base", "scores": {"id_test": {"a": [0, 0, 1, 1], "b": [0, 0, 0, 0],
+                                                    "c": [0.5, 0.5, 1, 1]}}}
+  cells = {"grpo": [
+      record("grpo", 0, {"id_test": {"a": [1, 1, 1, 1], "b": [0, 0, 0, 0], "c": [1, 1, 1, 1]}}),
+      record("grpo", 1, {"id_test": {"a": [0, 0, 1, 1], "b": [1, 0, 0, 0], "c": [1, 1, 1, 1]}})]}
+  out = learning.summarize(base, cells)
+  # strict per problem: base a .5 b 0 c .5; seed 0: 1 0 1 -> +1/3; seed 1: .5 .25 1 -> +0.25
+  assert out["base"]["id_test"]["strict_accuracy"] == pytest.approx(1 / 3)
+  g = out["grpo"]["id_test"]["gain_strict_accuracy"]
+  assert g["per_seed"] == pytest.approx([1 / 3, 0.25])
+  assert g["mean"] == pytest.approx(7 / 24) and g["std"] == pytest.approx(
+      np.std([1 / 3, 0.25], ddof=1))
+  assert out["grpo"]["id_test"]["strict_accuracy"] == pytest.approx(1 / 3 + 7 / 24)
+  # test-case average per problem: base .5 0 .75; seed 0: 1 0 1 -> +0.25
+  tca = out["grpo"]["id_test"]["gain_test_case_average"]["per_seed"]
+  assert tca[0] == pytest.approx(0.25)
+  head = learning.headline(out)["rl_gain_strict_in_dist"]
+  assert head["method"] == "grpo" and head["seeds"] == 2 and head["mean"] == pytest.approx(7 / 24)
+
+
+def test_curve_panels_average_the_seeds_at_shared_steps():
+  curve = lambda *v: [{"step": s, "strict_accuracy": x, "test_case_average": x}
+                      for s, x in zip((0, 50, 100), v)]
+  cells = {"grpo": [record("grpo", 0, {}, curve(0.2, 0.3, 0.4)),
+                    record("grpo", 1, {}, curve(0.2, 0.5, 0.6))]}
+  panels = learning.curve_panels(cells, base={})
+  (points,) = list(panels.values())[0].values()
+  assert [p[0] for p in points] == [0, 50, 100]
+  assert points[1][1] == pytest.approx(0.4) and points[1][2] == pytest.approx(np.std([.3, .5],
+                                                                                     ddof=1))
+
+
+@pytest.mark.skipif(not KEPT.is_dir(), reason="no kept learning runs in docs/runs/learning")
+def test_docs_are_regenerated_from_the_kept_records(tmp_path):
+  """docs/results.json's table1 and headline and the learning table in docs/results.md are
+  what `learning report` writes from docs/runs/learning (nothing typed by hand)."""
+  for name in ("results.md", "results.json"):
+    shutil.copy(REPO / "docs" / name, tmp_path / name)
+  learning.report(argparse.Namespace(record=str(KEPT), tag="main", docs=str(tmp_path)))
+  for name in ("results.md", "results.json"):
+    assert (tmp_path / name).read_text() == (REPO / "docs" / name).read_text(), name
+  assert (tmp_path / "learning_curve.png").is_file()
