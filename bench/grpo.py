@@ -13,7 +13,10 @@ Rows (bench/common.py convention):
                        extra: tokens/s both ways and the time shares of the non-overlapped step
   grpo_tokens_<size>   generated tokens/s, overlapped vs not
 
-python bench/grpo.py [--sizes tiny,100m] [--steps 6] [--chunks 2]
+python bench/grpo.py [--sizes tiny,100m] [--steps 6] [--chunks 2] [--no-save] [--update-docs]
+
+Results go to the git-ignored bench/results/grpo.json; `--update-docs` also puts the rows into
+docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -138,14 +141,15 @@ def main() -> None:
   ap.add_argument("--steps", type=int, default=6)
   ap.add_argument("--chunks", type=int, default=2)
   ap.add_argument("--workers", type=int, default=0, help="sandbox workers (0: one per core)")
-  ap.add_argument("--no-save", action="store_true", help="print only (no results file / docs)")
+  ap.add_argument("--no-save", action="store_true", help="print only (no results file)")
+  common.add_update_docs_flag(ap)
   args = ap.parse_args()
   report = common.Report("grpo")
   with ExecutionPool(num_workers=args.workers or None) as pool:
     for size in args.sizes.split(","):
       bench_size(report, size, args.steps, args.chunks, pool)
   if not args.no_save:
-    report.save()
+    report.save(update_docs=args.update_docs)
 
 
 if __name__ == "__main__":
