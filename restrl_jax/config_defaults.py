@@ -177,7 +177,6 @@ def base() -> ml_collections.ConfigDict:
   c.workdir = config_dict.placeholder(str)
   c.seed = 0
   c.quick = False
-  c.host_memory = "release"  # heap policy: "release" (glibc's) or "retain" (host_memory.py)
   c.stages = ()
   c.model = model()
   c.mesh = mesh()
