@@ -10,13 +10,15 @@ import os
 
 import ml_collections
 
-from restrl_jax.config_checks import ConfigError, check_required, get_field
+from restrl_jax import config_defaults
+from restrl_jax.config_checks import ConfigError, check_known_keys, check_required, get_field
 
 # Fields every pipeline config must set (placeholders in configs/*.py).
 REQUIRED = ("workdir", "stages", "seed")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
+  check_known_keys(config, config_defaults.known_keys())
   check_required(config, REQUIRED + tuple(config.get("required_fields", ())))
   if not config.stages:
     raise ConfigError("config.stages is empty: name at least one stage")
