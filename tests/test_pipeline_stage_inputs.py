@@ -114,3 +114,11 @@ def test_builtin_stages_declare_keys_of_the_config():
                      for s in ("collect_values", "decode"))
   assert "mcts.decode_iterations" in decode - collect
   assert "mcts.collect_iterations" in collect - decode
+
+
+def test_a_record_with_a_retired_key_is_still_reused():
+  """A stage finished before an unread setting was removed ran with the same values."""
+  recorded = {"sampling.temperature": 0.7, "sampling.max_prompt_tokens": 1024}
+  assert stage_inputs.changes(recorded, {"sampling.temperature": 0.7}) == []
+  assert stage_inputs.changes(recorded, {"sampling.temperature": 0.5}) == [
+      "sampling.temperature: 0.7 -> 0.5"]
