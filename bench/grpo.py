@@ -36,11 +36,12 @@ from bench.model_sizes import bench_config, num_params
 from restrl_jax import config_defaults, models
 from restrl_jax.data.synthetic import load_synthetic
 from restrl_jax.execution import ExecutionPool
-from restrl_jax.rl import rounds, stage
+from restrl_jax.pipeline.stages import rest_grpo
+from restrl_jax.rl import rounds
 from restrl_jax.rl.trainer import GRPOTrainer, Request, encode_prompt
 from restrl_jax.tokenizer import load_tokenizer
 from restrl_jax.training import init_train_state
-from restrl_jax.warmstart.stage import shipped_policy_path
+from restrl_jax.warmstart import shipped_policy_path
 
 TIMES = ("sample_s", "exec_s", "exec_wait_s", "train_s", "step_s")
 
@@ -114,7 +115,7 @@ def one_bucket(requests: list[Request], tokenizer, trainer: GRPOTrainer) -> list
 def bench_size(report: common.Report, size: str, steps: int, chunks: int, pool) -> None:
   tokenizer = load_tokenizer(shipped_policy_path())
   config, params = _model(size, tokenizer)
-  grpo = stage.grpo_config(_grpo_section(size))
+  grpo = rest_grpo.grpo_config(_grpo_section(size))
   optimizer = rounds.round_optimizer(rounds.RoundsConfig(learning_rate=5e-5, schedule="constant"))
   trainer = GRPOTrainer(config, tokenizer, grpo, optimizer, pool)
   requests = one_bucket([Request(p, p.starter_code) for p in load_synthetic("train", 64,

@@ -44,7 +44,7 @@ from restrl_jax.sampling import Sampler, SamplingParams  # noqa: E402
 from restrl_jax.search.driver import SearchConfig, run_search  # noqa: E402
 from restrl_jax.tokenizer import load_tokenizer  # noqa: E402
 from restrl_jax.value.model import ValueModel, init_value_params  # noqa: E402
-from restrl_jax.warmstart.stage import shipped_policy_path  # noqa: E402
+from restrl_jax.warmstart import shipped_policy_path  # noqa: E402
 
 PARTS = ("generation", "execution", "value", "bookkeeping")
 

@@ -105,7 +105,7 @@ def cell_name(policy: str, method: str, budget: int) -> str:
 # -- pipeline runs (value model, ReST-GRPO policy) -----------------------------------------------
 
 def shipped_policy() -> Path:
-  from restrl_jax.warmstart.stage import shipped_policy_path  # pylint: disable=import-outside-toplevel
+  from restrl_jax.warmstart import shipped_policy_path  # pylint: disable=import-outside-toplevel
   return shipped_policy_path()
 
 
