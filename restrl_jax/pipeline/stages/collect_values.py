@@ -16,8 +16,7 @@ from restrl_jax import io_utils
 from restrl_jax.pipeline.registry import StageContext, register_stage
 from restrl_jax.pipeline.sections import section
 from restrl_jax.pipeline.stages.common import (batches, benchmark_problems, execution_pool,
-                                               policy_sampler)
-from restrl_jax.sampling.params import from_config as sampling_from_config
+                                               policy_sampler, sampling_params)
 from restrl_jax.search import collect as collect_lib
 
 STAGE = "collect_values"
@@ -56,7 +55,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
       batch = [problems[i] for i in rows]
       if all(p.id in done for p in batch):
         continue
-      sp = sampling_from_config(config.sampling)
+      sp = sampling_params(config.sampling)
       records, result = collect_lib.collect_values(batch, sampler, pool, sp, search,
                                                    tree_ids=list(rows))
       io_utils.append_jsonl(stage_dir / VALUES_FILE, records)

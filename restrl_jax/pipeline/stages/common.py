@@ -1,5 +1,5 @@
-"""What several stage adapters build from the config the same way: the policy's sampler, the
-sandbox pool, a benchmark's problems, batches of trees."""
+"""What several stage adapters build from the config the same way: the policy's sampler and its
+sampling settings, the sandbox pool, a benchmark's problems, batches of trees."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +10,7 @@ from restrl_jax import models
 from restrl_jax.data.registry import load_problems
 from restrl_jax.execution import ExecutionPool
 from restrl_jax.pipeline.policy_source import policy_tokenizer, resolve_policy
-from restrl_jax.sampling import Sampler
+from restrl_jax.sampling import Sampler, SamplingParams
 
 
 def sampler_for(config: ml_collections.ConfigDict, policy: Path) -> Sampler:
@@ -24,6 +24,13 @@ def policy_sampler(config: ml_collections.ConfigDict, workdir: Path) -> tuple[Sa
   """A sampler over the newest policy (`resolve_policy`), and that policy's folder."""
   policy = resolve_policy(config, workdir)
   return sampler_for(config, policy), policy
+
+
+def sampling_params(sampling: ml_collections.ConfigDict) -> SamplingParams:
+  """SamplingParams from the `sampling` section (max_new_tokens, temperature, top_p, top_k); the
+  one mapping every stage that samples with `config.sampling` uses."""
+  return SamplingParams(max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
+                        top_p=sampling.top_p, top_k=sampling.top_k)
 
 
 def execution_pool(config: ml_collections.ConfigDict) -> ExecutionPool:

@@ -17,8 +17,7 @@ from restrl_jax import io_utils
 from restrl_jax.pipeline.registry import StageContext, register_stage
 from restrl_jax.pipeline.sections import section
 from restrl_jax.pipeline.stages.common import (batches, benchmark_problems, execution_pool,
-                                               policy_sampler)
-from restrl_jax.sampling.params import from_config as sampling_from_config
+                                               policy_sampler, sampling_params)
 from restrl_jax.search import decode as decode_lib
 from restrl_jax.value.model import load_value_model
 from restrl_jax.value.train import BEST_DIR
@@ -54,7 +53,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         answers = []
         for ids in batches(len(problems), cfg.batch_trees):
           answers += decode_lib.decode(
-              method, [problems[i] for i in ids], sampler, sampling_from_config(config.sampling),
+              method, [problems[i] for i in ids], sampler, sampling_params(config.sampling),
               budget,
               vm.scorer(), cfg.decode_samples, cfg.decode_width, cfg.decode_c, cfg.eps,
               cfg.seed, tree_ids=list(ids), max_steps_factor=cfg.max_steps_factor)

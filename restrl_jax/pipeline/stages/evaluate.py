@@ -19,9 +19,9 @@ from restrl_jax import io_utils
 from restrl_jax.evaluation import metrics
 from restrl_jax.pipeline.policy_source import base_policy, resolve_policy
 from restrl_jax.pipeline.registry import StageContext, register_stage
-from restrl_jax.pipeline.stages.common import benchmark_problems, execution_pool, sampler_for
+from restrl_jax.pipeline.stages.common import (benchmark_problems, execution_pool, sampler_for,
+                                               sampling_params)
 from restrl_jax.rollout import rollout, summarize_records
-from restrl_jax.sampling.params import from_config as sampling_from_config
 
 STAGE = "evaluate"
 READS = ("model", "evaluate", "sampling", "execution.isolation")
@@ -37,7 +37,7 @@ def _sample_row(record, isolation: str) -> dict:
 
 def _score_policy(config, policy: Path, problems, pool) -> list:
   return rollout(sampler_for(config, policy), pool, problems,
-                 sampling_from_config(config.sampling), config.evaluate.num_samples,
+                 sampling_params(config.sampling), config.evaluate.num_samples,
                  rng=config.evaluate.seed)
 
 

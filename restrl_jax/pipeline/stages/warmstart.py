@@ -19,10 +19,9 @@ from restrl_jax import io_utils, models
 from restrl_jax.data.synthetic import load_synthetic
 from restrl_jax.pipeline.registry import StageContext, register_stage
 from restrl_jax.pipeline.sections import dataclass_from, section
-from restrl_jax.pipeline.stages.common import execution_pool
+from restrl_jax.pipeline.stages.common import execution_pool, sampling_params
 from restrl_jax.rollout import evaluate_policy
 from restrl_jax.sampling import Sampler
-from restrl_jax.sampling.params import from_config as sampling_from_config
 from restrl_jax.tokenizer import check_fits_model, load_tokenizer
 from restrl_jax.warmstart import WarmstartConfig, shipped_policy_path, train_policy
 from restrl_jax.warmstart.train import POLICY_DIR
@@ -65,7 +64,7 @@ def evaluate_base(config: ml_collections.ConfigDict, policy: Path) -> dict[str, 
   sampler = Sampler(model_config, params, tokenizer, max_batch=s.batch_size)
   problems = load_synthetic("test", cfg.eval_num_problems, verify=False)
   with execution_pool(config) as pool:
-    scores = evaluate_policy(sampler, pool, problems, sampling_from_config(s), cfg.eval_samples,
+    scores = evaluate_policy(sampler, pool, problems, sampling_params(s), cfg.eval_samples,
                              ks=(1, cfg.eval_samples), rng=cfg.eval_seed)
   return {**scores, "isolation": pool.isolation}
 
