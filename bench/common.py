@@ -1,10 +1,12 @@
 """Shared conventions of the benchmark scripts.
 
 Every comparison prints one JSON line `{"bench", "ours", "peer", "unit", "ratio", ...}` (ratio > 1
-means we are faster), is saved in `bench/results/<script>.json`, and adds a row with the
-command that produced it to the table at the top of `docs/benchmarks.md`, with the machine it ran
-on (cores, Python, the CPU's widest matmul instructions: this workplace's machines differ in them
-from one session to the next, e.g. AMX or not, which moves bf16 matmuls several-fold).
+means we are faster) and is saved in `bench/results/<script>.json`, which git ignores: a bench run
+changes no tracked file. With `--update-docs` (`add_update_docs_flag`) it also puts a row with the
+command that produced it into the table at the top of `docs/benchmarks.md`, replacing that bench's
+earlier row, with the machine it ran on (cores, Python, the CPU's widest matmul instructions: this
+workplace's machines differ in them from one session to the next, e.g. AMX or not, which moves
+bf16 matmuls several-fold).
 
 Comparisons whose sides disturb each other through the shared heap and thread pools run each side
 alone in a child process (`run_child`, `emit_result`), the children in turn over rounds
@@ -12,15 +14,15 @@ alone in a child process (`run_child`, `emit_result`), the children in turn over
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -40,43 +42,9 @@ def timeit(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float
   return times[len(times) // 2]
 
 
-def timeit_alternating(fns: dict[str, Callable[[], object]], repeats: int = 5,
-                       warmup: int = 1) -> dict[str, float]:
-  """Median seconds of each of `fns` over `repeats` rounds after `warmup` rounds; a round runs
-  every function once, in turn, so a change of the machine's speed during the run (other
-  tenants, clocks) reaches all of them alike instead of whichever ran in that stretch."""
-  return {name: u.seconds for name, u in measure_alternating(fns, repeats, warmup).items()}
-
-
 def median(xs):
   """The upper median (of an even count, the larger middle value)."""
   return sorted(xs)[len(xs) // 2]
-
-
-class Usage(NamedTuple):
-  """Medians per call: wall seconds, minor page faults, system CPU seconds (whole process)."""
-  seconds: float
-  minor_faults: int
-  system_seconds: float
-
-
-def measure_alternating(fns: dict[str, Callable[[], object]], repeats: int = 5,
-                        warmup: int = 1) -> dict[str, Usage]:
-  """`timeit_alternating` that also counts each call's minor page faults (memory the kernel
-  maps and zeroes on first touch) and system CPU time, from `getrusage` around the call."""
-  for _ in range(warmup):
-    for fn in fns.values():
-      fn()
-  samples: dict[str, list[tuple[float, int, float]]] = {name: [] for name in fns}
-  for _ in range(repeats):
-    for name, fn in fns.items():
-      before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-      fn()
-      seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
-      samples[name].append((seconds, after.ru_minflt - before.ru_minflt,
-                            after.ru_stime - before.ru_stime))
-  return {name: Usage(*(median([x[i] for x in s]) for i in range(3)))
-          for name, s in samples.items()}
 
 
 RESULT_PREFIX = "RESULT "
@@ -137,17 +105,36 @@ def field_medians(results: list[dict], skip: tuple[str, ...] = ()) -> dict:
   return {k: median([r[k] for r in results]) for k in results[0] if k not in skip}
 
 
+UPDATE_DOCS = "--update-docs"
+
+
+def add_update_docs_flag(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument(UPDATE_DOCS, dest="update_docs", action="store_true",
+                      help="also put the results into docs/benchmarks.md (default: only the "
+                           "git-ignored bench/results/)")
+
+
+def _bench_name(row: str) -> str | None:
+  """The bench column of a results-table row ("| date | bench | ..."), None for another line."""
+  cells = row.split("|")
+  return cells[2].strip() if row.startswith("|") and len(cells) > 3 else None
+
+
 def _insert_rows(doc: str, rows: list[str]) -> str:
-  """`doc` with `rows` appended to its first table whose header starts with "| date | bench"
-  (the results table at the top); at the end of `doc` when it has none."""
+  """`doc` with `rows` in its first table whose header starts with "| date | bench" (the
+  results table at the top): a row replaces the row of the same bench there, the others go to
+  the table's end; at the end of `doc` when it has none."""
   lines = doc.splitlines(keepends=True)
   header = next((i for i, l in enumerate(lines) if l.startswith("| date | bench")), None)
   if header is None:
     return doc + "".join(rows)
-  end = header + 1
+  end = header + 2   # past the header and its |---| line
   while end < len(lines) and lines[end].startswith("|"):
     end += 1
-  return "".join(lines[:end] + rows + lines[end:])
+  table = lines[header + 2:end]
+  new = {_bench_name(r): r for r in rows}
+  kept = [new.pop(_bench_name(l), l) for l in table]
+  return "".join(lines[:header + 2] + kept + list(new.values()) + lines[end:])
 
 
 class Report:
@@ -157,7 +144,8 @@ class Report:
     self.script = script
     self.results_name = results_name or script  # bench/results/<results_name>.json
     self.rows: list[dict] = []
-    self.command = "python " + " ".join([f"bench/{script}.py"] + sys.argv[1:])
+    args = [a for a in sys.argv[1:] if a != UPDATE_DOCS]
+    self.command = "python " + " ".join([f"bench/{script}.py"] + args)
 
   def add(self, bench: str, ours: float, peer: float, unit: str, higher_is_better: bool = True,
           **extra) -> dict:
@@ -168,11 +156,15 @@ class Report:
     self.rows.append(row)
     return row
 
-  def save(self) -> None:
+  def save(self, update_docs: bool = False) -> None:
+    """Writes bench/results/<results_name>.json; with `update_docs` also the rows of
+    docs/benchmarks.md (the only tracked file a bench run changes, and only when asked)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     record = {"script": self.script, "command": self.command, "machine": machine(),
               "date": time.strftime("%Y-%m-%d %H:%M"), "rows": self.rows}
     (RESULTS / f"{self.results_name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    if not update_docs:
+      return
     DOC.parent.mkdir(parents=True, exist_ok=True)
     if not DOC.exists():
       DOC.write_text("# Benchmarks\n\nRatios > 1 mean restrl_jax is faster than the peer, measured "

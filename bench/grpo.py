@@ -13,7 +13,10 @@ Rows (bench/common.py convention):
                        extra: tokens/s both ways and the time shares of the non-overlapped step
   grpo_tokens_<size>   generated tokens/s, overlapped vs not
 
-python bench/grpo.py [--sizes tiny,100m] [--steps 6] [--chunks 2]
+python bench/grpo.py [--sizes tiny,100m] [--steps 6] [--chunks 2] [--no-save] [--update-docs]
+
+Results go to the git-ignored bench/results/grpo.json; `--update-docs` also puts the rows into
+docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -33,11 +36,12 @@ from bench.model_sizes import bench_config, num_params
 from restrl_jax import config_defaults, models
 from restrl_jax.data.synthetic import load_synthetic
 from restrl_jax.execution import ExecutionPool
-from restrl_jax.rl import rounds, stage
+from restrl_jax.pipeline.stages import rest_grpo
+from restrl_jax.rl import rounds
 from restrl_jax.rl.trainer import GRPOTrainer, Request, encode_prompt
 from restrl_jax.tokenizer import load_tokenizer
 from restrl_jax.training import init_train_state
-from restrl_jax.warmstart.stage import shipped_policy_path
+from restrl_jax.warmstart import shipped_policy_path
 
 TIMES = ("sample_s", "exec_s", "exec_wait_s", "train_s", "step_s")
 
@@ -111,7 +115,7 @@ def one_bucket(requests: list[Request], tokenizer, trainer: GRPOTrainer) -> list
 def bench_size(report: common.Report, size: str, steps: int, chunks: int, pool) -> None:
   tokenizer = load_tokenizer(shipped_policy_path())
   config, params = _model(size, tokenizer)
-  grpo = stage.grpo_config(_grpo_section(size))
+  grpo = rest_grpo.grpo_config(_grpo_section(size))
   optimizer = rounds.round_optimizer(rounds.RoundsConfig(learning_rate=5e-5, schedule="constant"))
   trainer = GRPOTrainer(config, tokenizer, grpo, optimizer, pool)
   requests = one_bucket([Request(p, p.starter_code) for p in load_synthetic("train", 64,
@@ -138,14 +142,15 @@ def main() -> None:
   ap.add_argument("--steps", type=int, default=6)
   ap.add_argument("--chunks", type=int, default=2)
   ap.add_argument("--workers", type=int, default=0, help="sandbox workers (0: one per core)")
-  ap.add_argument("--no-save", action="store_true", help="print only (no results file / docs)")
+  ap.add_argument("--no-save", action="store_true", help="print only (no results file)")
+  common.add_update_docs_flag(ap)
   args = ap.parse_args()
   report = common.Report("grpo")
   with ExecutionPool(num_workers=args.workers or None) as pool:
     for size in args.sizes.split(","):
       bench_size(report, size, args.steps, args.chunks, pool)
   if not args.no_save:
-    report.save()
+    report.save(update_docs=args.update_docs)
 
 
 if __name__ == "__main__":

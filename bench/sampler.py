@@ -3,20 +3,21 @@ train step (forward + backward + AdamW) vs a PyTorch step, on the same random mo
 lengths, on this machine in the same run. Also each side's FLOP/s as a fraction of the measured
 matmul peak, and for the sampler a floor: the prefill at that peak plus, per generated step, the
 time a jitted sum takes to read the bytes a decode step reads (weights and KV cache;
-`decode_ablation.stream_runner`). `ours_floor_fraction` is floor / ours; `peer_over_floor` is the
-ratio a sampler running at the floor would reach.
+`stream_runner`). `ours_floor_fraction` is floor / ours; `peer_over_floor` is the ratio a sampler
+running at the floor would reach.
 
 Each side (ours, peer, the floor's read; then ours and the peer's train step) runs ALONE in its own
 child process, which times `--repeats` calls after one warm-up (median): in one process each
 side's heap traffic and thread pools slowed the other (docs/benchmarks.md, "Targets"). The
 children run in `--rounds` rounds, every one in turn, so a slow stretch of the machine reaches all
-of them; each figure is the median over rounds (the upper median of an even count). Both sides run
-under glibc's default heap (the library's default, `--config.host_memory=release`;
-`bench/host_memory.py` compares the heap set-ups).
+of them; each figure is the median over rounds (the upper median of an even count).
 
 python bench/sampler.py [--sizes tiny,100m] [--batch 8] [--prompt 64] [--new 128] [--no-train]
                         [--repeats 3] [--rounds 2] [--no_save] [--decode_transpose_min N]
-                        [--dtype float32|bfloat16]
+                        [--dtype float32|bfloat16] [--update-docs]
+
+Results go to the git-ignored bench/results/; `--update-docs` also puts the rows into
+docs/benchmarks.md (bench/common.py).
 
 --dtype bfloat16 runs both sides in bfloat16: the sampler with bf16 weights, KV cache and
 matmuls (ours: `ModelConfig(dtype=param_dtype="bfloat16")`; peer: `from_pretrained(torch_dtype=
@@ -36,9 +37,10 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from bench import common, decode_ablation, train_step
+from bench import common, train_step
 from bench.model_sizes import bench_config, flops_per_token, matmul_peak_flops
 from restrl_jax import models
 from restrl_jax.models import decoder
@@ -86,6 +88,22 @@ def torch_runner(hf_dir: str, prompts: np.ndarray, new_tokens: int, dtype: str =
   return run
 
 
+def stream_runner(params, config, batch: int, slots: int, steps: int):
+  """A closure reading every byte a decode step reads (the decode params and a KV cache)
+  `steps` times with a jitted float32 sum: the step's floor at this machine's streaming rate;
+  and that byte count."""
+  arrays = jax.tree.leaves(params) + jax.tree.leaves(
+      decoder.unstack_cache(models.init_cache(config, batch, slots)))
+  total = jax.jit(lambda xs: sum(jnp.sum(x.astype(jnp.float32)) for x in xs))
+  total(arrays).block_until_ready()
+
+  def run():
+    for _ in range(steps):
+      total(arrays).block_until_ready()
+
+  return run, sum(x.nbytes for x in arrays)
+
+
 PARTS = {"sampler": ("ours", "peer", "stream"), "train": ("ours", "peer")}
 
 
@@ -100,6 +118,7 @@ def parse_args(argv=None):
   parser.add_argument("--train-seq", type=int, default=256)
   parser.add_argument("--no-train", action="store_true")
   parser.add_argument("--no_save", action="store_true", help="print only")
+  common.add_update_docs_flag(parser)
   parser.add_argument("--decode_transpose_min", type=int, default=None,
                       help="kernels of at least this many entries decode transposed (CPU; "
                            "default: the library's threshold; 0 = all, 1000000000 = none)")
@@ -122,7 +141,7 @@ def _sampler_runner(args, side: str, scratch: str):
   if side == "ours":
     return ours_runner(low, low_params, prompts, args.new, args.decode_transpose_min), {}
   if side == "stream":
-    stream, step_bytes = decode_ablation.stream_runner(
+    stream, step_bytes = stream_runner(
         decoder.decode_params(low_params), low, args.batch, args.prompt + args.new, steps=1)
     return stream, {"step_bytes": step_bytes}
   models.save_hf(config, params, scratch)
@@ -199,7 +218,7 @@ def main() -> None:
   short = {"float32": "f32", "bfloat16": "bf16"}[args.dtype]
   report.add(f"matmul_peak{suffix}", peak / 1e9, peak / 1e9, f"GFLOP/s ({short}, 1024^3 via XLA)")
   if not args.no_save:
-    report.save()
+    report.save(update_docs=args.update_docs)
 
 
 if __name__ == "__main__":

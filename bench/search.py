@@ -1,7 +1,7 @@
 """MCTS search cost: where an expansion's time goes, and what batching B trees buys.
 
     PYTHONPATH=. python bench/search.py [--trees 16] [--iterations 3] [--max_new_tokens 128]
-                                        [--policy demo|100m] [--no_save]
+                                        [--policy demo|100m] [--no_save] [--update-docs]
 
 Policy: the shipped demo policy (tiny qwen2, 1.05M parameters), or with `--policy 100m` a random
 ~100M one of the same family and tokenizer (bench/model_sizes.py, only the batching row: its
@@ -20,7 +20,8 @@ head (scoring cost does not depend on training).
    ours / peer = expansions per second; ratio = speed-up (target >= 5x). Also reported:
    `generation_ratio`, the same speed-up counting generation time only (execution is CPU work
    per program, which no batching of trees can share on this machine's 2 cores).
-Writes bench/results/search.json and a row per comparison in docs/benchmarks.md.
+Writes bench/results/search.json (git-ignored); `--update-docs` also puts a row per comparison
+into docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
 
-from bench.common import Report  # noqa: E402
+from bench.common import Report, add_update_docs_flag  # noqa: E402
 from bench.model_sizes import bench_config  # noqa: E402
 from restrl_jax import models  # noqa: E402
 from restrl_jax.data.synthetic import load_synthetic  # noqa: E402
@@ -43,7 +44,7 @@ from restrl_jax.sampling import Sampler, SamplingParams  # noqa: E402
 from restrl_jax.search.driver import SearchConfig, run_search  # noqa: E402
 from restrl_jax.tokenizer import load_tokenizer  # noqa: E402
 from restrl_jax.value.model import ValueModel, init_value_params  # noqa: E402
-from restrl_jax.warmstart.stage import shipped_policy_path  # noqa: E402
+from restrl_jax.warmstart import shipped_policy_path  # noqa: E402
 
 PARTS = ("generation", "execution", "value", "bookkeeping")
 
@@ -122,6 +123,7 @@ def main() -> None:
   parser.add_argument("--max_new_tokens", type=int, default=128)
   parser.add_argument("--policy", default="demo", help="demo (shipped) or 100m (random)")
   parser.add_argument("--no_save", action="store_true", help="print only (a smoke run)")
+  add_update_docs_flag(parser)
   args = parser.parse_args()
   sampler, vm, sp = _setup(args.max_new_tokens, args.policy)
   problems = load_synthetic("train", args.trees, verify=False)
@@ -133,7 +135,7 @@ def main() -> None:
     batching_row(report, problems, sampler, sp, pool, vm, args.iterations,
                  suffix="" if args.policy == "demo" else f"_{args.policy}")
   if not args.no_save:
-    report.save()
+    report.save(update_docs=args.update_docs)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ def get_config():
   c.mesh.shape = (1, -1, 1)                 # FSDP over all devices
   c.sampling.temperature = 0.7
   c.sampling.max_new_tokens = 1024
-  c.sampling.max_prompt_tokens = 1024
   c.evaluate.benchmark = "apps"
   c.evaluate.num_problems = None
   c.evaluate.num_samples = 1

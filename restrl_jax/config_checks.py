@@ -54,6 +54,29 @@ def unset_fields(config: ml_collections.ConfigDict) -> list[str]:
   return [path for path, value in _walk(config) if value is None]
 
 
+def unknown_keys(config: ml_collections.ConfigDict,
+                 known: ml_collections.ConfigDict) -> list[str]:
+  """"a.b: where it is not a field (its known fields)" for each key of `config` that `known` lacks
+  (sections are compared key by key; a section of `config` may leave keys out)."""
+  out = []
+  for key in config.keys():
+    if key not in known:
+      out.append(f"{key} (known: {', '.join(sorted(known.keys()))})")
+    elif isinstance(config[key], ml_collections.ConfigDict) and isinstance(
+        known[key], ml_collections.ConfigDict):
+      out += [f"{key}.{bad}" for bad in unknown_keys(config[key], known[key])]
+  return out
+
+
+def check_known_keys(config: ml_collections.ConfigDict,
+                     known: ml_collections.ConfigDict) -> None:
+  """ConfigError naming every key of `config` that `known` does not have (a misspelt or removed
+  setting would otherwise be silently ignored)."""
+  unknown = unknown_keys(config, known)
+  if unknown:
+    raise ConfigError(f"unknown config key(s): {'; '.join(unknown)}")
+
+
 def describe_unknown_override(config: ml_collections.ConfigDict, flag: str) -> str:
   """Message for an override `--config.a.b=v` whose key does not exist."""
   key = flag.split("=", 1)[0].removeprefix("--").removeprefix("config.")

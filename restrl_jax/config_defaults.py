@@ -23,12 +23,11 @@ def mesh() -> ml_collections.ConfigDict:
 
 def sampling() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
-      temperature=0.7, top_p=1.0, top_k=0, max_new_tokens=1024, max_prompt_tokens=1024,
-      batch_size=16))
+      temperature=0.7, top_p=1.0, top_k=0, max_new_tokens=1024, batch_size=16))
 
 
 def execution() -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(num_workers=0, isolation="auto", timeout_s=4.0))
+  return ml_collections.ConfigDict(dict(num_workers=0, isolation="auto"))
 
 
 def distributed() -> ml_collections.ConfigDict:
@@ -177,7 +176,6 @@ def base() -> ml_collections.ConfigDict:
   c.workdir = config_dict.placeholder(str)
   c.seed = 0
   c.quick = False
-  c.host_memory = "release"  # heap policy: "release" (glibc's) or "retain" (host_memory.py)
   c.stages = ()
   c.model = model()
   c.mesh = mesh()
@@ -187,4 +185,18 @@ def base() -> ml_collections.ConfigDict:
   c.evaluate = evaluate()
   c.required_fields = ()
   c.required_paths = ()
+  return c
+
+
+# The sections a config may add to `base()` (the stages that read them fill what a partial
+# section leaves out from these defaults).
+OPTIONAL_SECTIONS = {"warmstart": warmstart, "rest": rest, "grpo": grpo, "mcts": mcts,
+                     "value": value}
+
+
+def known_keys() -> ml_collections.ConfigDict:
+  """Every key a config may have: `base()` with every optional section at its defaults."""
+  c = base()
+  for name, defaults in OPTIONAL_SECTIONS.items():
+    c[name] = defaults()
   return c

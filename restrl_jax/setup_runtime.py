@@ -10,14 +10,15 @@ import os
 
 import ml_collections
 
-from restrl_jax import host_memory
-from restrl_jax.config_checks import ConfigError, check_required, get_field
+from restrl_jax import config_defaults
+from restrl_jax.config_checks import ConfigError, check_known_keys, check_required, get_field
 
 # Fields every pipeline config must set (placeholders in configs/*.py).
 REQUIRED = ("workdir", "stages", "seed")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
+  check_known_keys(config, config_defaults.known_keys())
   check_required(config, REQUIRED + tuple(config.get("required_fields", ())))
   if not config.stages:
     raise ConfigError("config.stages is empty: name at least one stage")
@@ -25,9 +26,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.stages must be a tuple of stage names, got the string {config.stages!r}")
   from restrl_jax.pipeline.runner import check_stages
   check_stages(config.stages)
-  policy = config.get("host_memory", "release")
-  if policy not in host_memory.POLICIES:
-    raise ConfigError(f"config.host_memory={policy!r}: choose one of {host_memory.POLICIES}")
   for path in config.get("required_paths", ()):
     value = get_field(config, path)
     if value is None:
@@ -85,12 +83,11 @@ def apply_quick(config: ml_collections.ConfigDict) -> None:
 
 
 def initialize(config: ml_collections.ConfigDict) -> None:
-  heap = host_memory.apply(config.get("host_memory", "release"))  # before JAX starts its threads
   import jax
   from restrl_jax import distributed, mesh_presets
   distributed.initialize(config.get("distributed", None))
   hardware = mesh_presets.apply(config)  # --config.mesh.preset=v5e-16 -> mesh shape, remat, bf16
   if hardware is not None:
     mesh_presets.check_devices(hardware, jax.device_count())
-  logging.info("JAX %s: %d process(es), %d device(s) (%s); host heap policy: %s", jax.__version__,
-               jax.process_count(), jax.device_count(), jax.default_backend(), heap)
+  logging.info("JAX %s: %d process(es), %d device(s) (%s)", jax.__version__,
+               jax.process_count(), jax.device_count(), jax.default_backend())

@@ -224,7 +224,7 @@ def run_rest(steps: int, out: str, policy: str):
   from restrl_jax.execution.jobs import Limits
   from restrl_jax.execution.pool import ExecutionPool
   from restrl_jax.pipeline import runner
-  from restrl_jax.pipeline.stages import register_stage
+  from restrl_jax.pipeline import register_stage
   from restrl_jax.rl.rounds import Setup, run_rounds
   from restrl_jax.tokenizer import load_tokenizer
 

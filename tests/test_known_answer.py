@@ -34,7 +34,7 @@ import jax
 import numpy as np
 import pytest
 
-from restrl_jax import config_defaults, models, training
+from restrl_jax import models, training
 from restrl_jax.data.problem import Problem
 from restrl_jax.execution.spec import ExecResult, TestSuite
 from restrl_jax.experiments.budget_curve import pool_ranking
@@ -47,7 +47,7 @@ from restrl_jax.rollout import rollout
 from restrl_jax.sampling import SamplingParams
 from restrl_jax.tokenizer import embedded_tokenizer
 from restrl_jax.value import data as value_data
-from restrl_jax.value import load_value_model, train_value
+from restrl_jax.value import ValueTrainConfig, load_value_model, train_value
 from restrl_jax.warmstart import export_policy, policy_config
 
 THRESHOLD = 0.9          # the issue's bar for a working trainer
@@ -335,9 +335,9 @@ def within_problem_auc(scores: np.ndarray, examples) -> float:
 
 def train_and_rank(start_policy, out_dir) -> float:
   """Within-problem AUC on 16 unseen problems of a value model trained on 16 others."""
-  cfg = config_defaults.value()
-  cfg.update(dict(learning_rate=3e-3, epochs=3, batch_size=16, max_length=128, min_eval=16,
-                  evals=1, dtype="float32", pad_multiple=64, score_batch_size=32))
+  cfg = ValueTrainConfig(learning_rate=3e-3, epochs=3, batch_size=16, max_length=128,
+                         min_eval=16, evals=1, dtype="float32", pad_multiple=64,
+                         score_batch_size=32)
   train = value_examples(range(16), per_label=6, seed=0)          # 192 programs
   held_out = value_examples(range(100, 116), per_label=3, seed=1)  # 16 x (3 correct, 3 wrong)
   summary = train_value(cfg, train, start_policy, out_dir)

@@ -73,3 +73,32 @@ def test_config_files_load_and_validate():
     else:
       with pytest.raises(ConfigError, match="model.hf_path"):
         setup_runtime.validate(config)
+
+
+def _demo_config():
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("demo", REPO / "configs" / "demo.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+@pytest.mark.parametrize("path", ["rest.sigma", "colour", "sampling.max_prompt_tokens",
+                                  "execution.timeout_s", "host_memory"])
+def test_a_config_key_without_a_default_is_an_error(path):
+  """A key no default section has (misspelt in a config file, or a removed setting) stops the
+  run before any stage, named; overrides are refused earlier (the config is locked)."""
+  from restrl_jax import setup_runtime
+  from restrl_jax.config_checks import ConfigError
+  config = _demo_config()
+  section, _, key = path.rpartition(".")
+  (config[section] if section else config)[key] = 1
+  with pytest.raises(ConfigError, match=rf"unknown config key\(s\): {path} \(known: "):
+    setup_runtime.validate(config)
+
+
+def test_a_partial_section_is_no_error():
+  from restrl_jax import setup_runtime
+  config = _demo_config()
+  config.rest = type(config.rest)({"rounds": 1})
+  setup_runtime.validate(config)

@@ -11,8 +11,7 @@ import ml_collections
 import pytest
 
 from restrl_jax.config_checks import ConfigError
-from restrl_jax.pipeline import runner, stage_inputs
-from restrl_jax.pipeline.stages import STAGES, register_stage
+from restrl_jax.pipeline import STAGES, register_stage, runner, stage_inputs, stages
 
 REPO = Path(__file__).resolve().parents[1]
 CALLS: list[str] = []
@@ -107,6 +106,7 @@ def test_builtin_stages_declare_keys_of_the_config():
   spec.loader.exec_module(demo)
   c = demo.get_config()
   runner.check_stages(c.stages)
+  stages.load_builtin()
   for name in ("warmstart", "rest_grpo", "collect_values", "train_value", "decode", "evaluate"):
     for read in STAGES[name].reads:
       assert stage_inputs.values(c, (read,)), f"{name} reads {read!r}: no such config key"
@@ -114,3 +114,11 @@ def test_builtin_stages_declare_keys_of_the_config():
                      for s in ("collect_values", "decode"))
   assert "mcts.decode_iterations" in decode - collect
   assert "mcts.collect_iterations" in collect - decode
+
+
+def test_a_record_with_a_retired_key_is_still_reused():
+  """A stage finished before an unread setting was removed ran with the same values."""
+  recorded = {"sampling.temperature": 0.7, "sampling.max_prompt_tokens": 1024}
+  assert stage_inputs.changes(recorded, {"sampling.temperature": 0.7}) == []
+  assert stage_inputs.changes(recorded, {"sampling.temperature": 0.5}) == [
+      "sampling.temperature: 0.7 -> 0.5"]

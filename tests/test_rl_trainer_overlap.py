@@ -12,7 +12,7 @@ import pytest
 
 from restrl_jax import config_defaults, models, training
 from restrl_jax.data.synthetic import load_synthetic
-from restrl_jax.rl import stage
+from restrl_jax.pipeline.stages import rest_grpo as stage
 from restrl_jax.rl.losses import GRPOLossConfig
 from restrl_jax.rl.trainer import (DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, JoinedFuture,
                                    Request)

@@ -1,6 +1,7 @@
 """The `rest_grpo` stage killed with SIGKILL mid-round resumes to bitwise the same policy.
 
-Run A goes through uninterrupted (in this process); run B runs `python -m restrl_jax.rl.stage`
+Run A goes through uninterrupted (in this process); run B runs
+`python -m restrl_jax.pipeline.stages.rest_grpo`
 in a subprocess that is SIGKILLed right after its first checkpoint in round 0, then resumes here.
 Both use the 8-device CPU mesh of conftest.py, the real sandbox, and an APPS-format file of
 synthetic problems whose initial state is a correct program followed by "#" (so a random
@@ -26,8 +27,10 @@ from jax.experimental.compilation_cache import compilation_cache as cc
 from restrl_jax import config_defaults, io_utils, models
 from restrl_jax.config_checks import ConfigError
 from restrl_jax.data.synthetic import load_synthetic, to_apps_row
-from restrl_jax.pipeline.stages import StageContext
-from restrl_jax.rl.stage import STAGE, grpo_config, rest_grpo_stage, rounds_config, section
+from restrl_jax.pipeline import StageContext
+from restrl_jax.pipeline.sections import section
+from restrl_jax.pipeline.stages.rest_grpo import STAGE, grpo_config, rounds_config
+from restrl_jax.pipeline.stages.rest_grpo import run as rest_grpo_stage
 from restrl_jax.tokenizer import embedded_tokenizer
 from restrl_jax.warmstart import policy_config
 
@@ -90,9 +93,9 @@ def kill_after_first_checkpoint(config_path: Path, workdir: Path, cache: Path,
                                 limit_s: float = 300.0) -> None:
   env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
              JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
-  proc = subprocess.Popen([sys.executable, "-m", "restrl_jax.rl.stage", str(config_path),
-                           str(workdir)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE)
+  proc = subprocess.Popen([sys.executable, "-m", "restrl_jax.pipeline.stages.rest_grpo",
+                           str(config_path), str(workdir)], cwd=REPO, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
   checkpoints = workdir / STAGE / "round_0" / "checkpoints"
   deadline = time.time() + limit_s
   try:

@@ -12,7 +12,7 @@ from restrl_jax.rollout import evaluate_policy, group_records, rollout, summariz
 from restrl_jax.sampling import Sampler, SamplingParams
 from restrl_jax.tokenizer import embedded_tokenizer, load_tokenizer
 from restrl_jax.warmstart import policy_config
-from restrl_jax.warmstart.stage import shipped_policy_path
+from restrl_jax.warmstart import shipped_policy_path
 
 
 @pytest.fixture(scope="module")

@@ -136,7 +136,7 @@ def test_auto_tokenizer_serves_a_policy_folder_as_trained(tmp_path, corpus):
 
 
 def test_shipped_policy_tokenizes_the_same_through_auto_tokenizer():
-  from restrl_jax.warmstart.stage import shipped_policy_path  # pylint: disable=import-outside-toplevel
+  from restrl_jax.warmstart import shipped_policy_path  # pylint: disable=import-outside-toplevel
   folder = shipped_policy_path()
   auto = transformers.AutoTokenizer.from_pretrained(str(folder))
   served = T.load_tokenizer(folder)
@@ -192,7 +192,7 @@ def lowest_transformers_python():
 def test_shipped_policy_tokenizes_the_same_at_the_lowest_transformers(tmp_path,
                                                                        lowest_transformers_python):
   import subprocess  # pylint: disable=import-outside-toplevel
-  from restrl_jax.warmstart.stage import shipped_policy_path  # pylint: disable=import-outside-toplevel
+  from restrl_jax.warmstart import shipped_policy_path  # pylint: disable=import-outside-toplevel
   texts = _probe_texts()
   (tmp_path / "texts.json").write_text(json.dumps(texts))
   (tmp_path / "ids.py").write_text(_IDS_SCRIPT)

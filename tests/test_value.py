@@ -1,13 +1,12 @@
 """Value model (restrl_jax.value): data, batched/sharded scoring, MSE training, orbax saves."""
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
-from restrl_jax import config_defaults, models, parallel
+from restrl_jax import models, parallel
 from restrl_jax.value import data
 from restrl_jax.value.model import ValueModel, init_value_params, load_value_model
-from restrl_jax.value.train import eval_metrics, train_value
+from restrl_jax.value.train import ValueTrainConfig, eval_metrics, train_value
 from restrl_jax.tokenizer import embedded_tokenizer
 from restrl_jax.warmstart.train import export_policy, policy_config
 
@@ -86,11 +85,10 @@ def _records(n: int) -> list[dict]:
   return out
 
 
-def _cfg() -> ml_collections.ConfigDict:
-  c = config_defaults.value()
-  c.update(dict(learning_rate=3e-3, epochs=3, batch_size=8, max_length=128, min_eval=16,
-                evals=3, dtype="float32", pad_multiple=64, score_batch_size=16, log_every=1))
-  return c
+def _cfg() -> ValueTrainConfig:
+  return ValueTrainConfig(learning_rate=3e-3, epochs=3, batch_size=8, max_length=128,
+                          min_eval=16, evals=3, dtype="float32", pad_multiple=64,
+                          score_batch_size=16, log_every=1)
 
 
 def test_training_lowers_held_out_mse_and_reports_spec_accuracy(policy, tmp_path):

@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from restrl_jax import config_defaults, models, training
+from restrl_jax import models, training
 from restrl_jax.tokenizer import embedded_tokenizer
 from restrl_jax.training.master_weights import MasterState
 from restrl_jax.value import data
-from restrl_jax.value.train import _Run, value_optimizer
+from restrl_jax.value.train import ValueTrainConfig, _Run, value_optimizer
 from restrl_jax.warmstart.train import export_policy, policy_config
 
 
@@ -23,12 +23,10 @@ def backbone(tmp_path_factory):
   return export_policy(cfg, params, tok, tmp_path_factory.mktemp("policy") / "policy")
 
 
-def _cfg(dtype: str):
-  c = config_defaults.value()
-  c.update(dict(learning_rate=1e-7, epochs=1, batch_size=4, max_length=64, min_eval=4,
-                evals=1, dtype=dtype, pad_multiple=32, score_batch_size=8, warmup_steps=0,
-                schedule="constant"))
-  return c
+def _cfg(dtype: str) -> ValueTrainConfig:
+  return ValueTrainConfig(learning_rate=1e-7, epochs=1, batch_size=4, max_length=64, min_eval=4,
+                          evals=1, dtype=dtype, pad_multiple=32, score_batch_size=8,
+                          warmup_steps=0, schedule="constant")
 
 
 def _examples(n: int = 12) -> list:

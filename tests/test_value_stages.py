@@ -1,12 +1,12 @@
 """Stage 2 end to end on a tiny random policy with the real sandbox: collect_values ->
-train_value -> decode (restrl_jax.search.stages)."""
+train_value -> decode (restrl_jax.pipeline.stages)."""
 
 import jax
 import pytest
 
 from restrl_jax import config_defaults, io_utils, models
-from restrl_jax.pipeline.stages import StageContext
-from restrl_jax.search import stages
+from restrl_jax.pipeline import StageContext
+from restrl_jax.pipeline.stages import collect_values, decode, train_value
 from restrl_jax.tokenizer import embedded_tokenizer
 from restrl_jax.warmstart.train import export_policy, policy_config
 
@@ -35,10 +35,10 @@ def run(tmp_path_factory):
     (work / name).mkdir(parents=True, exist_ok=True)
     return StageContext(c, work, work / name)
 
-  out = {"collect_values": stages.collect_values_stage(ctx("collect_values"))}
-  out["collect_again"] = stages.collect_values_stage(ctx("collect_values"))
-  out["train_value"] = stages.train_value_stage(ctx("train_value"))
-  out["decode"] = stages.decode_stage(ctx("decode"))
+  out = {"collect_values": collect_values.run(ctx("collect_values"))}
+  out["collect_again"] = collect_values.run(ctx("collect_values"))
+  out["train_value"] = train_value.run(ctx("train_value"))
+  out["decode"] = decode.run(ctx("decode"))
   return c, work, out
 
 

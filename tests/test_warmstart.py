@@ -8,14 +8,16 @@ import pytest
 import transformers
 
 from restrl_jax import config_defaults, io_utils, models
+from restrl_jax.pipeline.stages.warmstart import METHOD
+from restrl_jax.pipeline.stages.warmstart import run as warmstart_stage
 from restrl_jax.data.prompts import assemble_program, build_prompt, extract_code
 from restrl_jax.data.synthetic import load_synthetic
 from restrl_jax.tokenizer import embedded_tokenizer, load_tokenizer
-from restrl_jax.warmstart import (batch_indices, collate, completion_text, make_example,
-                                  make_examples, policy_config, train_policy)
+from restrl_jax.warmstart import (WarmstartConfig, batch_indices, collate, completion_text,
+                                  make_example, make_examples, policy_config,
+                                  shipped_policy_path, train_policy)
 from restrl_jax.warmstart.__main__ import parse
 from restrl_jax.warmstart.train import served_tokenizer
-from restrl_jax.warmstart.stage import METHOD, shipped_policy_path, warmstart_stage
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +68,9 @@ def test_batch_indices_cover_each_epoch_and_are_stateless():
 
 
 def _short_cfg():
-  cfg = config_defaults.warmstart()
-  cfg.update(num_train_problems=64, steps=24, batch_size=4, learning_rate=3e-3, warmup_steps=4,
-             checkpoint_every=8, log_every=1, max_len=224, pad_multiple=224)
-  return cfg
+  return WarmstartConfig(num_train_problems=64, steps=24, batch_size=4, learning_rate=3e-3,
+                         warmup_steps=4, checkpoint_every=8, log_every=1, max_len=224,
+                         pad_multiple=224)
 
 
 class _Interrupt(Exception):

@@ -37,7 +37,7 @@ import numpy as np
 from restrl_jax import config_defaults, io_utils, models
 from restrl_jax.experiments import budget_curve
 from restrl_jax.rollout import group_records, rollout
-from restrl_jax.sampling.params import from_config as sampling_from_config
+from restrl_jax.pipeline.stages.common import sampling_params as sampling_from_config
 
 MCTS_METHODS = ("orm_mcts", "vm_mcts")
 TABLE_ROWS = (("sampling", "base", "sampling (pass@1)"),
@@ -105,7 +105,7 @@ def cell_name(policy: str, method: str, budget: int) -> str:
 # -- pipeline runs (value model, ReST-GRPO policy) -----------------------------------------------
 
 def shipped_policy() -> Path:
-  from restrl_jax.warmstart.stage import shipped_policy_path  # pylint: disable=import-outside-toplevel
+  from restrl_jax.warmstart import shipped_policy_path  # pylint: disable=import-outside-toplevel
   return shipped_policy_path()
 
 

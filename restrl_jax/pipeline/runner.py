@@ -22,22 +22,18 @@ import ml_collections
 
 from restrl_jax import distributed, io_utils
 from restrl_jax.config_checks import ConfigError
-from restrl_jax.pipeline import stage_inputs, summary as summary_lib
-from restrl_jax.pipeline.stages import STAGES, StageContext
+from restrl_jax.pipeline import stage_inputs, stages, summary as summary_lib
+from restrl_jax.pipeline.registry import STAGES, StageContext
 
 DONE_FILE, STARTED_FILE = "DONE.json", "stage_config.json"
 
 
-def _load_stage_modules() -> None:
-  """Importing the stage modules fills the registry."""
-  from restrl_jax.pipeline import builtin_stages  # noqa: F401
-
-
-def check_stages(stages) -> None:
-  _load_stage_modules()
-  unknown = [s for s in stages if s not in STAGES]
+def check_stages(names) -> None:
+  """ConfigError naming the unknown stages (cheap: no stage module is imported)."""
+  known = set(stages.BUILTIN) | set(STAGES)
+  unknown = [s for s in names if s not in known]
   if unknown:
-    raise ConfigError(f"config.stages names unknown stage(s) {unknown}; known: {sorted(STAGES)}")
+    raise ConfigError(f"config.stages names unknown stage(s) {unknown}; known: {sorted(known)}")
 
 
 def _recorded_inputs(stage_dir: Path) -> dict | None:
@@ -78,6 +74,7 @@ def check_reuse(config: ml_collections.ConfigDict, workdir: Path) -> None:
 def run_pipeline(config: ml_collections.ConfigDict) -> dict[str, dict]:
   """Run `config.stages`; returns {stage: summary}. Finished stages are read back, not re-run."""
   check_stages(config.stages)
+  stages.load_builtin()   # importing the stage modules fills the registry
   workdir = Path(config.workdir)
   check_reuse(config, workdir)
   workdir.mkdir(parents=True, exist_ok=True)

@@ -36,10 +36,15 @@ def values(config: ml_collections.ConfigDict, reads: Iterable[str]) -> dict[str,
   return json.loads(json.dumps(chosen, sort_keys=True, default=str))
 
 
+# Keys removed from the config because nothing read them: a record made while they existed
+# holds them, but the outputs cannot depend on them.
+RETIRED_KEYS = frozenset({"sampling.max_prompt_tokens", "execution.timeout_s"})
+
+
 def changes(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
   """"key: old -> new" for every key whose value differs (absent on one side: "unset")."""
   out = []
-  for key in sorted(set(recorded) | set(current)):
+  for key in sorted((set(recorded) | set(current)) - RETIRED_KEYS):
     old, new = recorded.get(key, "unset"), current.get(key, "unset")
     if old != new:
       out.append(f"{key}: {json.dumps(old)} -> {json.dumps(new)}")

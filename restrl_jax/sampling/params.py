@@ -58,9 +58,3 @@ def eos_ids(config_eos: Sequence[int], params: SamplingParams) -> tuple[int, ...
   """Sorted, de-duplicated end-of-sequence ids: the model's plus the request's."""
   return tuple(sorted(set(int(t) for t in config_eos) | set(params.stop_token_ids)))
 
-
-def from_config(section) -> SamplingParams:
-  """SamplingParams from a config's `sampling` section (max_new_tokens, temperature, top_p,
-  top_k); the one mapping every pipeline stage uses."""
-  return SamplingParams(max_new_tokens=section.max_new_tokens, temperature=section.temperature,
-                        top_p=section.top_p, top_k=section.top_k)

@@ -3,10 +3,10 @@ from restrl_jax.value.data import (ValueExample, dedupe_examples, examples_from_
                                    read_examples, split_examples)
 from restrl_jax.value.model import (ValueModel, init_value_params, load_value_model,
                                     save_value_model, value_logical_axes)
-from restrl_jax.value.train import eval_metrics, mse_loss, train_value
+from restrl_jax.value.train import ValueTrainConfig, eval_metrics, mse_loss, train_value
 
 __all__ = [
     "ValueExample", "dedupe_examples", "examples_from_records", "make_batch", "read_examples", "split_examples",
     "ValueModel", "init_value_params", "load_value_model", "save_value_model",
-    "value_logical_axes", "eval_metrics", "mse_loss", "train_value",
+    "value_logical_axes", "ValueTrainConfig", "eval_metrics", "mse_loss", "train_value",
 ]

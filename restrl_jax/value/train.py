@@ -1,6 +1,7 @@
 """Value-model training (docs/method.md §6): MSE on targets in [0, 1], AdamW, held-out MSE and accuracy.
 
-`train_value(cfg, examples, backbone_path, out_dir)` splits the examples 95/5 (>= `min_eval`
+`train_value(cfg, examples, backbone_path, out_dir)` (cfg: a `ValueTrainConfig`, which the
+pipeline fills from the `value` config section) splits the examples 95/5 (>= `min_eval`
 held out, at most half), trains `cfg.epochs` epochs of `cfg.batch_size` examples per step,
 evaluates `cfg.evals` times evenly over the run (the released code's "every 50 %" is evals=2), keeps the
 best-by-held-out-loss value model at `out_dir/best` (orbax params + `value_model.json`), saves a
@@ -13,6 +14,7 @@ Held-out metrics: `eval_loss` = MSE of the raw outputs (what the trainer minimis
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -21,7 +23,6 @@ from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
@@ -35,6 +36,31 @@ from restrl_jax.value.model import (ValueModel, init_value_params, place_value_p
                                     save_value_model)
 
 BEST_DIR, CHECKPOINT_DIR = "best", "checkpoints"
+
+
+@dataclasses.dataclass(frozen=True)
+class ValueTrainConfig:
+  """Value-model training (docs/method.md §6); the defaults are the paper's (the values of
+  `config_defaults.value()`, whose dtype None the pipeline replaces by the policy's)."""
+  learning_rate: float = 1e-7
+  epochs: int = 2
+  batch_size: int = 1
+  max_length: int = 2048              # tokens per example (longer ones keep their end)
+  eval_fraction: float = 0.05         # held out, at least `min_eval`, at most half
+  min_eval: int = 100
+  accuracy_tol: float = 0.05          # |clip(pred, 0, 1) - y| below it counts as accurate
+  evals: int = 2                      # evaluations evenly over the run
+  weight_decay: float = 0.0
+  grad_clip: float = 1.0
+  schedule: str = "constant"
+  warmup_steps: int = 0
+  seed: int = 0
+  dtype: str = "float32"              # of the backbone and head as trained
+  remat: bool = False
+  score_batch_size: int = 16
+  pad_multiple: int = 32
+  keep_checkpoints: int = 2
+  log_every: int = 50
 
 
 def mse_loss(config: models.ModelConfig, params: Any, batch: dict,
@@ -55,13 +81,13 @@ def eval_metrics(pred: np.ndarray, target: np.ndarray, tol: float = 0.05) -> dic
           "eval_accuracy": float(np.mean(np.abs(clipped - target) < tol))}
 
 
-def _check(cfg: ml_collections.ConfigDict) -> None:
+def _check(cfg: ValueTrainConfig) -> None:
   for field in ("epochs", "batch_size", "evals", "max_length"):
-    if int(cfg[field]) < 1:
-      raise ValueError(f"config.value.{field} must be >= 1, got {cfg[field]}")
+    if int(getattr(cfg, field)) < 1:
+      raise ValueError(f"config.value.{field} must be >= 1, got {getattr(cfg, field)}")
 
 
-def value_optimizer(cfg: ml_collections.ConfigDict, total: int,
+def value_optimizer(cfg: ValueTrainConfig, total: int,
                     params: Any) -> optax.GradientTransformation:
   """AdamW over `total` steps; bf16/fp16 value params get an fp32 master copy that the optimizer
   updates (at the paper's LR 1e-7 a bf16-only update rounds back to the old weight). fp32 params:
@@ -78,7 +104,7 @@ def eval_steps(total: int, evals: int) -> set[int]:
 class _Run:
   """Everything one training run needs (built once; `train_value` drives it)."""
 
-  def __init__(self, cfg, examples, backbone_path, mesh):
+  def __init__(self, cfg: ValueTrainConfig, examples, backbone_path, mesh):
     self.cfg = cfg
     tokenizer = load_tokenizer(backbone_path)
     self.config, backbone = models.load_hf(backbone_path, dtype=cfg.dtype)
@@ -115,7 +141,7 @@ class _Run:
     return eval_metrics(pred, self.held_y, self.cfg.accuracy_tol)
 
 
-def train_value(cfg: ml_collections.ConfigDict, examples: Sequence[data.ValueExample],
+def train_value(cfg: ValueTrainConfig, examples: Sequence[data.ValueExample],
                 backbone_path: str | Path, out_dir: str | Path,
                 mesh: jax.sharding.Mesh | None = None,
                 on_eval: Callable[[int, dict], None] | None = None) -> dict[str, Any]:

@@ -14,12 +14,13 @@ DIR/eval.json ({split: scores}).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
 from typing import Sequence
 
-from restrl_jax import config_defaults, io_utils
+from restrl_jax import io_utils
 
 OVERRIDES = {"steps": int, "batch_size": int, "learning_rate": float, "warmup_steps": int,
              "schedule": str, "seed": int, "num_train_problems": int, "difficulty": str,
@@ -67,15 +68,14 @@ def evaluate(policy: Path, args: argparse.Namespace) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-  from restrl_jax.warmstart.train import train_policy  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from restrl_jax.warmstart.train import WarmstartConfig, train_policy
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
   args = parse(argv)
-  cfg = config_defaults.warmstart()
-  for name in OVERRIDES:
-    if getattr(args, name) is not None:
-      value = getattr(args, name)
-      cfg[name] = _difficulty(value) if name == "difficulty" else value
-  summary = train_policy(cfg, args.out)
+  given = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
+  if "difficulty" in given:
+    given["difficulty"] = _difficulty(given["difficulty"])
+  summary = train_policy(dataclasses.replace(WarmstartConfig(), **given), args.out)
   if args.eval_problems:
     summary["eval"] = evaluate(Path(summary["policy_path"]), args)
     io_utils.atomic_write_json(Path(args.out) / "eval.json", summary["eval"])

@@ -7,7 +7,7 @@ every `cfg.checkpoint_every` steps and at the end, and resumes from the newest o
 writes the policy as a Hugging Face folder (`out_dir/policy`: config.json, safetensors,
 tokenizer files) that loads with `models.load_hf` + `transformers.AutoTokenizer`.
 
-`cfg` is the `warmstart` config section (`config_defaults.warmstart()`).
+`cfg` is a `WarmstartConfig` (the pipeline fills it from the `warmstart` config section).
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import jax
-import ml_collections
 
 from restrl_jax import io_utils, models, training
 from restrl_jax.checkpoint import Checkpointer
@@ -35,6 +34,32 @@ SERVED_TOKENIZER_DIR = "served_tokenizer"
 StepCallback = Callable[[int, dict], None]
 
 
+@dataclasses.dataclass(frozen=True)
+class WarmstartConfig:
+  """SFT of a `preset` policy on the synthetic train split's reference solutions. The defaults
+  re-create the shipped demo policy (the same values as `config_defaults.warmstart()`)."""
+  tokenizer_path: str | None = None   # None: the embedded synthetic-suite tokenizer
+  init_policy_path: str | None = None  # continue SFT from this HF folder (else a fresh preset)
+  preset: str = "tiny"
+  num_train_problems: int = 2000
+  difficulty: int | str = "mixed"
+  data_seed: int = 0
+  max_len: int = 256                  # tokens of prompt + completion
+  pad_multiple: int = 32
+  steps: int = 800
+  batch_size: int = 32
+  learning_rate: float = 3e-3
+  warmup_steps: int = 100
+  schedule: str = "constant"
+  weight_decay: float = 0.0
+  grad_clip: float = 1.0
+  seed: int = 0
+  checkpoint_every: int = 200
+  keep_checkpoints: int = 2
+  log_every: int = 25
+  tensorboard: bool = False
+
+
 def policy_config(tokenizer: Any, preset: str = "tiny") -> models.ModelConfig:
   """`preset` with the tokenizer's vocabulary size and special-token ids."""
   return dataclasses.replace(
@@ -44,9 +69,9 @@ def policy_config(tokenizer: Any, preset: str = "tiny") -> models.ModelConfig:
       tokenizer.eos_token_id)
 
 
-def warmstart_tokenizer(cfg: ml_collections.ConfigDict):
+def warmstart_tokenizer(cfg: WarmstartConfig):
   """The tokenizer folder `cfg.tokenizer_path`, or the embedded synthetic-suite tokenizer."""
-  if cfg.get("tokenizer_path"):
+  if cfg.tokenizer_path:
     return load_tokenizer(cfg.tokenizer_path)
   return embedded_tokenizer()
 
@@ -66,16 +91,16 @@ def served_tokenizer(config: models.ModelConfig, tokenizer: Any, folder: str | P
   return served
 
 
-def make_optimizer(cfg: ml_collections.ConfigDict):
+def make_optimizer(cfg: WarmstartConfig):
   return training.make_optimizer(cfg.learning_rate, cfg.steps, cfg.warmup_steps, cfg.schedule,
                                  cfg.weight_decay, cfg.grad_clip)
 
 
-def _check(cfg: ml_collections.ConfigDict) -> None:
+def _check(cfg: WarmstartConfig) -> None:
   for field in ("steps", "batch_size", "checkpoint_every", "log_every", "max_len",
                 "pad_multiple"):
-    if int(cfg[field]) < 1:
-      raise ValueError(f"config.warmstart.{field} must be >= 1, got {cfg[field]}")
+    if int(getattr(cfg, field)) < 1:
+      raise ValueError(f"config.warmstart.{field} must be >= 1, got {getattr(cfg, field)}")
 
 
 def _resume(ckpt: Checkpointer, state: training.TrainState, metrics_path: Path):
@@ -93,7 +118,7 @@ def _train_layout(config: models.ModelConfig, params: Any) -> Any:
   return models.to_layout(params, models.params_layout(config))
 
 
-def restore_params(cfg: ml_collections.ConfigDict, config: models.ModelConfig,
+def restore_params(cfg: WarmstartConfig, config: models.ModelConfig,
                    out_dir: str | Path, step: int | None = None) -> tuple[Any, int]:
   """(params, step) of a warm-start checkpoint under `out_dir` (default: the newest), layers
   stacked whatever layout the run trained in (checkpoints hold them stacked)."""
@@ -107,12 +132,12 @@ def restore_params(cfg: ml_collections.ConfigDict, config: models.ModelConfig,
   return state.params, step
 
 
-def train_policy(cfg: ml_collections.ConfigDict, out_dir: str | Path,
+def train_policy(cfg: WarmstartConfig, out_dir: str | Path,
                  on_step: StepCallback | None = None) -> dict:
   """Run (or resume) the warm start; returns a summary dict with the exported policy path."""
   _check(cfg)
   out_dir = Path(out_dir)
-  if cfg.get("init_policy_path"):   # continued SFT of an existing policy (its tokenizer)
+  if cfg.init_policy_path:   # continued SFT of an existing policy (its tokenizer)
     config, params = models.load_hf(cfg.init_policy_path)
     tokenizer = load_tokenizer(cfg.init_policy_path)
   else:

@@ -1,15 +1,18 @@
-"""The `rest_grpo` pipeline stage: ReST rounds of GRPO (or a baseline) from the newest policy.
+"""Stage `rest_grpo`: ReST rounds of GRPO (or a baseline) from the newest policy.
 
 `config.rest.method` picks the variant: "rest_grpo" (the paper), "grpo" (naive GRPO), "dapo"
 (naive data + dynamic sampling) or "rest_dpo". The sections `config.rest` / `config.grpo` are
 read over `config_defaults.rest()` / `grpo()`, so a config sets only what it changes (a field
-the defaults do not know is an error naming it). The start policy is the newest policy an
-earlier stage wrote, else the base `config.model.hf_path` (`resolve_policy`), recorded in `<stage_dir>/start_policy.json` so a
-resumed run starts from the same one. Outputs: `<stage_dir>/round_<r>/...` (see rounds.py) and
-the trained policy at `<stage_dir>/policy`.
+the defaults do not know is an error naming it) and become the plain dataclasses of
+`restrl_jax.rl` (RoundsConfig, GRPOConfig, DPOConfig). The start policy is the newest policy an
+earlier stage wrote, else the base `config.model.hf_path` (`resolve_policy`), recorded in
+`<stage_dir>/start_policy.json` so a resumed run starts from the same one. Outputs:
+`<stage_dir>/round_<r>/...` (see rl/rounds.py) and the trained policy at `<stage_dir>/policy`;
+with `rest.curve_every` the held-out learning curve at `<workdir>/plots/learning_curve.png`
+(learning_curve.py).
 
 Also runnable on its own (used by the kill-and-resume test):
-  python -m restrl_jax.rl.stage CONFIG_JSON WORKDIR
+  python -m restrl_jax.pipeline.stages.rest_grpo CONFIG_JSON WORKDIR
 """
 from __future__ import annotations
 
@@ -21,31 +24,22 @@ from typing import Any
 import jax
 import ml_collections
 
-from restrl_jax import config_defaults, distributed, io_utils, parallel, plots
-from restrl_jax.config_checks import ConfigError
+from restrl_jax import parallel
 from restrl_jax.data.registry import load_problems
-from restrl_jax.execution import ExecutionPool
 from restrl_jax.pipeline.policy_source import policy_tokenizer, resolve_policy
-from restrl_jax.pipeline.stages import StageContext
+from restrl_jax.pipeline.registry import StageContext, register_stage
+from restrl_jax.pipeline.sections import section
+from restrl_jax.pipeline.stages.common import execution_pool
+from restrl_jax.pipeline.stages.learning_curve import plot_curve
 from restrl_jax.rl import host_rounds, rest_data
 from restrl_jax.rl.advantages import AdvantageConfig
 from restrl_jax.rl.losses import GRPOLossConfig
-from restrl_jax.rl.rounds import CURVE_FILE, CurveEval, RoundsConfig, Setup, run_rounds
+from restrl_jax.rl.rounds import CurveEval, RoundsConfig, Setup, run_rounds
 from restrl_jax.rl.trainer import DPOConfig, GRPOConfig
 from restrl_jax.sampling import SamplingParams
 
 STAGE = "rest_grpo"
-
-
-def section(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
-  """`config.<name>` over its defaults; unknown fields are a ConfigError naming them."""
-  out = getattr(config_defaults, name)()
-  given = config.get(name) or {}
-  for key in given.keys():
-    if key not in out:
-      raise ConfigError(f"config.{name}.{key} is not a known field; known: {sorted(out.keys())}")
-    out[key] = given[key]
-  return out
+READS = ("model", "rest", "grpo", "execution.isolation")
 
 
 def _beta(value: Any) -> float | int:
@@ -129,38 +123,6 @@ def _mesh(config: ml_collections.ConfigDict):
   return parallel.make_mesh(tuple(config.mesh.shape))
 
 
-def curve_points(stage_dir: Path) -> list[dict]:
-  """Every round's learning-curve rows, with `global_step` counting the steps of all rounds."""
-  points, offset = [], 0
-  for facts in json_lines(stage_dir / "rounds.jsonl"):
-    round_dir = stage_dir / f"round_{facts['round']}"
-    for row in json_lines(round_dir / CURVE_FILE):
-      points.append({**row, "global_step": offset + row["step"]})
-    offset += facts.get("steps", 0)
-  return points
-
-
-def json_lines(path: Path) -> list[dict]:
-  return io_utils.read_jsonl(path) if path.is_file() else []
-
-
-def plot_curve(stage_dir: Path, workdir: Path, method: str) -> dict:
-  """`<workdir>/plots/learning_curve.png` from the held-out curve rows; facts for the summary."""
-  points = curve_points(stage_dir)
-  if not points or not distributed.is_writer():
-    return {}
-  series = lambda k: {method: [(p["global_step"], p[k], 0.0) for p in points]}
-  path = plots.learning_curves(
-      {"held-out strict accuracy": series("strict_accuracy"),
-       "held-out test-case average": series("test_case_average")},
-      workdir / "plots" / "learning_curve.png",
-      title=f"{points[0]['num_problems']} held-out problems x "
-            f"{points[0]['num_samples'] // points[0]['num_problems']} samples")
-  first, last = points[0], points[-1]
-  return {"curve_plot": str(path), "curve_strict_first": first["strict_accuracy"],
-          "curve_strict_last": last["strict_accuracy"], "curve_points": len(points)}
-
-
 def _summary(result: dict) -> dict:
   out = {k: result[k] for k in ("method", "rounds", "steps", "policy_path")}
   for facts in result["per_round"]:
@@ -171,8 +133,9 @@ def _summary(result: dict) -> dict:
   return out
 
 
-def rest_grpo_stage(ctx: StageContext) -> dict:
-  """Pipeline stage `rest_grpo`; returns summary facts (method, steps, per-round data sizes)."""
+@register_stage(STAGE, reads=READS)
+def run(ctx: StageContext) -> dict:
+  """Summary facts (method, steps, per-round data sizes)."""
   config = ctx.config
   rest, grpo = section(config, "rest"), section(config, "grpo")
   split = rest.split if rest.benchmark in ("synthetic", "apps") else None
@@ -181,8 +144,7 @@ def rest_grpo_stage(ctx: StageContext) -> dict:
   curve = curve_eval(rest)
   policy = start_policy(ctx)
   tokenizer = policy_tokenizer(config, policy)
-  workers = config.execution.num_workers or None
-  with ExecutionPool(num_workers=workers, isolation=config.execution.isolation) as pool:
+  with execution_pool(config) as pool:
     setup = Setup(problems=problems, tokenizer=tokenizer, pool=pool,
                   cfg=rounds_config(rest, grpo, config.model.dtype), grpo=grpo_config(grpo),
                   dpo=dpo_config(rest, grpo), mesh=_mesh(config), curve=curve)
@@ -193,12 +155,12 @@ def rest_grpo_stage(ctx: StageContext) -> dict:
 
 def main(argv: list[str]) -> None:
   if len(argv) != 3:
-    sys.exit("usage: python -m restrl_jax.rl.stage CONFIG_JSON WORKDIR")
+    sys.exit("usage: python -m restrl_jax.pipeline.stages.rest_grpo CONFIG_JSON WORKDIR")
   config = ml_collections.ConfigDict(json.loads(Path(argv[1]).read_text()))
   workdir = Path(argv[2])
   stage_dir = workdir / STAGE
   stage_dir.mkdir(parents=True, exist_ok=True)
-  summary = rest_grpo_stage(StageContext(config=config, workdir=workdir, stage_dir=stage_dir))
+  summary = run(StageContext(config=config, workdir=workdir, stage_dir=stage_dir))
   print(json.dumps(summary))
 
 

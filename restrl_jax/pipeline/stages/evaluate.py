@@ -1,11 +1,13 @@
-"""The `evaluate` stage: sample the policy on a benchmark, run the programs in the sandbox and
+"""Stage `evaluate`: sample the policy on a benchmark, run the programs in the sandbox and
 report pass@k, test-case average and strict accuracy (a summary row per policy).
 
-Samples and per-sample results are written to `<stage_dir>/samples.jsonl`. With
-`evaluate.compare_base` (and a trained policy newer than the base) the base policy (the warm
-start's, else `model.hf_path`) is sampled too, on the same problems with the same sampling seed
-(`<stage_dir>/base_samples.jsonl`), and a row "trained - base" gives the paired differences of
-strict accuracy and test-case average with their standard errors over problems.
+Samples and per-sample results are written to `<stage_dir>/samples.jsonl`, the scores to
+`<stage_dir>/scores.json`. With `evaluate.compare_base` (and a trained policy newer than the
+base) the base policy (the warm start's, else `model.hf_path`) is sampled too, on the same
+problems with the same sampling seed (`<stage_dir>/base_samples.jsonl`), and a row
+"trained - base" gives the paired differences of strict accuracy and test-case average with their
+standard errors over problems (`<stage_dir>/gain.json`). Settings: `config.evaluate`,
+`config.sampling`.
 """
 from __future__ import annotations
 
@@ -13,22 +15,16 @@ import dataclasses
 import json
 from pathlib import Path
 
-import ml_collections
-
-from restrl_jax import io_utils, models
+from restrl_jax import io_utils
 from restrl_jax.evaluation import metrics
-from restrl_jax.data.registry import load_problems
-from restrl_jax.execution import ExecutionPool
-from restrl_jax.pipeline.policy_source import base_policy, policy_tokenizer, resolve_policy
-from restrl_jax.pipeline.stages import StageContext
+from restrl_jax.pipeline.policy_source import base_policy, resolve_policy
+from restrl_jax.pipeline.registry import StageContext, register_stage
+from restrl_jax.pipeline.stages.common import (benchmark_problems, execution_pool, sampler_for,
+                                               sampling_params)
 from restrl_jax.rollout import rollout, summarize_records
-from restrl_jax.sampling import Sampler
-from restrl_jax.sampling.params import from_config as sampling_from_config
 
-
-def _load_problems(cfg: ml_collections.ConfigDict):
-  split = cfg.split if cfg.benchmark == "synthetic" else None
-  return load_problems(cfg.benchmark, cfg.data_path, split=split, limit=cfg.num_problems)
+STAGE = "evaluate"
+READS = ("model", "evaluate", "sampling", "execution.isolation")
 
 
 def _sample_row(record, isolation: str) -> dict:
@@ -40,11 +36,9 @@ def _sample_row(record, isolation: str) -> dict:
 
 
 def _score_policy(config, policy: Path, problems, pool) -> list:
-  tokenizer = policy_tokenizer(config, policy)
-  model_config, params = models.load_hf(policy, dtype=config.model.dtype)
-  sampler = Sampler(model_config, params, tokenizer, max_batch=config.sampling.batch_size)
-  return rollout(sampler, pool, problems, sampling_from_config(config.sampling),
-                 config.evaluate.num_samples, rng=config.evaluate.seed)
+  return rollout(sampler_for(config, policy), pool, problems,
+                 sampling_params(config.sampling), config.evaluate.num_samples,
+                 rng=config.evaluate.seed)
 
 
 def _write_samples(path: Path, records, isolation: str) -> None:
@@ -83,13 +77,15 @@ def _gain_row(gain: dict) -> dict:
           "strict_accuracy": pm("gain_strict"), "test_case_average": pm("gain_test_case_average")}
 
 
-def evaluate_stage(ctx: StageContext) -> dict:
+@register_stage(STAGE, reads=READS)
+def run(ctx: StageContext) -> dict:
+  """Summary: the scores, the policy, the sandbox level and the rows (with the base's and the
+  paired gain under `compare_base`)."""
   config, cfg = ctx.config, ctx.config.evaluate
   policy = resolve_policy(config, ctx.workdir)
-  problems = _load_problems(cfg)
+  problems = benchmark_problems(cfg.benchmark, cfg.data_path, cfg.split, cfg.num_problems)
   base = base_policy(config, Path(ctx.workdir)) if cfg.compare_base else None
-  with ExecutionPool(num_workers=config.execution.num_workers or None,
-                     isolation=config.execution.isolation) as pool:
+  with execution_pool(config) as pool:
     records = _score_policy(config, policy, problems, pool)
     compared = base is not None and base.resolve() != policy.resolve()
     base_records = _score_policy(config, base, problems, pool) if compared else None

@@ -1,0 +1,70 @@
+"""Stage `collect_values`: value targets from execution-scored MCTS (docs/method.md §5).
+
+Searches B = `config.mcts.batch_trees` trees at a time over training problems with the newest
+policy and writes the records of `search.collect` to `<stage_dir>/values.jsonl`; finished
+problems are listed in `<stage_dir>/progress.json`, so a rerun resumes batch by batch (records of
+an unfinished batch are dropped first). Settings: `config.mcts` (over `config_defaults.mcts()`),
+`config.sampling`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from restrl_jax import io_utils
+from restrl_jax.pipeline.registry import StageContext, register_stage
+from restrl_jax.pipeline.sections import section
+from restrl_jax.pipeline.stages.common import (batches, benchmark_problems, execution_pool,
+                                               policy_sampler, sampling_params)
+from restrl_jax.search import collect as collect_lib
+
+STAGE = "collect_values"
+READS = ("model", "sampling", "execution.isolation", "mcts.collect_*", "mcts.eps", "mcts.seed",
+         "mcts.batch_trees")
+VALUES_FILE, PROGRESS_FILE = "values.jsonl", "progress.json"
+TIMING_KEYS = ("generation", "execution", "value", "bookkeeping", "total", "expansions")
+
+
+def _resume_values(stage_dir: Path) -> set[str]:
+  """Problem ids finished by an earlier run; records of unfinished problems are dropped."""
+  progress = stage_dir / PROGRESS_FILE
+  done = set(json.loads(progress.read_text())["done"]) if progress.exists() else set()
+  values = stage_dir / VALUES_FILE
+  if values.exists():
+    kept = [r for r in io_utils.read_jsonl(values) if r["problem_id"] in done]
+    io_utils.atomic_write_text(values, "".join(json.dumps(r) + "\n" for r in kept))
+  return done
+
+
+@register_stage(STAGE, reads=READS)
+def run(ctx: StageContext) -> dict[str, Any]:
+  """Summary: record counts, the sandbox level and where the search's time went."""
+  config, stage_dir = ctx.config, Path(ctx.stage_dir)
+  cfg = section(config, "mcts")
+  sampler, policy = policy_sampler(config, ctx.workdir)
+  problems = benchmark_problems(cfg.collect_benchmark, cfg.collect_data_path, cfg.collect_split,
+                                cfg.collect_num_problems)
+  search = collect_lib.collect_config(cfg.collect_iterations, cfg.collect_samples,
+                                      cfg.collect_width, cfg.collect_c, cfg.eps, cfg.seed)
+  done = _resume_values(stage_dir)
+  timing = dict.fromkeys(TIMING_KEYS, 0.0)
+  with execution_pool(config) as pool:
+    isolation = pool.isolation
+    for rows in batches(len(problems), cfg.batch_trees):
+      batch = [problems[i] for i in rows]
+      if all(p.id in done for p in batch):
+        continue
+      sp = sampling_params(config.sampling)
+      records, result = collect_lib.collect_values(batch, sampler, pool, sp, search,
+                                                   tree_ids=list(rows))
+      io_utils.append_jsonl(stage_dir / VALUES_FILE, records)
+      done |= {p.id for p in batch}
+      io_utils.atomic_write_text(stage_dir / PROGRESS_FILE,
+                                 json.dumps({"done": sorted(done)}) + "\n")
+      for k in TIMING_KEYS:
+        timing[k] += result.timing[k]
+  summary = collect_lib.summarize_records(io_utils.read_jsonl(stage_dir / VALUES_FILE))
+  return {"policy": str(policy), "values_path": str(stage_dir / VALUES_FILE), **summary,
+          "isolation": isolation,
+          **{f"seconds_{k}" if k != "expansions" else k: round(v, 3) for k, v in timing.items()}}

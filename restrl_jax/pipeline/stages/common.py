@@ -1,0 +1,52 @@
+"""What several stage adapters build from the config the same way: the policy's sampler and its
+sampling settings, the sandbox pool, a benchmark's problems, batches of trees."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import ml_collections
+
+from restrl_jax import models
+from restrl_jax.data.registry import load_problems
+from restrl_jax.execution import ExecutionPool
+from restrl_jax.pipeline.policy_source import policy_tokenizer, resolve_policy
+from restrl_jax.sampling import Sampler, SamplingParams
+
+
+def sampler_for(config: ml_collections.ConfigDict, policy: Path) -> Sampler:
+  """A sampler over the HF folder `policy` (`config.model.dtype`) with its checked tokenizer."""
+  tokenizer = policy_tokenizer(config, policy)
+  model_config, params = models.load_hf(policy, dtype=config.model.dtype)
+  return Sampler(model_config, params, tokenizer, max_batch=config.sampling.batch_size)
+
+
+def policy_sampler(config: ml_collections.ConfigDict, workdir: Path) -> tuple[Sampler, Path]:
+  """A sampler over the newest policy (`resolve_policy`), and that policy's folder."""
+  policy = resolve_policy(config, workdir)
+  return sampler_for(config, policy), policy
+
+
+def sampling_params(sampling: ml_collections.ConfigDict) -> SamplingParams:
+  """SamplingParams from the `sampling` section (max_new_tokens, temperature, top_p, top_k); the
+  one mapping every stage that samples with `config.sampling` uses."""
+  return SamplingParams(max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
+                        top_p=sampling.top_p, top_k=sampling.top_k)
+
+
+def execution_pool(config: ml_collections.ConfigDict) -> ExecutionPool:
+  """The sandbox pool of `config.execution` (num_workers 0: one per core)."""
+  return ExecutionPool(num_workers=config.execution.num_workers or None,
+                       isolation=config.execution.isolation)
+
+
+def benchmark_problems(benchmark: str, path: str | None, split: str, limit: int | None):
+  """Problems of a benchmark; `split` applies to the synthetic suite only."""
+  return load_problems(benchmark, path, split=split if benchmark == "synthetic" else None,
+                       limit=limit)
+
+
+def batches(n: int, size: int) -> list[range]:
+  """Index ranges of `size` (config.mcts.batch_trees) covering `n` items."""
+  if size < 1:
+    raise ValueError(f"config.mcts.batch_trees must be >= 1, got {size}")
+  return [range(s, min(s + size, n)) for s in range(0, n, size)]

@@ -1,0 +1,68 @@
+"""Stage `decode`: VM-MCTS and its baselines at an equal budget (docs/method.md §7).
+
+Decodes `config.mcts.decode_*` test problems with each method of `decode_methods` (sampling,
+best-of-N, ORM-MCTS, VM-MCTS), B trees at a time, with the newest policy and the value model of
+`train_value`; every answer runs in the sandbox. Per method `<stage_dir>/<method>.jsonl` (the
+answers and their rewards) and `<method>.json` (its scores; a rerun skips finished methods), and a
+summary row "<method> (<budget> samples)".
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from restrl_jax import io_utils
+from restrl_jax.pipeline.registry import StageContext, register_stage
+from restrl_jax.pipeline.sections import section
+from restrl_jax.pipeline.stages.common import (batches, benchmark_problems, execution_pool,
+                                               policy_sampler, sampling_params)
+from restrl_jax.search import decode as decode_lib
+from restrl_jax.value.model import load_value_model
+from restrl_jax.value.train import BEST_DIR
+
+STAGE = "decode"
+READS = ("model", "sampling", "execution.isolation", "value.dtype", "value.score_batch_size",
+         "mcts.decode_*", "mcts.eps", "mcts.seed", "mcts.batch_trees", "mcts.max_steps_factor")
+
+
+def _answer_rows(answers, rewards) -> list[dict]:
+  return [dict(dataclasses.asdict(a), candidates=len(a.candidates), rewards=r)
+          for a, r in zip(answers, rewards)]
+
+
+@register_stage(STAGE, reads=READS)
+def run(ctx: StageContext) -> dict[str, Any]:
+  """Summary: one row per method, the budget, the policy and value model used."""
+  config, stage_dir = ctx.config, Path(ctx.stage_dir)
+  cfg, vcfg = section(config, "mcts"), section(config, "value")
+  sampler, policy = policy_sampler(config, ctx.workdir)
+  vm_path = Path(ctx.stage_output("train_value")) / BEST_DIR
+  vm = load_value_model(vm_path, dtype=vcfg.dtype or config.model.dtype,
+                        batch_size=vcfg.score_batch_size, tokenizer=sampler.tokenizer)
+  problems = benchmark_problems(cfg.decode_benchmark, cfg.decode_data_path, cfg.decode_split,
+                                cfg.decode_num_problems)
+  budget = cfg.decode_budget or cfg.decode_iterations * cfg.decode_samples
+  rows = []
+  with execution_pool(config) as pool:
+    isolation = pool.isolation
+    for method in cfg.decode_methods:
+      out = stage_dir / f"{method}.json"
+      if not out.exists():
+        answers = []
+        for ids in batches(len(problems), cfg.batch_trees):
+          answers += decode_lib.decode(
+              method, [problems[i] for i in ids], sampler, sampling_params(config.sampling),
+              budget,
+              vm.scorer(), cfg.decode_samples, cfg.decode_width, cfg.decode_c, cfg.eps,
+              cfg.seed, tree_ids=list(ids), max_steps_factor=cfg.max_steps_factor)
+        rewards = decode_lib.execute_answers(pool, problems, answers)
+        io_utils.atomic_write_text(stage_dir / f"{method}.jsonl", "".join(
+            json.dumps(r) + "\n" for r in _answer_rows(answers, rewards)))
+        io_utils.atomic_write_json(out, decode_lib.answer_metrics(answers, rewards))
+      scores = json.loads(out.read_text())
+      rows.append({"method": f"{method} ({budget} samples)", "benchmark": cfg.decode_benchmark,
+                   **scores})
+  return {"policy": str(policy), "value_model": str(vm_path), "budget": budget,
+          "isolation": isolation, "rows": rows}

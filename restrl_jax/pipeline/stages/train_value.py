@@ -1,0 +1,40 @@
+"""Stage `train_value`: the value model on the records of `collect_values` (docs/method.md §6).
+
+Reads `<workdir>/collect_values/values.jsonl` (the record kinds in `config.value.kinds`, one
+example per distinct text with `dedupe`), trains from the newest policy's backbone with
+`value.train_value` (resumable) and keeps the best model at `<stage_dir>/best`. `config.value`
+(over `config_defaults.value()`) fills `value.ValueTrainConfig`; its dtype None means
+`config.model.dtype`; `shard` trains on the `config.mesh.shape` mesh.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from restrl_jax import parallel
+from restrl_jax.pipeline.policy_source import resolve_policy
+from restrl_jax.pipeline.registry import StageContext, register_stage
+from restrl_jax.pipeline.sections import dataclass_from, section
+from restrl_jax.pipeline.stages.collect_values import VALUES_FILE
+from restrl_jax.value import data as value_data
+from restrl_jax.value.train import ValueTrainConfig, train_value
+
+STAGE = "train_value"
+READS = ("model", "value", "mesh.shape")
+
+
+@register_stage(STAGE, reads=READS)
+def run(ctx: StageContext) -> dict[str, Any]:
+  """Summary of `train_value` (best held-out metrics, the model's path) with its inputs."""
+  config, stage_dir = ctx.config, Path(ctx.stage_dir)
+  cfg = section(config, "value")
+  dtype = config.model.dtype if cfg.dtype is None else cfg.dtype
+  records = Path(ctx.stage_output("collect_values")) / VALUES_FILE
+  examples = value_data.read_examples(records, tuple(cfg.kinds))
+  if cfg.dedupe:
+    examples = value_data.dedupe_examples(examples)
+  policy = resolve_policy(config, ctx.workdir)
+  mesh = parallel.make_mesh(tuple(config.mesh.shape)) if cfg.shard else None
+  summary = train_value(dataclass_from(cfg, ValueTrainConfig, dtype=dtype), examples, policy,
+                        stage_dir, mesh=mesh)
+  return {"policy": str(policy), "records": str(records), **summary}
