@@ -57,6 +57,7 @@ class Workload(NamedTuple):
   grad_accum_steps: int = 1      # micro-batches per update (config.grpo.grad_accum_steps)
   value_batch: int = 1           # config.value.batch_size
   value_len: int = 2048          # config.value.max_length
+  score_batch: int = 16          # config.value.score_batch_size (value-model scoring, decode)
 
   @property
   def micro_batch(self) -> int:  # rows of one forward/backward of the GRPO update
@@ -149,7 +150,11 @@ def sample_activation_bytes(config: models.ModelConfig, mesh, wl: Workload) -> i
 TRAIN_PEAK = "peak: train step"
 SAMPLE_PEAK = "peak: sample step (train state resident)"
 VALUE_PEAK = "peak: value model train step"
-PEAKS = (TRAIN_PEAK, SAMPLE_PEAK, VALUE_PEAK)
+ONE_DEVICE_SAMPLE_PEAK = "peak: one-device sampling (evaluate, collect)"
+ONE_DEVICE_DECODE_PEAK = "peak: one-device search + value model (decode)"
+SHARDED_PEAKS = (TRAIN_PEAK, SAMPLE_PEAK, VALUE_PEAK)
+ONE_DEVICE_PEAKS = (ONE_DEVICE_SAMPLE_PEAK, ONE_DEVICE_DECODE_PEAK)
+PEAKS = SHARDED_PEAKS + ONE_DEVICE_PEAKS
 STATE_ROWS = ("params (bf16)", "reference params (bf16, KL)", "fp32 master copy",
               "Adam mu + nu (fp32)")
 TRAIN_ROWS = ("grads + fp32 update temporaries", "fp32 gradient accumulator",
@@ -158,6 +163,34 @@ SAMPLE_ROWS = ("KV cache (sampling)", "weights gathered over fsdp (sampling)",
                "sample activations (prefill)")
 VALUE_ROWS = ("value model: params + master + Adam", "value model: grads + update temporaries",
               "value model: activations (remat)")
+ONE_DEVICE_ROWS = ("one device: policy (bf16)", "one device: value model (bf16)",
+                   "one device: KV cache + prefill", "one device: value scoring forward")
+
+
+def scoring_activation_bytes(config: models.ModelConfig, mesh, rows: int, t: int) -> int:
+  """A forward pass without a backward (value scoring): the largest layer's working set,
+  q, k, v, attn out, 3 MLP [b, T, F] bf16 and scores + probs [b, H, T, T] fp32 + bf16."""
+  b = _batch_local(rows, mesh)
+  h = _local((config.num_heads,), ("heads",), mesh)
+  kvh = _local((config.num_kv_heads,), ("kv_heads",), mesh)
+  f = _local((config.intermediate_size,), ("mlp",), mesh)
+  return (b * t * (2 * h + 2 * kvh) * config.head_dim * 2 + 3 * b * t * f * 2
+          + b * h * t * t * 6)
+
+
+def one_device_rows(config: models.ModelConfig, wl: Workload) -> dict[str, int]:
+  """The stages that sample on one device today (pipeline/evaluate_stage.py and
+  search/stages.py build a `Sampler` without a mesh, and decode loads the value model beside
+  the policy): unsharded bf16 weights, a KV cache of one sampling batch and its prefill, and
+  the value model's scoring forward."""
+  one = abstract_mesh((1, 1, 1))
+  n = param_elements(config)
+  return {
+      ONE_DEVICE_ROWS[0]: 2 * n,
+      ONE_DEVICE_ROWS[1]: 2 * (n + config.hidden_size),
+      ONE_DEVICE_ROWS[2]: kv_cache_bytes(config, one, wl) + sample_activation_bytes(config, one, wl),
+      ONE_DEVICE_ROWS[3]: scoring_activation_bytes(config, one, wl.score_batch, wl.value_len),
+  }
 
 
 def analytic_plan(config: models.ModelConfig, mesh_shape: Sequence[int],
@@ -187,10 +220,14 @@ def analytic_plan(config: models.ModelConfig, mesh_shape: Sequence[int],
       VALUE_ROWS[1]: 8 * (n + config.hidden_size),
       VALUE_ROWS[2]: backbone_activation_bytes(config, mesh, wl.value_batch, wl.value_len),
   }
+  rows.update(one_device_rows(config, wl))
   state = sum(rows[k] for k in STATE_ROWS)
   rows[TRAIN_PEAK] = state + sum(rows[k] for k in TRAIN_ROWS)
   rows[SAMPLE_PEAK] = state + sum(rows[k] for k in SAMPLE_ROWS)
   rows[VALUE_PEAK] = sum(rows[k] for k in VALUE_ROWS)
+  policy, value, sample, score = (rows[k] for k in ONE_DEVICE_ROWS)
+  rows[ONE_DEVICE_SAMPLE_PEAK] = policy + sample
+  rows[ONE_DEVICE_DECODE_PEAK] = policy + value + max(sample, score)   # one at a time
   return rows
 
 
@@ -370,10 +407,10 @@ def format_plan(name: str, hw: mesh_presets.Hardware, rows: dict[str, int],
            f"{wl.grad_accum_steps} micro-batch(es) of {wl.micro_batch}, sampling "
            f"{wl.sample_batch} x ({wl.prompt_len} + {wl.new_tokens}), value model "
            f"{wl.value_batch} x {wl.value_len}; GiB per device:"]
-  lines += [f"  {k:<44s}{_gib(v)}" for k, v in rows.items()]
+  lines += [f"  {k:<50s}{_gib(v)}" for k, v in rows.items()]
   for key, ok in fits(rows, hw).items():
     share = f"{100 * rows[key] / hw.hbm_bytes:.0f}%"
-    lines.append(f"  {'fits: ' + key.split(': ')[1]:<44s}{'yes' if ok else 'NO':>8s}  ({share} "
+    lines.append(f"  {'fits: ' + key.split(': ')[1]:<50s}{'yes' if ok else 'NO':>8s}  ({share} "
                  "of HBM)")
   return "\n".join(lines)
 

@@ -46,6 +46,7 @@ class Hardware:
   accelerator_type: str = ""     # gcloud --accelerator-type
   runtime_version: str = ""      # gcloud --version (TPU software image)
   peak_bf16_tflops: float = 0.0  # per device, for MFU estimates
+  hbm_gbps: float = 0.0          # memory bandwidth per device, GB/s (vendor spec; time_plan)
   # rows of one GRPO forward/backward per batch shard (data x fsdp) that the memory per device
   # takes for a 7-8B model at 1024 + 1024 tokens (memory_plan); None: the whole update at once
   train_rows_per_shard: int | None = None
@@ -68,10 +69,14 @@ class Hardware:
     return int(self.hbm_gib * GIB)
 
 
+_HBM_GBPS = {"v4": 1200, "v5e": 819, "v5p": 2765}   # Cloud TPU system architecture pages
+
+
 def _tpu(name, devices, hosts, hbm, tflops, accel, version, rows_per_shard=None) -> Hardware:
   per_host = devices // hosts
   mesh = (1, devices, 1) if hosts == 1 else (1, hosts, per_host)
-  return Hardware(name, "tpu", devices, hosts, hbm, mesh, accel, version, tflops, rows_per_shard)
+  return Hardware(name, "tpu", devices, hosts, hbm, mesh, accel, version, tflops,
+                  _HBM_GBPS[name.split("-")[0]], rows_per_shard)
 
 
 PRESETS: dict[str, Hardware] = {h.name: h for h in (
@@ -83,9 +88,10 @@ PRESETS: dict[str, Hardware] = {h.name: h for h in (
     _tpu("v5e-64", 64, 16, 16, 197, "v5litepod-64", "v2-alpha-tpuv5-lite"),
     _tpu("v5p-8", 4, 1, 95, 459, "v5p-8", "v2-alpha-tpuv5", rows_per_shard=4),
     _tpu("v5p-128", 64, 16, 95, 459, "v5p-128", "v2-alpha-tpuv5"),
-    Hardware("gpu-1", "gpu", 1, 1, 80, (1, 1, 1), peak_bf16_tflops=989),   # one H100 80GB
-    Hardware("gpu-8", "gpu", 8, 1, 80, (1, 8, 1), peak_bf16_tflops=989,    # one 8xH100 host
-             train_rows_per_shard=2),
+    # H100 SXM 80GB: 989 dense bf16 TFLOP/s, 3.35 TB/s HBM3
+    Hardware("gpu-1", "gpu", 1, 1, 80, (1, 1, 1), peak_bf16_tflops=989, hbm_gbps=3350),
+    Hardware("gpu-8", "gpu", 8, 1, 80, (1, 8, 1), peak_bf16_tflops=989, hbm_gbps=3350,
+             train_rows_per_shard=2),                                     # one 8xH100 host
 )}
 
 

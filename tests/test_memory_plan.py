@@ -2,6 +2,7 @@
 analysis of the sharded train and sample steps (abstract shapes, true width, 2 layers)."""
 import dataclasses
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -143,11 +144,17 @@ def test_presets_fit_the_paper_models(model, hardware, capsys):
   wl = mp.preset_workload(hw)
   assert (wl.train_batch, wl.train_len, wl.sample_batch, wl.value_len) == (16, 2048, 16, 2048)
   rows = mp.analytic_plan(config, hw.mesh_shape, wl)
-  assert mp.fits(rows, hw) == dict.fromkeys(mp.PEAKS, True), {
-      k: rows[k] / mp.GIB for k in mp.PEAKS}
+  fits = mp.fits(rows, hw)
+  assert all(fits[k] for k in mp.SHARDED_PEAKS), {k: rows[k] / mp.GIB for k in mp.PEAKS}
+  # evaluate, collect_values and decode sample on one device today (an unsharded Sampler in
+  # pipeline/evaluate_stage.py and search/stages.py): a whole 7-8B bf16 model and its KV cache
+  # fit an H100 or a v5p chip, not a 16 GiB v5e chip, until those stages shard (issue 21, 7)
+  one_device_fits = hardware != "v5e-16"
+  assert [fits[k] for k in mp.ONE_DEVICE_PEAKS] == [one_device_fits] * 2
   mp.main(["--model", model, "--hardware", hardware])
   out = capsys.readouterr().out
-  assert [line.split()[-4] for line in out.splitlines() if "fits:" in line] == ["yes"] * 3
+  said = [line.split()[-4] for line in out.splitlines() if "fits:" in line]
+  assert said == ["yes"] * 3 + ["yes" if one_device_fits else "NO"] * 2
 
 
 def test_impossible_settings_do_not_fit(capsys):
@@ -157,7 +164,7 @@ def test_impossible_settings_do_not_fit(capsys):
   whole = mp.analytic_plan(qwen3, v5e16.mesh_shape, mp.Workload(grad_accum_steps=1))
   assert not mp.fits(whole, v5e16)[mp.TRAIN_PEAK]
   mp.main(["--model", "qwen3-8b", "--hardware", "v5e-16", "--grad-accum-steps", "1"])
-  assert "fits: train step                                  NO" in capsys.readouterr().out
+  assert re.search(r"fits: train step +NO ", capsys.readouterr().out)
   # 8 x 16 GiB: what does not shrink with the micro-batch (the train state, the gradients and
   # update temporaries, the accumulator) is over the chip already at one row per pass
   one_row = mp.analytic_plan(qwen3, v5e8.mesh_shape, mp.Workload(grad_accum_steps=2))
