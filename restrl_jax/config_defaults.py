@@ -174,6 +174,9 @@ def demo_value() -> ml_collections.ConfigDict:
 def base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.workdir = config_dict.placeholder(str)
+  # a data root (restrl_jax/data/data_root.py, docs/data.md): every stage's unset data path is
+  # its file there, checked before any stage runs; a section's own data_path wins
+  c.data_dir = config_dict.placeholder(str)
   c.seed = 0
   c.quick = False
   c.stages = ()

@@ -18,6 +18,11 @@ from restrl_jax import crash_points
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+  atomic_write_lines(path, (text,))
+
+
+def atomic_write_lines(path: str | os.PathLike, chunks: Iterable[str]) -> None:
+  """Write the concatenated `chunks` (streamed, e.g. the lines of a large JSON-lines file)."""
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a crash
@@ -25,7 +30,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
   try:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-      f.write(text)
+      for chunk in chunks:
+        f.write(chunk)
       f.flush()
       os.fsync(f.fileno())
     crash_points.reached("atomic_write", path)

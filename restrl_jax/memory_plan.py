@@ -3,14 +3,17 @@
     python -m restrl_jax.memory_plan --model qwen2.5-coder-7b-instruct --hardware v5e-16
 
 Two views of the same training set-up (bf16 weights; fp32 master copy and fp32 Adam moments;
-bf16 reference weights for the KL term; layer rematerialisation; sharded by `parallel` rules):
+bf16 reference weights for the KL term; layer rematerialisation; sharded by `parallel` rules;
+the GRPO step in the preset's micro-batches, `preset_workload`; the value model of the
+`train_value` stage sharded on the same mesh):
 
 * `analytic_plan`: bytes per device of every part, from the parameter shapes, the logical-axis
   rules and the mesh shape alone (exact for state; a stated formula for activations).
 * `compiled_plan`: `jax.jit(...).lower(abstract args).compile().memory_analysis()` of the real
-  sharded train step (`training.make_train_step` on `sft_loss`, the same forward/backward as the
-  GRPO policy loss) and sample step (`sampling.decode` prefill + decode loop) on the devices at
-  hand, with `jax.ShapeDtypeStruct` inputs (no weights are allocated), in the TPU form
+  sharded train step (`training.make_accum_train_step` on `sft_loss`, the same forward/backward
+  as the GRPO policy loss, in the workload's micro-batches) and sample step (`sampling.decode`
+  prefill + decode loop) on the devices at hand, with `jax.ShapeDtypeStruct` inputs (no weights
+  are allocated), in the TPU form
   (`plan_config`: rolled layer scan, TPU cache layout). Depth can be reduced and extrapolated
   linearly (`extrapolate`), since every per-layer array grows with the layer count.
 
@@ -36,19 +39,34 @@ from jax.sharding import AbstractMesh, Mesh
 from restrl_jax import mesh_presets, models, parallel
 from restrl_jax.sampling import decode
 from restrl_jax.sampling.transforms import SamplingMode
-from restrl_jax.training import TrainState, make_train_step, sft_loss
+from restrl_jax.training import TrainState, sft_loss
+from restrl_jax.training.accumulate import make_accum_train_step
 from restrl_jax.training.master_weights import MasterState, fp32_master  # noqa: F401 (re-export)
 
 GIB = 1024**3
 
 
 class Workload(NamedTuple):
-  """Batch shapes of one GRPO step (defaults: the paper's 2 prompts x 8 samples, 1024 + 1024)."""
-  train_batch: int = 16
+  """Batch shapes of one GRPO step (defaults: the paper's 2 prompts x 8 samples, 1024 + 1024)
+  and of one value-model step (the paper's 1 sequence of 2048 tokens)."""
+  train_batch: int = 16          # rows of one GRPO update
   train_len: int = 2048
   sample_batch: int = 16
   prompt_len: int = 1024
   new_tokens: int = 1024
+  grad_accum_steps: int = 1      # micro-batches per update (config.grpo.grad_accum_steps)
+  value_batch: int = 1           # config.value.batch_size
+  value_len: int = 2048          # config.value.max_length
+  score_batch: int = 16          # config.value.score_batch_size (value-model scoring, decode)
+
+  @property
+  def micro_batch(self) -> int:  # rows of one forward/backward of the GRPO update
+    return self.train_batch // self.grad_accum_steps
+
+
+def preset_workload(hw: mesh_presets.Hardware, wl: Workload = Workload()) -> Workload:
+  """`wl` with the micro-batches the hardware preset picks for its train step."""
+  return wl._replace(grad_accum_steps=mesh_presets.grad_accum_steps(hw, wl.train_batch))
 
 
 # -- the optimizer the plan assumes -------------------------------------------------------------
@@ -88,23 +106,29 @@ def _batch_local(b: int, mesh) -> int:
   return _local((b,), ("batch",), mesh)
 
 
-def train_activation_bytes(config: models.ModelConfig, mesh, wl: Workload) -> int:
-  """Rematerialised forward/backward: saved layer inputs + one layer's working set + logits.
+def backbone_activation_bytes(config: models.ModelConfig, mesh, rows: int, t: int) -> int:
+  """Rematerialised decoder forward/backward of `rows` x `t` tokens, without the logits.
 
   saved:   L x [b, T, D] bf16 (the scan carry kept per layer by `jax.checkpoint`)
   layer:   q, k, v, attn out, 3 MLP [b, T, F] tensors in bf16, scores + probs [b, H, T, T] in
            fp32 + bf16 (the recomputed layer whose backward runs)
-  logits:  3 x [b, T, V] fp32 (logits, log-softmax, its gradient)
   """
-  b, t = _batch_local(wl.train_batch, mesh), wl.train_len
+  b = _batch_local(rows, mesh)
   h = _local((config.num_heads,), ("heads",), mesh)
   kvh = _local((config.num_kv_heads,), ("kv_heads",), mesh)
   f = _local((config.intermediate_size,), ("mlp",), mesh)
-  v = _local((config.vocab_size,), ("vocab",), mesh)
   d, dh = config.hidden_size, config.head_dim
   saved = config.num_layers * b * t * d * 2
   layer = b * t * (2 * h + 2 * kvh) * dh * 2 + 3 * b * t * f * 2 + b * h * t * t * 6
-  return saved + layer + 3 * b * t * v * 4
+  return saved + layer
+
+
+def train_activation_bytes(config: models.ModelConfig, mesh, wl: Workload) -> int:
+  """One micro-batch's rematerialised forward/backward (`backbone_activation_bytes`) + its
+  logits: 3 x [b, T, V] fp32 (logits, log-softmax, its gradient)."""
+  b, t = _batch_local(wl.micro_batch, mesh), wl.train_len
+  v = _local((config.vocab_size,), ("vocab",), mesh)
+  return backbone_activation_bytes(config, mesh, wl.micro_batch, t) + 3 * b * t * v * 4
 
 
 def kv_cache_bytes(config: models.ModelConfig, mesh, wl: Workload) -> int:
@@ -125,11 +149,54 @@ def sample_activation_bytes(config: models.ModelConfig, mesh, wl: Workload) -> i
 
 TRAIN_PEAK = "peak: train step"
 SAMPLE_PEAK = "peak: sample step (train state resident)"
+VALUE_PEAK = "peak: value model train step"
+ONE_DEVICE_SAMPLE_PEAK = "peak: one-device sampling (evaluate, collect)"
+ONE_DEVICE_DECODE_PEAK = "peak: one-device search + value model (decode)"
+SHARDED_PEAKS = (TRAIN_PEAK, SAMPLE_PEAK, VALUE_PEAK)
+ONE_DEVICE_PEAKS = (ONE_DEVICE_SAMPLE_PEAK, ONE_DEVICE_DECODE_PEAK)
+PEAKS = SHARDED_PEAKS + ONE_DEVICE_PEAKS
+STATE_ROWS = ("params (bf16)", "reference params (bf16, KL)", "fp32 master copy",
+              "Adam mu + nu (fp32)")
+TRAIN_ROWS = ("grads + fp32 update temporaries", "fp32 gradient accumulator",
+              "train activations (remat)")
+SAMPLE_ROWS = ("KV cache (sampling)", "weights gathered over fsdp (sampling)",
+               "sample activations (prefill)")
+VALUE_ROWS = ("value model: params + master + Adam", "value model: grads + update temporaries",
+              "value model: activations (remat)")
+ONE_DEVICE_ROWS = ("one device: policy (bf16)", "one device: value model (bf16)",
+                   "one device: KV cache + prefill", "one device: value scoring forward")
+
+
+def scoring_activation_bytes(config: models.ModelConfig, mesh, rows: int, t: int) -> int:
+  """A forward pass without a backward (value scoring): the largest layer's working set,
+  q, k, v, attn out, 3 MLP [b, T, F] bf16 and scores + probs [b, H, T, T] fp32 + bf16."""
+  b = _batch_local(rows, mesh)
+  h = _local((config.num_heads,), ("heads",), mesh)
+  kvh = _local((config.num_kv_heads,), ("kv_heads",), mesh)
+  f = _local((config.intermediate_size,), ("mlp",), mesh)
+  return (b * t * (2 * h + 2 * kvh) * config.head_dim * 2 + 3 * b * t * f * 2
+          + b * h * t * t * 6)
+
+
+def one_device_rows(config: models.ModelConfig, wl: Workload) -> dict[str, int]:
+  """The stages that sample on one device today (pipeline/evaluate_stage.py and
+  search/stages.py build a `Sampler` without a mesh, and decode loads the value model beside
+  the policy): unsharded bf16 weights, a KV cache of one sampling batch and its prefill, and
+  the value model's scoring forward."""
+  one = abstract_mesh((1, 1, 1))
+  n = param_elements(config)
+  return {
+      ONE_DEVICE_ROWS[0]: 2 * n,
+      ONE_DEVICE_ROWS[1]: 2 * (n + config.hidden_size),
+      ONE_DEVICE_ROWS[2]: kv_cache_bytes(config, one, wl) + sample_activation_bytes(config, one, wl),
+      ONE_DEVICE_ROWS[3]: scoring_activation_bytes(config, one, wl.score_batch, wl.value_len),
+  }
 
 
 def analytic_plan(config: models.ModelConfig, mesh_shape: Sequence[int],
                   wl: Workload = Workload()) -> dict[str, int]:
-  """Bytes per device of each part of a GRPO set-up on a mesh of `mesh_shape`."""
+  """Bytes per device of each part of a GRPO set-up on a mesh of `mesh_shape`, and of the
+  value-model training that follows it (`train_value` stage: the policy state is gone)."""
   mesh = abstract_mesh(mesh_shape)
   n = param_elements(config, mesh)
   rows = {
@@ -139,17 +206,34 @@ def analytic_plan(config: models.ModelConfig, mesh_shape: Sequence[int],
       "Adam mu + nu (fp32)": 8 * n,
       # bf16 grads, their fp32 cast and the bf16 update are alive together in the update
       "grads + fp32 update temporaries": 8 * n,
+      # micro-batches: the fp32 sum of their gradients (training/accumulate.py)
+      "fp32 gradient accumulator": 4 * n if wl.grad_accum_steps > 1 else 0,
       "train activations (remat)": train_activation_bytes(config, mesh, wl),
       "KV cache (sampling)": kv_cache_bytes(config, mesh, wl),
       # XLA hoists the loop-invariant FSDP all-gather out of the decode loop: each device holds
       # the weights gathered over fsdp (sharded over tensor only) while sampling
       "weights gathered over fsdp (sampling)": 2 * (gathered_elements(config, mesh_shape) - n),
       "sample activations (prefill)": sample_activation_bytes(config, mesh, wl),
+      # the value model is the whole backbone (its unused unembedding included) + a [D, 1] head,
+      # bf16 with an fp32 master copy and Adam (value/train.py); no reference model, no logits
+      VALUE_ROWS[0]: 14 * (n + config.hidden_size),
+      VALUE_ROWS[1]: 8 * (n + config.hidden_size),
+      VALUE_ROWS[2]: backbone_activation_bytes(config, mesh, wl.value_batch, wl.value_len),
   }
-  state = sum(rows[k] for k in list(rows)[:4])
-  rows[TRAIN_PEAK] = state + sum(rows[k] for k in list(rows)[4:6])
-  rows[SAMPLE_PEAK] = state + sum(rows[k] for k in list(rows)[6:9])
+  rows.update(one_device_rows(config, wl))
+  state = sum(rows[k] for k in STATE_ROWS)
+  rows[TRAIN_PEAK] = state + sum(rows[k] for k in TRAIN_ROWS)
+  rows[SAMPLE_PEAK] = state + sum(rows[k] for k in SAMPLE_ROWS)
+  rows[VALUE_PEAK] = sum(rows[k] for k in VALUE_ROWS)
+  policy, value, sample, score = (rows[k] for k in ONE_DEVICE_ROWS)
+  rows[ONE_DEVICE_SAMPLE_PEAK] = policy + sample
+  rows[ONE_DEVICE_DECODE_PEAK] = policy + value + max(sample, score)   # one at a time
   return rows
+
+
+def fits(rows: dict[str, int], hw: mesh_presets.Hardware) -> dict[str, bool]:
+  """{peak row: whether it is within the preset's memory per device}."""
+  return {key: rows[key] <= hw.hbm_bytes for key in PEAKS}
 
 
 def gathered_elements(config: models.ModelConfig, mesh_shape: Sequence[int]) -> int:
@@ -205,18 +289,20 @@ def abstract_train_state(config: models.ModelConfig, mesh: Mesh,
 
 def compile_train_step(config: models.ModelConfig, mesh: Mesh, wl: Workload,
                        optimizer: optax.GradientTransformation | None = None) -> Compiled:
+  """The sharded train step, in `wl.grad_accum_steps` micro-batches (training/accumulate.py)."""
   start = time.perf_counter()
   optimizer = optimizer or plan_optimizer()
   state, shardings = abstract_train_state(config, mesh, optimizer)
   loss = functools.partial(_sft_remat, config)
-  step = make_train_step(loss, optimizer, mesh, shardings)
+  step = make_accum_train_step(loss, optimizer, wl.grad_accum_steps, mesh, shardings)
   rows = jax.ShapeDtypeStruct((wl.train_batch, wl.train_len), jnp.int32)
   batch = {"tokens": rows, "attention_mask": rows, "loss_mask": rows}
   return _analysis(step.lower(state, batch), start)
 
 
 def _sft_remat(config, params, batch):
-  return sft_loss(config, params, batch, remat=True)
+  loss, metrics = sft_loss(config, params, batch, remat=True)
+  return loss, dict(metrics, loss_denominator=metrics["tokens"])   # a token mean
 
 
 def _sample(config: models.ModelConfig, new_tokens: int, params, tokens, mask, rng):
@@ -266,7 +352,8 @@ def compiled_plan(config: models.ModelConfig, mesh: Mesh, wl: Workload) -> dict[
 def simulated_setup(hw: mesh_presets.Hardware, wl: Workload, devices: Sequence[jax.Device]
                     ) -> tuple[tuple[int, int, int], Workload]:
   """The preset's mesh if enough devices exist, else one with fewer FSDP shards and the global
-  batch cut by the same factor (the per-device batch stays that of the real slice)."""
+  batches cut by the same factor (the per-device batch, and micro-batch, stay those of the real
+  slice)."""
   d, f, t = hw.mesh_shape
   if d * f * t <= len(devices):
     return hw.mesh_shape, wl
@@ -274,6 +361,9 @@ def simulated_setup(hw: mesh_presets.Hardware, wl: Workload, devices: Sequence[j
   if fit < 1 or f % fit:
     raise ValueError(f"cannot simulate {hw.name} mesh {hw.mesh_shape} on {len(devices)} devices")
   cut = f // fit
+  if wl.train_batch % (cut * wl.grad_accum_steps):
+    raise ValueError(f"cannot simulate {hw.name}: train batch {wl.train_batch} / {cut} does not "
+                     f"split into {wl.grad_accum_steps} micro-batches")
   return (d, fit, t), wl._replace(train_batch=wl.train_batch // cut,
                                   sample_batch=wl.sample_batch // cut)
 
@@ -297,7 +387,7 @@ def expected_compiled(config: models.ModelConfig, mesh_shape: Sequence[int], wl:
   state = sum(rows[k] for k in ("params (bf16)", "fp32 master copy", "Adam mu + nu (fp32)"))
   train_batch = 3 * _batch_local(wl.train_batch, mesh) * wl.train_len * 4
   prompts = 2 * _batch_local(wl.sample_batch, mesh) * wl.prompt_len * 4
-  train_temp = rows["grads + fp32 update temporaries"] + rows["train activations (remat)"]
+  train_temp = sum(rows[k] for k in TRAIN_ROWS)
   sample_temp = sum(rows[k] for k in ("KV cache (sampling)", "weights gathered over fsdp (sampling)",
                                       "sample activations (prefill)"))
   if (backend or jax.default_backend()) == "cpu":
@@ -310,13 +400,18 @@ def _gib(n: float) -> str:
   return f"{n / GIB:8.2f}"
 
 
-def format_plan(name: str, hw: mesh_presets.Hardware, rows: dict[str, int]) -> str:
+def format_plan(name: str, hw: mesh_presets.Hardware, rows: dict[str, int],
+                wl: Workload = Workload()) -> str:
   lines = [f"{name} on {hw.name}: mesh (data, fsdp, tensor) = {hw.mesh_shape}, "
-           f"{hw.hbm_gib:g} GiB per device; GiB per device:"]
-  lines += [f"  {k:<44s}{_gib(v)}" for k, v in rows.items()]
-  for key in (TRAIN_PEAK, SAMPLE_PEAK):
-    fits = "yes" if rows[key] <= hw.hbm_bytes else "NO"
-    lines.append(f"  {'fits: ' + key.split(': ')[1]:<44s}{fits:>8s}")
+           f"{hw.hbm_gib:g} GiB per device; train step {wl.train_batch} x {wl.train_len} in "
+           f"{wl.grad_accum_steps} micro-batch(es) of {wl.micro_batch}, sampling "
+           f"{wl.sample_batch} x ({wl.prompt_len} + {wl.new_tokens}), value model "
+           f"{wl.value_batch} x {wl.value_len}; GiB per device:"]
+  lines += [f"  {k:<50s}{_gib(v)}" for k, v in rows.items()]
+  for key, ok in fits(rows, hw).items():
+    share = f"{100 * rows[key] / hw.hbm_bytes:.0f}%"
+    lines.append(f"  {'fits: ' + key.split(': ')[1]:<50s}{'yes' if ok else 'NO':>8s}  ({share} "
+                 "of HBM)")
   return "\n".join(lines)
 
 
@@ -338,6 +433,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   ap.add_argument("--model", default="qwen2.5-coder-7b-instruct", choices=sorted(models.PRESETS))
   ap.add_argument("--hardware", default="v5e-16", choices=sorted(mesh_presets.PRESETS))
   for field, default in Workload()._asdict().items():
+    if field == "grad_accum_steps":
+      default = None   # the preset's (mesh_presets.grad_accum_steps)
     ap.add_argument("--" + field.replace("_", "-"), type=int, default=default)
   ap.add_argument("--compile", action="store_true",
                   help="also compile the sharded steps on the local devices (simulate 8 CPU "
@@ -347,7 +444,9 @@ def main(argv: Sequence[str] | None = None) -> None:
   args = ap.parse_args(argv)
   config, hw = models.get_preset(args.model), mesh_presets.get(args.hardware)
   wl = Workload(*(getattr(args, f) for f in Workload._fields))
-  print(format_plan(args.model, hw, analytic_plan(config, hw.mesh_shape, wl)))
+  if args.grad_accum_steps is None:
+    wl = preset_workload(hw, wl)
+  print(format_plan(args.model, hw, analytic_plan(config, hw.mesh_shape, wl), wl))
   if args.compile:
     if args.layers:
       config = dataclasses.replace(config, num_layers=args.layers)

@@ -1,8 +1,11 @@
 """Named hardware presets: chips, hosts, memory, and the `(data, fsdp, tensor)` mesh to use.
 
 Pick one with `--config.mesh.preset=v5e-16`; `apply(config)` then sets `config.mesh.shape`, turns
-on layer rematerialisation for training and bf16 weights, and `check_devices` fails early when the
-machine does not have the preset's device count.
+on layer rematerialisation for training and bf16 weights, splits the GRPO update into the
+micro-batches the preset's memory takes (`train_rows_per_shard`, `grad_accum_steps`), shards the
+value model's training over the mesh, and `check_devices` fails early when the machine does not
+have the preset's device count. `python -m restrl_jax.memory_plan --model M --hardware H` shows
+the memory per device of those settings (docs/memory_plan.md).
 
 Layout rule: FSDP over the large axis, tensor parallelism only within a host. A single-host slice
 is pure FSDP over its chips; a multi-host slice puts FSDP over the hosts and tensor parallelism
@@ -43,6 +46,10 @@ class Hardware:
   accelerator_type: str = ""     # gcloud --accelerator-type
   runtime_version: str = ""      # gcloud --version (TPU software image)
   peak_bf16_tflops: float = 0.0  # per device, for MFU estimates
+  hbm_gbps: float = 0.0          # memory bandwidth per device, GB/s (vendor spec; time_plan)
+  # rows of one GRPO forward/backward per batch shard (data x fsdp) that the memory per device
+  # takes for a 7-8B model at 1024 + 1024 tokens (memory_plan); None: the whole update at once
+  train_rows_per_shard: int | None = None
 
   def __post_init__(self):
     d, f, t = self.mesh_shape
@@ -62,21 +69,29 @@ class Hardware:
     return int(self.hbm_gib * GIB)
 
 
-def _tpu(name, devices, hosts, hbm, tflops, accel, version) -> Hardware:
+_HBM_GBPS = {"v4": 1200, "v5e": 819, "v5p": 2765}   # Cloud TPU system architecture pages
+
+
+def _tpu(name, devices, hosts, hbm, tflops, accel, version, rows_per_shard=None) -> Hardware:
   per_host = devices // hosts
   mesh = (1, devices, 1) if hosts == 1 else (1, hosts, per_host)
-  return Hardware(name, "tpu", devices, hosts, hbm, mesh, accel, version, tflops)
+  return Hardware(name, "tpu", devices, hosts, hbm, mesh, accel, version, tflops,
+                  _HBM_GBPS[name.split("-")[0]], rows_per_shard)
 
 
 PRESETS: dict[str, Hardware] = {h.name: h for h in (
     _tpu("v4-8", 4, 1, 32, 275, "v4-8", "tpu-ubuntu2204-base"),
     _tpu("v5e-8", 8, 1, 16, 197, "v5litepod-8", "v2-alpha-tpuv5-lite"),
-    _tpu("v5e-16", 16, 4, 16, 197, "v5litepod-16", "v2-alpha-tpuv5-lite"),
+    # 16 GiB chips: one sequence per chip row-shard per forward/backward (4 micro-batches of the
+    # paper's 16-row update), the largest the 7-8B models' step fits in
+    _tpu("v5e-16", 16, 4, 16, 197, "v5litepod-16", "v2-alpha-tpuv5-lite", rows_per_shard=1),
     _tpu("v5e-64", 64, 16, 16, 197, "v5litepod-64", "v2-alpha-tpuv5-lite"),
-    _tpu("v5p-8", 4, 1, 95, 459, "v5p-8", "v2-alpha-tpuv5"),
+    _tpu("v5p-8", 4, 1, 95, 459, "v5p-8", "v2-alpha-tpuv5", rows_per_shard=4),
     _tpu("v5p-128", 64, 16, 95, 459, "v5p-128", "v2-alpha-tpuv5"),
-    Hardware("gpu-1", "gpu", 1, 1, 80, (1, 1, 1), peak_bf16_tflops=989),   # one H100 80GB
-    Hardware("gpu-8", "gpu", 8, 1, 80, (1, 8, 1), peak_bf16_tflops=989),   # one 8xH100 host
+    # H100 SXM 80GB: 989 dense bf16 TFLOP/s, 3.35 TB/s HBM3
+    Hardware("gpu-1", "gpu", 1, 1, 80, (1, 1, 1), peak_bf16_tflops=989, hbm_gbps=3350),
+    Hardware("gpu-8", "gpu", 8, 1, 80, (1, 8, 1), peak_bf16_tflops=989, hbm_gbps=3350,
+             train_rows_per_shard=2),                                     # one 8xH100 host
 )}
 
 
@@ -87,8 +102,42 @@ def get(name: str) -> Hardware:
   return PRESETS[name]
 
 
+def batch_shards(hw: Hardware) -> int:
+  d, f, _ = hw.mesh_shape
+  return d * f
+
+
+def grad_accum_steps(hw: Hardware, rows: int) -> int:
+  """Micro-batches for an update of `rows` rows on `hw`: the fewest that keep each forward/backward
+  within `hw.train_rows_per_shard` rows per batch shard and split the rows per shard evenly
+  (whole micro-batches spread over every shard, as `rl.trainer.check_micro_batches` asks)."""
+  shards = batch_shards(hw)
+  if hw.train_rows_per_shard is None or rows % shards:
+    return 1
+  per_shard = rows // shards
+  steps = -(-per_shard // hw.train_rows_per_shard)
+  while per_shard % steps:
+    steps += 1
+  return steps
+
+
+def _apply_micro_batches(config: ml_collections.ConfigDict, hw: Hardware) -> None:
+  """Raise `grpo.grad_accum_steps` to what `hw` needs (a larger value set by hand stays).
+  ReST-DPO, which reads the same key for its pairs, is left as configured."""
+  grpo = config.get("grpo", None)
+  if grpo is None or not all(k in grpo for k in ("grad_accum_steps", "prompts_per_step",
+                                                 "group_size")):
+    return
+  rest = config.get("rest", None)
+  if rest is not None and rest.get("method", None) == "rest_dpo":
+    return
+  need = grad_accum_steps(hw, grpo.prompts_per_step * grpo.group_size)
+  grpo.grad_accum_steps = max(grpo.grad_accum_steps, need)
+
+
 def apply(config: ml_collections.ConfigDict) -> Hardware | None:
-  """Fill `config.mesh.shape` (and remat / bf16) from `config.mesh.preset`; no-op without one."""
+  """Fill `config.mesh.shape`, remat, bf16, the GRPO micro-batches and the value model's
+  sharding from `config.mesh.preset`; no-op without one."""
   name = config.get("mesh", {}).get("preset", None)
   if not name:
     return None
@@ -99,6 +148,9 @@ def apply(config: ml_collections.ConfigDict) -> Hardware | None:
   for section in ("grpo", "value"):
     if section in config and "remat" in config[section]:
       config[section].remat = True
+  if "value" in config and "shard" in config.value:
+    config.value.shard = True     # a 7-8B value model with its optimizer fits no single chip
+  _apply_micro_batches(config, hw)
   return hw
 
 

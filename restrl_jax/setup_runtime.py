@@ -18,6 +18,8 @@ REQUIRED = ("workdir", "stages", "seed")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
+  """Stop on a bad config (`ConfigError`) or a missing / malformed file of the data root
+  (`DataError`), before any stage runs; fills data paths from `config.data_dir`."""
   check_known_keys(config, config_defaults.known_keys())
   check_required(config, REQUIRED + tuple(config.get("required_fields", ())))
   if not config.stages:
@@ -26,10 +28,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.stages must be a tuple of stage names, got the string {config.stages!r}")
   from restrl_jax.pipeline.runner import check_stages
   check_stages(config.stages)
+  from restrl_jax.data import data_root  # pylint: disable=import-outside-toplevel
+  data_root.apply(config)   # unset data paths from config.data_dir; DataError if a file is bad
   for path in config.get("required_paths", ()):
     value = get_field(config, path)
     if value is None:
-      raise ConfigError(f"config field {path} is not set: give a local path with --config.{path}=...")
+      also = " (or a data root with --config.data_dir=DIR)" if path.endswith("data_path") else ""
+      raise ConfigError(f"config field {path} is not set: give a local path with "
+                        f"--config.{path}=...{also}")
     if not os.path.exists(os.path.expanduser(str(value))):
       raise ConfigError(f"config field {path}={value!r}: no such file or folder")
 

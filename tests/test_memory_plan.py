@@ -2,6 +2,7 @@
 analysis of the sharded train and sample steps (abstract shapes, true width, 2 layers)."""
 import dataclasses
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -125,3 +126,92 @@ def test_cli_prints_plan(capsys):
 def test_unknown_hardware_is_named():
   with pytest.raises(KeyError, match="v9z-8"):
     mesh_presets.get("v9z-8")
+
+
+# -- the hardware presets' recipe settings fit the paper's four models --------------------------
+
+PAPER_MODELS = ("qwen2.5-coder-7b-instruct", "deepseek-coder-6.7b-instruct", "llama-3-8b",
+                "qwen3-8b")
+PAPER_HARDWARE = ("v5e-16", "v5p-8", "gpu-8")       # gpu-8: one 8 x H100 80GB host
+
+
+@pytest.mark.parametrize("hardware", PAPER_HARDWARE)
+@pytest.mark.parametrize("model", PAPER_MODELS)
+def test_presets_fit_the_paper_models(model, hardware, capsys):
+  """The paper's update (16 x 2048), sampling (16 x 1024 + 1024) and value-model step (1 x 2048)
+  at the full model size, in the micro-batches the preset picks, fit every device's memory."""
+  hw, config = mesh_presets.get(hardware), models.get_preset(model)
+  wl = mp.preset_workload(hw)
+  assert (wl.train_batch, wl.train_len, wl.sample_batch, wl.value_len) == (16, 2048, 16, 2048)
+  rows = mp.analytic_plan(config, hw.mesh_shape, wl)
+  fits = mp.fits(rows, hw)
+  assert all(fits[k] for k in mp.SHARDED_PEAKS), {k: rows[k] / mp.GIB for k in mp.PEAKS}
+  # evaluate, collect_values and decode sample on one device today (an unsharded Sampler in
+  # pipeline/evaluate_stage.py and search/stages.py): a whole 7-8B bf16 model and its KV cache
+  # fit an H100 or a v5p chip, not a 16 GiB v5e chip, until those stages shard (issue 21, 7)
+  one_device_fits = hardware != "v5e-16"
+  assert [fits[k] for k in mp.ONE_DEVICE_PEAKS] == [one_device_fits] * 2
+  mp.main(["--model", model, "--hardware", hardware])
+  out = capsys.readouterr().out
+  said = [line.split()[-4] for line in out.splitlines() if "fits:" in line]
+  assert said == ["yes"] * 3 + ["yes" if one_device_fits else "NO"] * 2
+
+
+def test_impossible_settings_do_not_fit(capsys):
+  qwen3 = models.get_preset("qwen3-8b")
+  v5e16, v5e8 = mesh_presets.get("v5e-16"), mesh_presets.get("v5e-8")
+  # the paper's 16 rows in one forward/backward on 16 GiB chips
+  whole = mp.analytic_plan(qwen3, v5e16.mesh_shape, mp.Workload(grad_accum_steps=1))
+  assert not mp.fits(whole, v5e16)[mp.TRAIN_PEAK]
+  mp.main(["--model", "qwen3-8b", "--hardware", "v5e-16", "--grad-accum-steps", "1"])
+  assert re.search(r"fits: train step +NO ", capsys.readouterr().out)
+  # 8 x 16 GiB: what does not shrink with the micro-batch (the train state, the gradients and
+  # update temporaries, the accumulator) is over the chip already at one row per pass
+  one_row = mp.analytic_plan(qwen3, v5e8.mesh_shape, mp.Workload(grad_accum_steps=2))
+  fixed = mp.STATE_ROWS + ("grads + fp32 update temporaries", "fp32 gradient accumulator")
+  assert sum(one_row[k] for k in fixed) > v5e8.hbm_bytes
+  assert not mp.fits(one_row, v5e8)[mp.TRAIN_PEAK]
+
+
+@pytest.mark.parametrize("hardware,steps", [("v5e-16", 4), ("v5p-8", 1), ("gpu-8", 1)])
+def test_preset_sets_the_micro_batches_the_plan_assumes(hardware, steps):
+  from restrl_jax import config_defaults
+  from restrl_jax.rl.trainer import check_micro_batches
+  hw = mesh_presets.get(hardware)
+  c = config_defaults.base()
+  c.grpo, c.value, c.rest = config_defaults.grpo(), config_defaults.value(), config_defaults.rest()
+  c.mesh.preset = hardware
+  mesh_presets.apply(c)
+  assert c.grpo.grad_accum_steps == mp.preset_workload(hw).grad_accum_steps == steps
+  assert c.value.shard and c.grpo.remat and c.value.remat and c.model.dtype == "bfloat16"
+  rows = c.grpo.prompts_per_step * c.grpo.group_size
+  check_micro_batches(rows, c.grpo.grad_accum_steps, mp.abstract_mesh(hw.mesh_shape), "rows", "")
+  c.grpo.grad_accum_steps = 8                            # more micro-batches, set by hand: kept
+  mesh_presets.apply(c)
+  assert c.grpo.grad_accum_steps == 8
+
+
+def test_grad_accum_steps_split_rows_evenly():
+  v5e16 = mesh_presets.get("v5e-16")                     # 4 batch shards, 1 row per shard
+  assert [mesh_presets.grad_accum_steps(v5e16, rows) for rows in (4, 16, 32, 12, 10)] == [
+      1, 4, 8, 3, 1]                                     # 10 rows do not spread over 4 shards
+  hw = dataclasses.replace(v5e16, train_rows_per_shard=3)
+  assert mesh_presets.grad_accum_steps(hw, 16) == 2      # 4 per shard: 2 x 2 (not 2 x 3)
+  assert mesh_presets.grad_accum_steps(mesh_presets.get("v4-8"), 16) == 1
+
+
+def test_compiled_accumulated_train_step_matches_plan_qwen3_v5e16():
+  """The v5e-16 update in 4 micro-batches (Qwen3-8B width, 2 layers), simulated on 8 devices
+  with the real slice's per-device micro-batch: arguments exact, temporaries (the fp32
+  accumulator included) within the plan's band."""
+  hw = mesh_presets.get("v5e-16")
+  config = dataclasses.replace(models.get_preset("qwen3-8b"), num_layers=2)
+  wl = mp.preset_workload(hw, mp.Workload(train_len=1024))
+  shape, wl = mp.simulated_setup(hw, wl, jax.devices())
+  assert shape == (1, 2, 4) and (wl.train_batch, wl.grad_accum_steps, wl.micro_batch) == (8, 4, 2)
+  mesh = parallel.make_mesh(shape, jax.devices()[:8])
+  got = mp.compile_train_step(mp.plan_config(config), mesh, wl)
+  want = mp.expected_compiled(config, shape, wl)["train"]
+  _check(got, want)
+  no_accum = mp.expected_compiled(config, shape, wl._replace(grad_accum_steps=1))["train"][1]
+  assert want[1] - no_accum < 0     # fewer rows per pass outweigh the accumulator

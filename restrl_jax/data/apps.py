@@ -28,7 +28,7 @@ def load_apps(path: str | None = None, *, split: str = "test", limit: int | None
   """APPS problems from a JSON-lines file, a folder tree, or a Hugging Face name; `timeout_s`
   limits each test case."""
   source = str(path or DEFAULT_SOURCE)
-  rows = _rows(source, split)
+  rows = read_rows(source, split)
   if difficulties is not None:
     wanted = set(difficulties)
     rows = (r for r in rows if r.row.get("difficulty") in wanted)
@@ -37,7 +37,8 @@ def load_apps(path: str | None = None, *, split: str = "test", limit: int | None
       limit)
 
 
-def _rows(source: str, split: str) -> Iterator[io.Located]:
+def read_rows(source: str, split: str) -> Iterator[io.Located]:
+  """Rows of a JSON-lines file, a folder tree (`<root>/<split>/<id>/...`) or a hub name."""
   path = pathlib.Path(source)
   if path.is_dir():
     root = path / split if (path / split).is_dir() else path
