@@ -28,8 +28,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.stages must be a tuple of stage names, got the string {config.stages!r}")
   from restrl_jax.pipeline.runner import check_stages
   check_stages(config.stages)
-  from restrl_jax.data import data_root  # pylint: disable=import-outside-toplevel
-  data_root.apply(config)   # unset data paths from config.data_dir; DataError if a file is bad
+  from restrl_jax.pipeline import data_paths  # pylint: disable=import-outside-toplevel
+  data_paths.apply(config)   # unset data paths from config.data_dir; DataError if a file is bad
   for path in config.get("required_paths", ()):
     value = get_field(config, path)
     if value is None:

@@ -12,6 +12,7 @@ import pytest
 
 from restrl_jax import config_defaults, setup_runtime
 from restrl_jax.data import data_root, io, registry
+from restrl_jax.pipeline import data_paths
 from restrl_jax.data.prepare import main as prepare
 from restrl_jax.errors import DataError
 
@@ -197,7 +198,7 @@ def test_data_dir_fills_the_paths_of_configured_stages(tmp_path):
   c = _config(root, stages=("rest_grpo", "collect_values", "decode", "evaluate"),
               evaluate__benchmark="bigcodebench", rest__benchmark="bigcodebench",
               mcts__collect_benchmark="synthetic", mcts__decode_benchmark="bigcodebench")
-  filled = data_root.apply(c)
+  filled = data_paths.apply(c)
   assert filled == {"rest.data_path": str(root / "bigcodebench" / "train.jsonl"),
                     "mcts.decode_data_path": str(root / "bigcodebench" / "test.jsonl"),
                     "evaluate.data_path": str(root / "bigcodebench" / "test.jsonl")}
@@ -207,11 +208,11 @@ def test_data_dir_fills_the_paths_of_configured_stages(tmp_path):
   own = str(FIXTURES / "bigcodebench.jsonl")
   c = _config(root, stages=("evaluate",), evaluate__benchmark="bigcodebench",
               evaluate__data_path=own, rest__benchmark="apps")
-  assert data_root.apply(c) == {} and c.evaluate.data_path == own
+  assert data_paths.apply(c) == {} and c.evaluate.data_path == own
   # no data_dir: nothing changes
   c = _config(root, evaluate__benchmark="apps")
   c.data_dir = None
-  assert data_root.apply(c) == {} and c.evaluate.data_path is None
+  assert data_paths.apply(c) == {} and c.evaluate.data_path is None
 
 
 def test_validate_stops_on_a_missing_or_malformed_file(tmp_path):

@@ -19,8 +19,8 @@ The rule is `DIR/<benchmark>/<split>.jsonl`, `<benchmark>` a `restrl_jax.data.re
 file holds the rows as the public source publishes them, one JSON object per line, so the
 benchmark's own loader reads it unchanged.
 
-With `config.data_dir` set, `apply(config)` (called by `setup_runtime.validate`, before any stage)
-fills each unset data path of a configured stage (`DATA_KEYS`) with its file in the root and
+With `config.data_dir` set, `pipeline.data_paths.apply(config)` (called by `setup_runtime.validate`, before any stage)
+fills each unset data path of a configured stage (its `DATA_KEYS`) with its file in the root and
 checks each file's presence and first row, so a missing or malformed file stops the run before
 any stage with a `DataError` naming the file and the expected format. A data path set in its own
 section (`--config.evaluate.data_path=...`) wins over the root; a `synthetic` benchmark is
@@ -30,9 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import Iterator
-
-import ml_collections
 
 from restrl_jax.data import apps, bigcodebench, humaneval, io, mbpp, mbppplus
 from restrl_jax.errors import DataError
@@ -71,16 +68,6 @@ FORMATS: dict[str, Format] = {
                            "BigCodeBench.jsonl(.gz) of a release or the data set's parquet"),
 }
 
-# Per stage, the (benchmark, data path, split) config keys of each problem set it loads.
-DATA_KEYS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "evaluate": (("evaluate.benchmark", "evaluate.data_path", "evaluate.split"),),
-    "rest_grpo": (("rest.benchmark", "rest.data_path", "rest.split"),),
-    "collect_values": (("mcts.collect_benchmark", "mcts.collect_data_path",
-                        "mcts.collect_split"),),
-    "decode": (("mcts.decode_benchmark", "mcts.decode_data_path", "mcts.decode_split"),),
-}
-
-
 def relative_file(benchmark: str, split: str) -> str:
   """`<benchmark>/<split>.jsonl`, the file of one problem set inside a data root."""
   if benchmark in GENERATED:
@@ -118,58 +105,3 @@ def check_file(path: pathlib.Path, benchmark: str, split: str) -> None:
     io.require(first, FORMATS[benchmark].required if benchmark in FORMATS else ())
   except DataError as e:
     raise DataError(f"{e.what}; expected {expected(benchmark)}", e.file, e.row) from None
-
-
-_ABSENT = object()
-
-
-def _field(config: ml_collections.ConfigDict, dotted: str):
-  """The value at `dotted`, or `_ABSENT` when the config has no such key."""
-  node = config
-  for part in dotted.split("."):
-    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-      return _ABSENT
-    node = node[part]
-  return node
-
-
-def _set_field(config: ml_collections.ConfigDict, dotted: str, value: str) -> None:
-  section, _, key = dotted.rpartition(".")
-  node = config
-  for part in section.split("."):
-    node = node[part]
-  node[key] = value
-
-
-def needed_files(config: ml_collections.ConfigDict) -> Iterator[tuple[str, str, str]]:
-  """(data path key, benchmark, split) of every problem set a configured stage loads whose data
-  path is unset and whose benchmark is not generated."""
-  for stage in config.get("stages", ()):
-    for benchmark_key, path_key, split_key in DATA_KEYS.get(stage, ()):
-      benchmark, path = _field(config, benchmark_key), _field(config, path_key)
-      if benchmark in (_ABSENT, None) or benchmark in GENERATED or path is not None:
-        continue                 # no such problem set, a generated one, or a path of its own
-      split = _field(config, split_key)
-      yield path_key, benchmark, "test" if split in (_ABSENT, None) else split
-
-
-def apply(config: ml_collections.ConfigDict) -> dict[str, str]:
-  """Fill unset data paths from `config.data_dir` and check each file; {key: file} filled.
-
-  No-op without `config.data_dir`. Raises `DataError` (a missing root, a missing or malformed
-  file) before any stage runs.
-  """
-  data_dir = config.get("data_dir", None)
-  if not data_dir:
-    return {}
-  root = pathlib.Path(str(data_dir)).expanduser()
-  if not root.is_dir():
-    raise DataError("no such data folder (config.data_dir); build one with python -m "
-                    "restrl_jax.data.prepare --out DIR ...", root)
-  filled = {}
-  for path_key, benchmark, split in needed_files(config):
-    path = root / relative_file(benchmark, split)
-    check_file(path, benchmark, split)
-    _set_field(config, path_key, str(path))
-    filled[path_key] = str(path)
-  return filled
