@@ -4,8 +4,9 @@ python -m restrl_jax.main --config=configs/demo.py [--config.quick=True]
 
 Stages: warmstart (the shipped base policy, evaluated on the compositional test split) ->
 rest_grpo (one ReST-GRPO round: 300 GRPO steps of 2 prompts x 8 completions on 600 train
-problems, with a held-out learning curve every 50 steps, plotted to workdir/plots/) -> evaluate
-(the trained policy and the base on the same 500 in-distribution held-out problems, 4 samples
+problems, LR 1e-4 (docs/results.md, Stage 1), with a held-out learning curve every 75 steps,
+plotted to workdir/plots/) -> evaluate
+(the trained policy and the base on the same 300 in-distribution held-out problems, 4 samples
 each, same sampling seed: paired gains with their standard errors) -> collect_values (MCTS value
 targets by execution) -> train_value (value model) -> decode (sampling, best-of-N, ORM-MCTS and
 VM-MCTS at equal sample budgets, with the ReST-GRPO policy).
@@ -18,13 +19,14 @@ def get_config():
   c.workdir = "runs/demo"
   c.stages = ("warmstart", "rest_grpo", "evaluate", "collect_values", "train_value", "decode")
   c.warmstart = config_defaults.warmstart()
+  c.warmstart.update(dict(eval_num_problems=100, eval_samples=4))
   c.rest = config_defaults.demo_rest()
   c.rest.update(dict(rounds=1, num_problems=600, max_steps_per_round=300, checkpoint_every=50,
-                     curve_every=50, curve_split="id_validation", curve_num_problems=100,
+                     curve_every=75, curve_split="id_validation", curve_num_problems=100,
                      curve_num_samples=2))
   c.grpo = config_defaults.demo_grpo()
-  c.grpo.update(dict(group_size=8, learning_rate=1e-4))
-  c.evaluate.update(dict(split="id_test", num_problems=500, num_samples=4, ks=(1, 4),
+  c.grpo.update(dict(group_size=8, learning_rate=1e-4, max_new_tokens=128))
+  c.evaluate.update(dict(split="id_test", num_problems=300, num_samples=4, ks=(1, 4),
                          compare_base=True, method="ReST-GRPO policy"))
   c.mcts = config_defaults.demo_mcts()
   c.value = config_defaults.demo_value()

@@ -48,9 +48,9 @@ def warmstart() -> ml_collections.ConfigDict:
       preset="tiny",
       num_train_problems=2000, difficulty="mixed", data_seed=0, max_len=256, pad_multiple=32,
       steps=800, batch_size=32, learning_rate=3e-3, warmup_steps=100, schedule="constant",
-      weight_decay=0.0, grad_clip=1.0, seed=0,
+      weight_decay=0.0, grad_clip=1.0, seed=config_dict.placeholder(int),   # None: config.seed
       checkpoint_every=200, keep_checkpoints=2, log_every=25, tensorboard=False,
-      eval_num_problems=200, eval_samples=5, eval_seed=0))
+      eval_num_problems=200, eval_samples=5, eval_seed=config_dict.placeholder(int)))
 
 
 def evaluate() -> ml_collections.ConfigDict:
@@ -58,7 +58,7 @@ def evaluate() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       benchmark="synthetic",                      # restrl_jax.data.registry name
       data_path=config_dict.placeholder(str),     # local file/folder (None: the default source)
-      split="test", num_problems=200, num_samples=5, ks=(1, 5), seed=0, method="policy",
+      split="test", num_problems=200, num_samples=5, ks=(1, 5), seed=config_dict.placeholder(int), method="policy",
       compare_base=False))  # also sample the base policy: paired gains with their spread
 
 
@@ -79,7 +79,7 @@ def rest() -> ml_collections.ConfigDict:
       # training problems (restrl_jax.data.registry name, local path, split, limit)
       benchmark="synthetic", data_path=config_dict.placeholder(str), split="train",
       num_problems=config_dict.placeholder(int),
-      seed=0, max_steps_per_round=config_dict.placeholder(int),
+      seed=config_dict.placeholder(int), max_steps_per_round=config_dict.placeholder(int),
       checkpoint_every=50, keep_checkpoints=2, tensorboard=True,
       # learning curve: held-out scores before step 1 and every `curve_every` steps (0: off)
       # on `curve_num_problems` problems of `curve_split` (of `benchmark`), samples at T = 0.7
@@ -134,7 +134,7 @@ def mcts() -> ml_collections.ConfigDict:
       decode_iterations=15, decode_samples=5, decode_width=5, decode_c=0.1, eps=0.1,
       batch_trees=8,                              # B trees searched together
       max_steps_factor=4,                         # decoding: loop cap = factor x iterations
-      seed=0,
+      seed=config_dict.placeholder(int),          # None: config.seed
       collect_benchmark="synthetic", collect_data_path=config_dict.placeholder(str),
       collect_split="train", collect_num_problems=200,
       # decoding: methods compared at an equal budget of sampled programs per problem
@@ -157,7 +157,7 @@ def value() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       learning_rate=1e-7, epochs=2, batch_size=1, max_length=2048, eval_fraction=0.05,
       min_eval=100, accuracy_tol=0.05, evals=2, weight_decay=0.0, grad_clip=1.0,
-      schedule="constant", warmup_steps=0, seed=0,
+      schedule="constant", warmup_steps=0, seed=config_dict.placeholder(int),
       dtype=config_dict.placeholder(str),         # None: config.model.dtype
       kinds=("node", "program"), remat=False, score_batch_size=16, pad_multiple=32,
       keep_checkpoints=2, log_every=50,
@@ -177,7 +177,7 @@ def base() -> ml_collections.ConfigDict:
   # a data root (restrl_jax/data/data_root.py, docs/data.md): every stage's unset data path is
   # its file there, checked before any stage runs; a section's own data_path wins
   c.data_dir = config_dict.placeholder(str)
-  c.seed = 0
+  c.seed = 0   # every section's unset seed (SEED_FIELDS) is this one
   c.quick = False
   c.stages = ()
   c.model = model()
@@ -189,6 +189,21 @@ def base() -> ml_collections.ConfigDict:
   c.required_fields = ()
   c.required_paths = ()
   return c
+
+
+# The seed fields of each section: left unset (None) they take the top-level `config.seed`, so
+# `--config.seed=1` changes every stage's randomness; a section's own value wins.
+SEED_FIELDS = {"warmstart": ("seed", "eval_seed"), "evaluate": ("seed",), "rest": ("seed",),
+               "mcts": ("seed",), "value": ("seed",)}
+
+
+def fill_seeds(config: ml_collections.ConfigDict, name: str,
+               section: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`section` (config.<name> or its defaults) with unset seed fields set to `config.seed`."""
+  for field in SEED_FIELDS.get(name, ()):
+    if field in section and section[field] is None:
+      section[field] = int(config.get("seed", 0))
+  return section
 
 
 # The sections a config may add to `base()` (the stages that read them fill what a partial

@@ -21,6 +21,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """Stop on a bad config (`ConfigError`) or a missing / malformed file of the data root
   (`DataError`), before any stage runs; fills data paths from `config.data_dir`."""
   check_known_keys(config, config_defaults.known_keys())
+  for name in config_defaults.SEED_FIELDS:   # recorded as resolved: a finished stage's seeds
+    if config.get(name) is not None:         # are compared on a rerun
+      config_defaults.fill_seeds(config, name, config[name])
   check_required(config, REQUIRED + tuple(config.get("required_fields", ())))
   if not config.stages:
     raise ConfigError("config.stages is empty: name at least one stage")

@@ -2,7 +2,8 @@
 
 `section(config, "rest")` is `config_defaults.rest()` updated with what `config.rest` sets (a
 config may give a partial section or none); a field the defaults do not know is a ConfigError
-naming it. `dataclass_from(section, cls)` picks the fields of `cls` from a section, so the
+naming it; seed fields left unset take `config.seed` (`config_defaults.fill_seeds`).
+`dataclass_from(section, cls)` picks the fields of `cls` from a section, so the
 domain packages see plain values, never the ConfigDict.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ def section(config: ml_collections.ConfigDict, name: str) -> ml_collections.Conf
     if key not in out:
       raise ConfigError(f"config.{name}.{key} is not a known field; known: {sorted(out.keys())}")
     out[key] = given[key]
-  return out
+  return config_defaults.fill_seeds(config, name, out)
 
 
 def dataclass_from(values: ml_collections.ConfigDict, cls: type[T], **overrides: Any) -> T:

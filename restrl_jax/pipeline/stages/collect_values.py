@@ -20,8 +20,8 @@ from restrl_jax.pipeline.stages.common import (batches, benchmark_problems, exec
 from restrl_jax.search import collect as collect_lib
 
 STAGE = "collect_values"
-READS = ("model", "sampling", "execution.isolation", "mcts.collect_*", "mcts.eps", "mcts.seed",
-         "mcts.batch_trees")
+READS = ("seed", "model", "sampling", "execution.isolation", "mcts.collect_*", "mcts.eps",
+         "mcts.seed", "mcts.batch_trees")
 VALUES_FILE, PROGRESS_FILE = "values.jsonl", "progress.json"
 TIMING_KEYS = ("generation", "execution", "value", "bookkeeping", "total", "expansions")
 

@@ -23,8 +23,8 @@ from restrl_jax.value.model import load_value_model
 from restrl_jax.value.train import BEST_DIR
 
 STAGE = "decode"
-READS = ("model", "sampling", "execution.isolation", "value.dtype", "value.score_batch_size",
-         "mcts.decode_*", "mcts.eps", "mcts.seed", "mcts.batch_trees", "mcts.max_steps_factor")
+READS = ("seed", "model", "sampling", "execution.isolation", "value.dtype",
+         "value.score_batch_size", "mcts.decode_*", "mcts.eps", "mcts.seed", "mcts.batch_trees", "mcts.max_steps_factor")
 
 
 def _answer_rows(answers, rewards) -> list[dict]:

@@ -15,7 +15,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from restrl_jax import io_utils
+from restrl_jax import config_defaults, io_utils
 from restrl_jax.evaluation import metrics
 from restrl_jax.pipeline.policy_source import base_policy, resolve_policy
 from restrl_jax.pipeline.registry import StageContext, register_stage
@@ -24,7 +24,7 @@ from restrl_jax.pipeline.stages.common import (benchmark_problems, execution_poo
 from restrl_jax.rollout import rollout, summarize_records
 
 STAGE = "evaluate"
-READS = ("model", "evaluate", "sampling", "execution.isolation")
+READS = ("seed", "model", "evaluate", "sampling", "execution.isolation")
 
 
 def _sample_row(record, isolation: str) -> dict:
@@ -38,7 +38,7 @@ def _sample_row(record, isolation: str) -> dict:
 def _score_policy(config, policy: Path, problems, pool) -> list:
   return rollout(sampler_for(config, policy), pool, problems,
                  sampling_params(config.sampling), config.evaluate.num_samples,
-                 rng=config.evaluate.seed)
+                 rng=config_defaults.fill_seeds(config, "evaluate", config.evaluate).seed)
 
 
 def _write_samples(path: Path, records, isolation: str) -> None:

@@ -39,7 +39,7 @@ from restrl_jax.rl.trainer import DPOConfig, GRPOConfig
 from restrl_jax.sampling import SamplingParams
 
 STAGE = "rest_grpo"
-READS = ("model", "rest", "grpo", "execution.isolation")
+READS = ("seed", "model", "rest", "grpo", "execution.isolation")
 
 
 def _beta(value: Any) -> float | int:

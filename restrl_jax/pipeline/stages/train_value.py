@@ -20,7 +20,7 @@ from restrl_jax.value import data as value_data
 from restrl_jax.value.train import ValueTrainConfig, train_value
 
 STAGE = "train_value"
-READS = ("model", "value", "mesh.shape")
+READS = ("seed", "model", "value", "mesh.shape")
 
 
 @register_stage(STAGE, reads=READS)

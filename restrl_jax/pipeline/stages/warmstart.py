@@ -27,7 +27,7 @@ from restrl_jax.warmstart import WarmstartConfig, shipped_policy_path, train_pol
 from restrl_jax.warmstart.train import POLICY_DIR
 
 STAGE = "warmstart"
-READS = ("warmstart", "sampling", "execution.isolation")
+READS = ("seed", "warmstart", "sampling", "execution.isolation")
 METHOD = "base (warm start)"
 ROW_KEYS = ("strict_accuracy", "test_case_average", "pass@1")
 
