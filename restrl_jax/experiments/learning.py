@@ -232,10 +232,12 @@ def table(summary: dict, setting: dict) -> str:
       row = summary[method][s]
       cells.append(f"{row['strict_accuracy']:.3f}")
       g = row.get("gain_strict_accuracy")
-      cells.append("-" if g is None else f"{g['mean']:+.3f} ± {g['std']:.3f}")
+      spread = f" ± {g['std']:.3f}" if g and len(g["per_seed"]) > 1 else " (one seed)"
+      cells.append("-" if g is None else f"{g['mean']:+.4f}{spread}")
     lines.append("| " + " | ".join(cells) + " |")
   lines.append("")
-  lines.append(f"Setting: {setting['steps']} steps, LR {setting['lr']}, first "
+  lines.append(f"Setting: {setting['steps']} steps, LR {setting['lr']}, <= "
+               f"{setting.get('max_new_tokens', 64)} new tokens in training, first "
                f"{setting['problems']} train problems, G = {setting['group_size']}, "
                f"{setting['prompts_per_step']} prompts per step; evaluation {setting['eval']} "
                f"(split:problems) x {setting['eval_samples']} samples, seed "
