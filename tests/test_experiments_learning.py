@@ -51,7 +51,6 @@ def test_curve_panels_average_the_seeds_at_shared_steps():
                                                                                      ddof=1))
 
 
-@pytest.mark.skipif(not KEPT.is_dir(), reason="no kept learning runs in docs/runs/learning")
 def test_docs_are_regenerated_from_the_kept_records(tmp_path):
   """docs/results.json's table1 and headline and the learning table in docs/results.md are
   what `learning report` writes from docs/runs/learning (nothing typed by hand)."""
