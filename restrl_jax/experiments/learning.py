@@ -429,7 +429,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   r.add_argument("--eval", default=DEFAULT_EVAL)
   s = sub.add_parser("record-stats")
   s.add_argument("--workdirs", default="runs/learning/main",
-                 help="the folder holding the cells' workdirs <method>/seed<s>/ (run's <out>/<tag>)")
+                 help="the folder of the cells' workdirs <method>/seed<s>/ (run's <out>/<tag>)")
   for p in (r, sub.add_parser("report"), s):
     p.add_argument("--record", default="docs/runs/learning")
     p.add_argument("--tag", default="main")
