@@ -52,11 +52,17 @@ def test_curve_panels_average_the_seeds_at_shared_steps():
 
 
 def test_docs_are_regenerated_from_the_kept_records(tmp_path):
-  """docs/results.json's table1 and headline and the learning table in docs/results.md are
-  what `learning report` writes from docs/runs/learning (nothing typed by hand)."""
+  """docs/results.json's table1, headline and reward_std, and the learning and reward-std
+  tables in docs/results.md are what `learning report` writes from docs/runs/learning (nothing
+  typed by hand)."""
   for name in ("results.md", "results.json"):
     shutil.copy(REPO / "docs" / name, tmp_path / name)
   learning.report(argparse.Namespace(record=str(KEPT), tag="main", docs=str(tmp_path)))
   for name in ("results.md", "results.json"):
     assert (tmp_path / name).read_text() == (REPO / "docs" / name).read_text(), name
-  assert (tmp_path / "learning_curve.png").is_file()
+  assert (tmp_path / "learning_curve.png").is_file() and (tmp_path / "reward_std.png").is_file()
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert set(results["reward_std"]) >= {"grpo", "rest_grpo"}
+  text = (tmp_path / "results.md").read_text()
+  assert text.index(learning.END) < text.index(learning.REWARD_STD_BEGIN)
+  assert "| naive GRPO: GRPO groups trained on |" in text.split(learning.REWARD_STD_BEGIN)[1]

@@ -227,55 +227,6 @@ def test_base_cell_only_evaluates_the_start_policy(tmp_path):
   assert list(result["evals"]) == ["0"] and result["rounds"] == []
 
 
-# -- reward-std figure data ----------------------------------------------------------------------
-
-def test_group_stds_are_population_stds_per_step_and_group():
-  from restrl_jax.experiments import reward_std
-  rows = [{"step": 1, "group": 0, "exec_reward": r} for r in (0.0, 1.0, 1.0, 0.0)]
-  rows += [{"step": 1, "group": 1, "exec_reward": 1.0} for _ in range(4)]
-  rows += [{"step": 2, "group": 0, "exec_reward": r} for r in (0.5, 0.25, 0.25, 0.25)]
-  stds = reward_std.group_stds(rows)
-  assert stds.tolist() == pytest.approx([0.5, 0.0, statistics.pstdev([0.5, .25, .25, .25])])
-  d = reward_std.describe(stds)
-  assert d["n"] == 3 and d["zero_std_share"] == pytest.approx(1 / 3)
-  assert d["share_ge_sigma0"] == pytest.approx(2 / 3)
-  with pytest.raises(ValueError, match="lacks field 'exec_reward'"):
-    reward_std.group_stds([{"step": 1, "group": 0}])
-
-
-def test_kind_stds_split_groups_by_prompt_kind(tmp_path):
-  from restrl_jax.experiments import reward_std
-  io_utils.append_jsonl(tmp_path / "rows.jsonl", [
-      {"problem_id": "p", "state": "", "kind": "original", "prefix_lines": 0},
-      {"problem_id": "p", "state": "a\n", "kind": "partial", "prefix_lines": 1}])
-  io_utils.append_jsonl(tmp_path / "train_samples.jsonl",
-                        [{"step": 1, "group": 0, "problem_id": "p", "state": "", "exec_reward": r}
-                         for r in (0.0, 1.0)] +
-                        [{"step": 1, "group": 1, "problem_id": "p", "state": "a\n",
-                          "exec_reward": 1.0} for _ in range(2)])
-  split = reward_std.kind_stds(tmp_path)
-  assert split["original"].tolist() == [0.5] and split["partial"].tolist() == [0.0]
-  io_utils.append_jsonl(tmp_path / "train_samples.jsonl", [
-      {"step": 2, "group": 0, "problem_id": "q", "state": "", "exec_reward": 0.0}])
-  with pytest.raises(ValueError, match="problem 'q'"):
-    reward_std.kind_stds(tmp_path)
-
-
-def test_resample_requests_hold_naive_original_partial_and_healed_states(tmp_path):
-  from restrl_jax.experiments import reward_std
-  d = tmp_path / "rest_grpo" / "seed0" / "train" / "rest_grpo" / "round_0"
-  io_utils.append_jsonl(d / "collect.jsonl", [
-      {"problem_id": p, "init_state": "", "samples": [], "rewards": []} for p in ("p", "q")])
-  io_utils.append_jsonl(d / "rows.jsonl", [
-      {"problem_id": "p", "state": "", "kind": "original", "prefix_lines": 0},
-      {"problem_id": "p", "state": "def f():\n  x = 1\n", "kind": "partial", "prefix_lines": 2}])
-  s = reward_std.resample_requests(tmp_path)
-  assert s["naive"] == [("p", ""), ("q", "")]
-  assert s["original"] == [("p", "")]
-  assert s["partial"] == [("p", "def f():\n  x = 1\n")]
-  assert s["partial, no final newline"] == [("p", "def f():\n  x = 1")]
-
-
 def test_paired_differences_use_only_seeds_both_methods_finished():
   results = [_result("rest_grpo", s, [0.2 + 0.1 * s], [0.5], [_round(1, 1)]) for s in (0, 1, 2)]
   results += [_result("grpo", s, [0.1 + 0.2 * s], [0.4], [_round(1, 1)]) for s in (0, 1)]

@@ -1,2 +1,3 @@
-"""Experiment drivers on top of the pipeline: sweeps of pipeline runs over methods and seeds, the
-Table 1 analog (`table1`) and the reward-std figure (`reward_std`)."""
+"""Experiment drivers on top of the pipeline: the learning experiment (`learning`) and the
+reward-std statistics it reports (`reward_std`), sweeps of pipeline runs over methods and seeds,
+the Table 1 analog (`table1`)."""

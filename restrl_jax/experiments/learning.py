@@ -2,6 +2,8 @@
 
   python -m restrl_jax.experiments.learning run --out runs/learning --record docs/runs/learning \
       --methods grpo,rest_grpo,sft --seeds 0,1,2 [--lr 5e-5] [--steps 300] [--problems 600]
+  python -m restrl_jax.experiments.learning record-stats --workdirs runs/learning/main \
+      --record docs/runs/learning
   python -m restrl_jax.experiments.learning report --record docs/runs/learning --docs docs
 
 `run` trains one cell per (method, seed) from the shipped policy, each in its own process and
@@ -16,11 +18,17 @@ Then every policy (and the base, once) is sampled on each evaluation split (`--e
 split:problems, 4 samples each, T = 0.7, <= 128 new tokens, evaluation seed 0 for every policy,
 so the comparisons are paired: same problems, same sampling seed) and its per-problem scores are
 written, small, to `<record>/<tag>/<method>/seed<s>.json` (the base: `<record>/<tag>/base.json`).
-A cell whose record exists is skipped; an unfinished one resumes (the pipeline skips finished
-stages and resumes from checkpoints).
+An RL cell's record also keeps the reward-std statistics of its training round (`reward_std`:
+`restrl_jax.experiments.reward_std.cell_summary` of `<workdir>/rest_grpo/round_0`). A cell whose
+record exists is skipped; an unfinished one resumes (the pipeline skips finished stages and
+resumes from checkpoints).
 
-`report` reads only the records and writes the learning-curve figure, the tables (markdown,
-between markers in `<docs>/results.md`) and the headline numbers in `<docs>/results.json`.
+`record-stats` (re)computes the `reward_std` field of every existing RL record from the cell
+workdirs under `--workdirs` (`<method>/seed<s>/`), leaving the other fields as they are.
+
+`report` reads only the records and writes the learning-curve and reward-std figures, the tables
+(markdown, between markers in `<docs>/results.md`) and the headline numbers and reward-std
+statistics in `<docs>/results.json`.
 """
 from __future__ import annotations
 
@@ -36,6 +44,7 @@ from typing import Sequence
 import numpy as np
 
 from restrl_jax import io_utils
+from restrl_jax.experiments import reward_std
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_POLICY = REPO / "restrl_jax" / "assets" / "demo_policy"
@@ -77,10 +86,15 @@ def train_cell(method: str, seed: int, workdir: Path, args: argparse.Namespace) 
   return workdir / ("policy" if method == "sft" else "rest_grpo/policy")
 
 
+def round_dir(workdir: Path) -> Path:
+  """The (only) training round folder of an RL cell's workdir."""
+  return workdir / "rest_grpo" / "round_0"
+
+
 def curve_of(method: str, workdir: Path) -> list[dict]:
   if method == "sft":
     return []
-  rows = io_utils.read_jsonl(workdir / "rest_grpo" / "round_0" / "eval_curve.jsonl")
+  rows = io_utils.read_jsonl(round_dir(workdir) / "eval_curve.jsonl")
   return [{k: r[k] for k in ("step", "strict_accuracy", "test_case_average")} for r in rows]
 
 
@@ -146,9 +160,28 @@ def run(args: argparse.Namespace) -> None:
       workdir = out_root / method / f"seed{seed}"
       logging.info("cell %s seed %d: training in %s", method, seed, workdir)
       policy = train_cell(method, seed, workdir, args)
-      write_record(path, {"method": method, "seed": seed, "setting": setting,
-                          "curve": curve_of(method, workdir),
-                          "scores": score_policy(policy, evals)})
+      cell = {"method": method, "seed": seed, "setting": setting,
+              "curve": curve_of(method, workdir), "scores": score_policy(policy, evals)}
+      if method in RL_METHODS:
+        cell["reward_std"] = reward_std.cell_summary(round_dir(workdir))
+      write_record(path, cell)
+
+
+def record_stats(args: argparse.Namespace) -> list[Path]:
+  """Add (or refresh) `reward_std` in every existing RL record of `<record>/<tag>` from its cell
+  workdir `<workdirs>/<method>/seed<s>`; returns the records written."""
+  record_root, workdirs = Path(args.record) / args.tag, Path(args.workdirs)
+  written = []
+  for method in RL_METHODS:
+    for path in sorted((record_root / method).glob("seed*.json")):
+      cell = json.loads(path.read_text())
+      source = round_dir(workdirs / method / f"seed{cell['seed']}")
+      if not (source / "train_samples.jsonl").is_file():
+        raise FileNotFoundError(f"{path}: no training round at {source}")
+      cell["reward_std"] = reward_std.cell_summary(source)
+      write_record(path, cell)
+      written.append(path)
+  return written
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -270,14 +303,86 @@ def headline(summary: dict, split: str = "id_test") -> dict:
                                      "std": g["std"], "seeds": len(g["per_seed"])}}
 
 
+KIND_NAMES = {"partial": "partial-state"}   # ReST prompt kinds as the tables name them
+
+
+def reward_std_by_method(cells: dict[str, list[dict]]) -> dict:
+  """Per RL method whose records hold `reward_std`: `reward_std.method_summary` over those
+  seeds, and the seeds."""
+  out = {}
+  for method in RL_METHODS:
+    kept = [r for r in cells.get(method, []) if "reward_std" in r]
+    if kept:
+      out[method] = dict(reward_std.method_summary([r["reward_std"] for r in kept]),
+                         seeds=[r["seed"] for r in kept])
+  return out
+
+
+def _mean_spread(d: dict, digits: int = 3) -> str:
+  return f"{d['mean']:.{digits}f} ± {d['std']:.{digits}f}"
+
+
+def reward_std_rows(by_method: dict) -> list[tuple[str, dict]]:
+  """(row label, across-seeds statistics) in table order: per method the groups trained on,
+  then per prompt kind where there is more than one, then the collection."""
+  rows = []
+  for method, s in by_method.items():
+    rows.append((f"{NAMES[method]}: GRPO groups trained on", s["training_groups"]))
+    if len(s["training_groups_by_kind"]) > 1:
+      rows += [(f"{NAMES[method]}: groups of {KIND_NAMES.get(kind, kind)} prompts", d)
+               for kind, d in s["training_groups_by_kind"].items()]
+  rows += [(f"{NAMES[method]}: collection, per training problem "
+            f"({s['collection_samples_per_problem']} samples)", s["collection_problems"])
+           for method, s in by_method.items()]
+  return rows
+
+
+def reward_std_table(by_method: dict) -> str:
+  lines = ["| prompts | seeds | prompts per seed | mean std | zero-std share | all-fail share "
+           f"| share with std >= σ0 = {reward_std.SIGMA0:g} |", "|---|---|---|---|---|---|---|"]
+  for label, d in reward_std_rows(by_method):
+    lines.append(f"| {label} | {d['n']['seeds']} | {d['n']['mean']:.0f} | "
+                 f"{_mean_spread(d['mean_std'])} | {_mean_spread(d['zero_std_share'])} | "
+                 f"{_mean_spread(d['all_fail_share'])} | {_mean_spread(d['share_ge_sigma0'])} |")
+  lines.append("")
+  lines.append("Mean ± sample std (ddof 1) over seeds. Std: population std of the execution "
+               "rewards of one prompt's samples (a GRPO group's G completions; a training "
+               "problem's collection samples). All fail: every sample of the prompt scores 0 "
+               "(a share of all prompts, part of the zero-std share).")
+  return "\n".join(lines) + "\n"
+
+
+def reward_std_panels(by_method: dict) -> list:
+  from restrl_jax import plots  # pylint: disable=import-outside-toplevel
+  labels = reward_std.bin_labels()
+  def name(method, what=""):
+    return f"{NAMES[method]}{what} ({len(by_method[method]['seeds'])} seeds)"
+  collection = {name(m): s["collection_problems"]["histogram_share"]
+                for m, s in by_method.items()}
+  trained = {}
+  for m, s in by_method.items():
+    trained[name(m)] = s["training_groups"]["histogram_share"]
+    if len(s["training_groups_by_kind"]) > 1:
+      trained.update({name(m, f", {KIND_NAMES.get(kind, kind)} prompts"): d["histogram_share"]
+                      for kind, d in s["training_groups_by_kind"].items()})
+  windows = {name(m): s["zero_std_share_by_step"] for m, s in by_method.items()}
+  return [plots.BarPanel(labels, collection, "reward std of a problem's collection samples",
+                         "share of training problems", "collection (what the σ0 filter reads)"),
+          plots.BarPanel(labels, trained, "reward std of a GRPO group",
+                         "share of groups", "GRPO groups trained on"),
+          plots.CurvePanel(windows, f"GRPO step (end of a {reward_std.STEP_WINDOW}-step window)",
+                           "share of zero-std groups", "zero-std groups during training")]
+
+
 BEGIN, END = "<!-- learning-table:begin -->", "<!-- learning-table:end -->"
+REWARD_STD_BEGIN, REWARD_STD_END = "<!-- reward-std:begin -->", "<!-- reward-std:end -->"
 
 
-def replace_between(text: str, body: str) -> str:
-  if BEGIN not in text or END not in text:
-    return text.rstrip("\n") + f"\n\n{BEGIN}\n{body}{END}\n"
-  head, rest = text.split(BEGIN, 1)
-  return head + BEGIN + "\n" + body + END + rest.split(END, 1)[1]
+def replace_between(text: str, body: str, begin: str = BEGIN, end: str = END) -> str:
+  if begin not in text or end not in text:
+    return text.rstrip("\n") + f"\n\n{begin}\n{body}{end}\n"
+  head, rest = text.split(begin, 1)
+  return head + begin + "\n" + body + end + rest.split(end, 1)[1]
 
 
 def report(args: argparse.Namespace) -> dict:
@@ -293,10 +398,18 @@ def report(args: argparse.Namespace) -> dict:
   results = json.loads(results_path.read_text()) if results_path.is_file() else {}
   results.update(headline(summary))
   results["table1"] = summary
+  text = replace_between((docs / "results.md").read_text() if (docs / "results.md").is_file()
+                         else "", table(summary, setting))
+  by_method = reward_std_by_method(cells)
+  if by_method:
+    plots.panels_figure(reward_std_panels(by_method), docs / "reward_std.png", width=6.0,
+                        title="execution-reward std per prompt: share of prompts per bin, "
+                              "mean ± std over seeds")
+    results["reward_std"] = dict(by_method, edges=list(reward_std.STD_EDGES),
+                                 sigma0=reward_std.SIGMA0)
+    text = replace_between(text, reward_std_table(by_method), REWARD_STD_BEGIN, REWARD_STD_END)
   io_utils.atomic_write_text(results_path, json.dumps(results, indent=1, sort_keys=True) + "\n")
-  md = docs / "results.md"
-  io_utils.atomic_write_text(md, replace_between(md.read_text() if md.is_file() else "",
-                                                 table(summary, setting)))
+  io_utils.atomic_write_text(docs / "results.md", text)
   return summary
 
 
@@ -314,12 +427,15 @@ def main(argv: Sequence[str] | None = None) -> None:
   r.add_argument("--max_new_tokens", type=int, default=64, help="GRPO completion length")
   r.add_argument("--curve_every", type=int, default=50)
   r.add_argument("--eval", default=DEFAULT_EVAL)
-  for p in (r, sub.add_parser("report")):
+  s = sub.add_parser("record-stats")
+  s.add_argument("--workdirs", default="runs/learning/main",
+                 help="the folder of the cells' workdirs <method>/seed<s>/ (run's <out>/<tag>)")
+  for p in (r, sub.add_parser("report"), s):
     p.add_argument("--record", default="docs/runs/learning")
     p.add_argument("--tag", default="main")
   sub.choices["report"].add_argument("--docs", default="docs")
   args = parser.parse_args(argv)
-  run(args) if args.command == "run" else report(args)
+  {"run": run, "record-stats": record_stats, "report": report}[args.command](args)
 
 
 if __name__ == "__main__":

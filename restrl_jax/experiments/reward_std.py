@@ -1,27 +1,23 @@
-"""The reward-std figure (the paper's variance figure): how much reward variance the training
-prompts of naive GRPO (every training problem) and ReST-GRPO (σ0-filtered problems + partial
-states) give, measured on the GRPO groups actually trained on.
+"""The reward-std statistics (the paper's variance figure): how much execution-reward variance the
+prompts that naive GRPO (every training problem) and ReST-GRPO (σ0-filtered problems + partial
+states) train on carry, measured on the GRPO groups actually trained on.
 
-  python -m restrl_jax.experiments.reward_std --runs runs/table1 --out docs/reward_std.png
+Source: one RL cell's round folder (`<workdir>/rest_grpo/round_0/`):
+  - `train_samples.jsonl`: one row per completion (step, group, problem_id, state, exec_reward).
+    Each GRPO group (one prompt, G completions, keyed by (step, group)) gives one population
+    std (ddof 0) of its execution rewards; a group with std 0 has zero advantage and teaches
+    nothing.
+  - `rows.jsonl`: the assembled prompts with their kind ("original" / "partial"), joined to the
+    groups on (problem_id, state).
+  - `collect.jsonl`: the N collection rewards of every training problem; their per-problem
+    population std is the statistic the σ0 filter reads.
 
-Source: `<runs>/<method>/seed*/train/rest_grpo/round_<r>/train_samples.jsonl` of the Table 1
-sweep (one row per completion: step, group, execution reward). Each GRPO group (one prompt, G
-completions) gives one population std of its execution rewards; a group with std 0 has zero
-advantage and teaches nothing. Also plotted: the per-problem std of the N collection samples
-over all training problems (`collect.jsonl`), the statistic the σ0 filter reads.
-
-`--resample FILE` (computed when FILE does not exist, read otherwise) re-samples the assembled
-prompts of the first round of the first ReST-GRPO seed with the start policy (G samples each, as
-the paper's analysis script does): naive (every training problem), ReST originals, ReST partial
-states as assembled (ending in "\n") and the same partial states without their final newline
-(the policy's tokenizer merges a newline with the next line's indentation, so a state ending in a
-lone "\n" token is off-distribution).
+`cell_summary` reduces these to a few KB (counts on fixed bins, shares, means, per step window),
+kept in the learning experiment's per-seed records; `across_seeds` and `histogram_shares`
+combine the records of a method (`restrl_jax.experiments.learning report`).
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -29,187 +25,150 @@ import numpy as np
 
 from restrl_jax import io_utils
 
-SERIES = (("grpo", "naive GRPO (all problems)"),
-          ("rest_grpo", "ReST-GRPO (σ0-filtered + partial states)"))
+ZERO_STD = 1e-9       # a std at or below this is zero (identical rewards up to rounding)
+SIGMA0 = 0.05         # the σ0 filter's threshold (config rest.sigma0)
+# bin edges of the std histograms: the first bin holds exactly the zero-std prompts; rewards lie
+# in [0, 1], so a population std is at most 0.5 (the last bin is closed)
+STD_EDGES = (0.0, ZERO_STD, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+STEP_WINDOW = 50      # GRPO steps per window of `by_step_window`
+STATS = ("mean_std", "zero_std_share", "all_fail_share", "share_ge_sigma0")
 
 
-def group_stds(rows: Sequence[dict]) -> np.ndarray:
-  """[num_groups] population std of `exec_reward` per (step, group) of train_samples rows."""
+def group_rewards(rows: Sequence[dict]) -> dict[tuple[int, int], list[float]]:
+  """{(step, group): execution rewards of its completions} from train_samples rows."""
   groups: dict[tuple[int, int], list[float]] = {}
   for r in rows:
     for f in ("step", "group", "exec_reward"):
       if f not in r:
         raise ValueError(f"train_samples row lacks field {f!r}: {sorted(r)}")
     groups.setdefault((int(r["step"]), int(r["group"])), []).append(float(r["exec_reward"]))
-  return np.array([np.std(v) for _, v in sorted(groups.items())], np.float64)
+  return groups
 
 
-def round_dirs(runs: Path, method: str, round_index: int) -> list[Path]:
-  return sorted(Path(runs).glob(f"{method}/seed*/train/rest_grpo/round_{round_index}"))
-
-
-def training_stds(runs: Path, method: str, round_index: int) -> np.ndarray:
-  """Group stds of every seed's round `round_index` of `method`, pooled."""
-  parts = [group_stds(io_utils.read_jsonl(d / "train_samples.jsonl"))
-           for d in round_dirs(runs, method, round_index)
-           if (d / "train_samples.jsonl").is_file()]
-  return np.concatenate(parts) if parts else np.zeros(0)
-
-
-def kind_stds(round_dir: Path) -> dict[str, np.ndarray]:
-  """Group stds of one ReST round split by prompt kind ("original" / "partial"), joining
-  train_samples.jsonl with rows.jsonl on (problem_id, state)."""
-  kinds = {(r["problem_id"], r["state"]): r["kind"]
-           for r in io_utils.read_jsonl(round_dir / "rows.jsonl")}
-  rows = io_utils.read_jsonl(round_dir / "train_samples.jsonl")
+def rows_by_kind(rows: Sequence[dict], assembled: Sequence[dict]) -> dict[str, list[dict]]:
+  """train_samples rows split by the kind of their prompt, joined with the assembled rows
+  (rows.jsonl) on (problem_id, state)."""
+  kinds = {(r["problem_id"], r["state"]): r["kind"] for r in assembled}
   out: dict[str, list[dict]] = {}
   for r in rows:
     kind = kinds.get((r["problem_id"], r["state"]))
     if kind is None:
-      raise ValueError(f"{round_dir}: a training group (problem {r['problem_id']!r}) has a state "
-                       "that rows.jsonl does not hold")
+      raise ValueError(f"a training group (problem {r['problem_id']!r}) has a state that "
+                       "rows.jsonl does not hold")
     out.setdefault(kind, []).append(r)
-  return {k: group_stds(v) for k, v in out.items()}
+  return dict(sorted(out.items()))
 
 
-def training_stds_by_kind(runs: Path, method: str, round_index: int) -> dict[str, np.ndarray]:
-  parts: dict[str, list[np.ndarray]] = {}
-  for d in round_dirs(runs, method, round_index):
-    if (d / "train_samples.jsonl").is_file():
-      for kind, stds in kind_stds(d).items():
-        parts.setdefault(kind, []).append(stds)
-  return {k: np.concatenate(v) for k, v in sorted(parts.items())}
+def describe(reward_lists: Sequence[Sequence[float]], sigma0: float = SIGMA0) -> dict:
+  """Of prompts given by their samples' rewards: count, mean population std, share of
+  zero-std prompts, share of prompts whose samples all score 0 (part of the zero-std ones),
+  share with std >= σ0, and the std counts on STD_EDGES."""
+  if not reward_lists:
+    return {"n": 0, "histogram": [0] * (len(STD_EDGES) - 1)}
+  stds = np.array([np.std(np.asarray(r, np.float64)) for r in reward_lists])   # [prompts]
+  counts, _ = np.histogram(np.clip(stds, 0.0, STD_EDGES[-1]), bins=np.asarray(STD_EDGES))
+  return {"n": int(stds.size), "mean_std": float(stds.mean()),
+          "zero_std_share": float(np.mean(stds <= ZERO_STD)),
+          "all_fail_share": float(np.mean([max(r) <= 0.0 for r in reward_lists])),
+          "share_ge_sigma0": float(np.mean(stds >= sigma0)),
+          "histogram": [int(c) for c in counts]}
 
 
-def collection_stds(runs: Path, method: str, round_index: int) -> np.ndarray:
-  """Per-problem population std of the collection rewards (all training problems), pooled."""
-  out = [float(np.std(r["rewards"])) for d in round_dirs(runs, method, round_index)
-         if (d / "collect.jsonl").is_file() for r in io_utils.read_jsonl(d / "collect.jsonl")]
-  return np.array(out, np.float64)
+def describe_groups(rows: Sequence[dict]) -> dict:
+  """`describe` of the GRPO groups of train_samples rows."""
+  return describe([v for _, v in sorted(group_rewards(rows).items())])
 
 
-def resample_requests(runs: Path, max_seeds: int = 1) -> dict[str, list[tuple[str, str]]]:
-  """(problem_id, state) requests per series from round 1 of the first `max_seeds` ReST-GRPO
-  seeds."""
-  series: dict[str, list[tuple[str, str]]] = {"naive": [], "original": [], "partial": [],
-                                               "partial, no final newline": []}
-  for d in round_dirs(runs, "rest_grpo", 0)[:max_seeds]:
-    series["naive"] += [(r["problem_id"], r["init_state"])
-                        for r in io_utils.read_jsonl(d / "collect.jsonl")]
-    for r in io_utils.read_jsonl(d / "rows.jsonl"):
-      series[r["kind"]].append((r["problem_id"], r["state"]))
-      if r["kind"] == "partial":
-        series["partial, no final newline"].append((r["problem_id"], r["state"].rstrip("\n")))
-  return series
-
-
-def resample(runs: Path, policy: Path, group_size: int = 4, max_new_tokens: int = 64,
-             seed: int = 0) -> dict[str, dict]:
-  """Sample `group_size` continuations of every request of `resample_requests` with `policy`;
-  per series: describe(std per request) + mean reward."""
-  from restrl_jax import models
-  from restrl_jax.data.registry import load_problems
-  from restrl_jax.execution import ExecutionPool
-  from restrl_jax.rollout import rollout
-  from restrl_jax.sampling import Sampler, SamplingParams
-  from restrl_jax.tokenizer import load_tokenizer
-  config, params = models.load_hf(policy)
-  sampler = Sampler(config, params, load_tokenizer(policy), max_batch=256)
-  by_id = {p.id: p for p in load_problems("synthetic", split="train")}
-  sp = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.7)
-  out = {}
-  with ExecutionPool() as pool:
-    for name, requests in resample_requests(runs).items():
-      missing = [pid for pid, _ in requests if pid not in by_id]
-      if missing:
-        raise ValueError(f"resample: problem {missing[0]!r} is not in the synthetic train split")
-      records = rollout(sampler, pool, [by_id[pid] for pid, _ in requests], sp, group_size,
-                        states=[s for _, s in requests], rng=seed)
-      rewards = np.array([r.reward for r in records]).reshape(len(requests), group_size)
-      out[name] = dict(describe(rewards.std(axis=1)), mean_reward=float(rewards.mean()),
-                       all_zero_share=float(np.mean(rewards.max(axis=1) == 0)),
-                       stds=rewards.std(axis=1).tolist())
+def by_step_window(rows: Sequence[dict], window: int = STEP_WINDOW) -> list[dict]:
+  """Per window of `window` GRPO steps (steps 1..window, window+1..2*window, ...): its groups'
+  count, mean std and zero-std share."""
+  windows: dict[int, list[list[float]]] = {}
+  for (step, _), rewards in sorted(group_rewards(rows).items()):
+    windows.setdefault((step - 1) // window, []).append(rewards)
+  out = []
+  for w, groups in sorted(windows.items()):
+    d = describe(groups)
+    out.append({"first_step": w * window + 1, "last_step": (w + 1) * window, "n": d["n"],
+                "mean_std": d["mean_std"], "zero_std_share": d["zero_std_share"]})
   return out
 
 
-def describe(stds: np.ndarray, sigma0: float = 0.05) -> dict:
-  """Count, mean std, share of zero-std groups and share with std >= σ0."""
-  if stds.size == 0:
-    return {"n": 0}
-  return {"n": int(stds.size), "mean_std": float(stds.mean()),
-          "zero_std_share": float(np.mean(stds <= 1e-12)),
-          "share_ge_sigma0": float(np.mean(stds >= sigma0))}
+def cell_summary(round_dir: Path) -> dict:
+  """The reward-std statistics of one RL cell's round folder (a few KB)."""
+  round_dir = Path(round_dir)
+  rows = io_utils.read_jsonl(round_dir / "train_samples.jsonl")
+  kinds = rows_by_kind(rows, io_utils.read_jsonl(round_dir / "rows.jsonl"))
+  collected = io_utils.read_jsonl(round_dir / "collect.jsonl")
+  return {"edges": list(STD_EDGES), "sigma0": SIGMA0, "step_window": STEP_WINDOW,
+          "training_groups": describe_groups(rows),
+          "training_groups_by_kind": {k: describe_groups(v) for k, v in kinds.items()},
+          "by_step_window": by_step_window(rows),
+          "collection_problems": describe([r["rewards"] for r in collected]),
+          "collection_samples_per_problem": max((len(r["rewards"]) for r in collected),
+                                                default=0)}
 
 
-def plot(panels: Sequence[tuple[str, dict[str, np.ndarray]]], out: Path) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  cols = min(2, len(panels))
-  rows = -(-len(panels) // cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 4.2 * rows), squeeze=False)
-  bins = np.linspace(0.0, 0.5, 21)
-  for ax in axes.flat[len(panels):]:
-    ax.axis("off")
-  for ax, (title, series) in zip(axes.flat, panels):
-    for label, stds in series.items():
-      if stds.size == 0:
-        continue
-      d = describe(stds)
-      weights = np.full(stds.size, 1.0 / stds.size)
-      ax.hist(np.clip(stds, 0, 0.5), bins=bins, weights=weights, histtype="step", linewidth=1.6,
-              label=f"{label}\n n={d['n']}, mean={d['mean_std']:.3f}, "
-                    f"zero-std {d['zero_std_share']:.0%}")
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel("reward std within a prompt's samples")
-    ax.set_ylabel("share of prompts")
-    ax.legend(fontsize=7)
-  fig.tight_layout()
-  Path(out).parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(out, dpi=120)
-  plt.close(fig)
+def mean_and_spread(values: Sequence[float]) -> dict:
+  """Mean and sample std (ddof 1; 0 for one value) over seeds."""
+  v = np.asarray(values, np.float64)
+  return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+          "seeds": int(v.size)}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--runs", default="runs/table1", help="the Table 1 sweep folder")
-  p.add_argument("--out", default="docs/reward_std.png")
-  p.add_argument("--rounds", default="0,1", help="round indices (0 = first round)")
-  p.add_argument("--resample", default=None,
-                 help="re-sampling diagnostic JSON: computed and written when the file does not "
-                      "exist, read otherwise")
-  p.add_argument("--policy", default=None, help="start policy for --resample (default: demo)")
-  args = p.parse_args(argv)
-  if args.resample and not Path(args.resample).is_file():
-    from restrl_jax.experiments.sweep import DEMO_POLICY
-    facts = resample(Path(args.runs), Path(args.policy or DEMO_POLICY))
-    io_utils.atomic_write_json(args.resample, facts)
-  resampled = json.loads(Path(args.resample).read_text()) if args.resample else None
-  if resampled:
-    print(json.dumps({k: {f: v for f, v in d.items() if f != "stds"}
-                      for k, d in resampled.items()}, indent=2))
-  rounds = [int(r) for r in args.rounds.split(",")]
-  panels, facts = [], {}
-  collect = {"all training problems (collection, N samples)": collection_stds(
-      Path(args.runs), "rest_grpo", 0)}
-  panels.append(("per-problem std at collection, round 1", collect))
-  for r in rounds:
-    series = {label: training_stds(Path(args.runs), m, r) for m, label in SERIES}
-    for kind, stds in training_stds_by_kind(Path(args.runs), "rest_grpo", r).items():
-      series[f"ReST-GRPO, {kind} prompts only"] = stds
-    panels.append((f"GRPO groups trained on, round {r + 1}", series))
-  if resampled:
-    panels.append(("ReST round-1 prompts re-sampled with the base policy (G=4)",
-                   {k: np.array(v["stds"]) for k, v in resampled.items()}))
-  for title, series in panels:
-    facts[title] = {label: describe(s) for label, s in series.items()}
-  if all(s.size == 0 for _, series in panels for s in series.values()):
-    print(f"no collection or training records under {args.runs}", file=sys.stderr)
-    return 1
-  plot(panels, Path(args.out))
-  print(json.dumps(facts, indent=2))
-  return 0
+def across_seeds(described: Sequence[dict]) -> dict:
+  """`describe` outputs of one population in several seeds -> per statistic, mean and spread
+  over seeds (the count `n` too)."""
+  present = [d for d in described if d["n"] > 0]
+  if not present:
+    return {}
+  out = {s: mean_and_spread([d[s] for d in present]) for s in STATS}
+  out["n"] = mean_and_spread([d["n"] for d in present])
+  return out
 
 
-if __name__ == "__main__":
-  sys.exit(main())
+def histogram_shares(described: Sequence[dict]) -> list[tuple[float, float]]:
+  """Per STD_EDGES bin: (mean, std over seeds) of the share of prompts in that bin."""
+  present = [d for d in described if d["n"] > 0]
+  if not present:
+    return []
+  shares = np.array([np.asarray(d["histogram"], np.float64) / d["n"]
+                     for d in present])                               # [seeds, bins]
+  spread = shares.std(axis=0, ddof=1) if len(shares) > 1 else np.zeros(shares.shape[1])
+  return [(float(m), float(s)) for m, s in zip(shares.mean(axis=0), spread)]
+
+
+def window_curve(summaries: Sequence[dict], stat: str) -> list[tuple[float, float, float]]:
+  """(window's last step, mean, std over seeds) of `stat` per step window shared by all seeds."""
+  per_seed = [{w["last_step"]: w[stat] for w in s["by_step_window"]} for s in summaries]
+  steps = sorted(set.intersection(*[set(p) for p in per_seed])) if per_seed else []
+  out = []
+  for step in steps:
+    d = mean_and_spread([p[step] for p in per_seed])
+    out.append((float(step), d["mean"], d["std"]))
+  return out
+
+
+def method_summary(summaries: Sequence[dict]) -> dict:
+  """The `cell_summary`s of one method's seeds -> mean and spread over seeds of each population
+  (groups trained on, per prompt kind, collection problems) and its histogram shares."""
+  def both(described: Sequence[dict]) -> dict:
+    return dict(across_seeds(described), histogram_share=histogram_shares(described))
+  kinds = sorted({k for s in summaries for k in s["training_groups_by_kind"]})
+  return {"training_groups": both([s["training_groups"] for s in summaries]),
+          "training_groups_by_kind": {k: both([s["training_groups_by_kind"][k]
+                                               for s in summaries
+                                               if k in s["training_groups_by_kind"]])
+                                      for k in kinds},
+          "collection_problems": both([s["collection_problems"] for s in summaries]),
+          "collection_samples_per_problem": max(s["collection_samples_per_problem"]
+                                                for s in summaries),
+          "zero_std_share_by_step": window_curve(summaries, "zero_std_share")}
+
+
+def bin_labels(edges: Sequence[float] = STD_EDGES) -> list[str]:
+  """'0' for the zero-std bin, '(0, hi)' for the next, '[lo, hi)' after, the last closed."""
+  labels = ["0"]
+  for lo, hi in zip(edges[1:-1], edges[2:]):
+    close = "]" if hi == edges[-1] else ")"
+    labels.append(f"(0, {hi:g})" if lo == ZERO_STD else f"[{lo:g}, {hi:g}{close}")
+  return labels
