@@ -100,8 +100,7 @@ def test_cached_cell_is_computed_once_and_a_failed_cell_leaves_nothing(tmp_path)
     calls.append(1)
     return {"rewards": [1.0, 0.0]}
 
-  path = tmp_path / "cells" / table2.cell_name("base", "vm_mcts", 20)
-  assert path.name == "base_vm_mcts_b20.json"
+  path = tmp_path / "cells" / "vm_mcts_b20.json"
   assert table2.cached(path, compute) == {"rewards": [1.0, 0.0]}
   assert table2.cached(path, compute) == {"rewards": [1.0, 0.0]}
   assert len(calls) == 1 and json.loads(path.read_text()) == {"rewards": [1.0, 0.0]}
@@ -109,41 +108,94 @@ def test_cached_cell_is_computed_once_and_a_failed_cell_leaves_nothing(tmp_path)
   def crash():
     raise RuntimeError("killed mid-cell")
 
-  other = tmp_path / "cells" / "base_orm_mcts_b20.json"
+  other = tmp_path / "cells" / "orm_mcts_b20.json"
   with pytest.raises(RuntimeError):
     table2.cached(other, crash)
   assert not other.exists()  # the re-run computes it again
   assert table2.cached(other, compute) == {"rewards": [1.0, 0.0]} and len(calls) == 2
 
 
-def _seed_results(settings, shift):
-  pool = {"scores": [[0.1, 0.9, 0.5], [0.4, 0.2, 0.3]],
-          "rewards": [[0.0, 1.0, 0.5], [1.0, 0.0, 0.0]]}
-  cells = {("base", "vm_mcts", 2): {"rewards": [1.0, shift]},
-           ("base", "orm_mcts", 2): {"rewards": [0.5, 0.0]},
-           ("rest", "vm_mcts", 2): {"rewards": [1.0, 1.0]}}
-  return table2.seed_results(settings, pool, cells)
+def test_within_auc_counts_pairs_ties_and_the_no_exception_subset():
+  scores = [[0.9, 0.2, 0.5, 0.5], [0.1, 0.3, 0.2]]
+  rewards = [[1.0, 0.0, 1.0, 0.5], [0.0, 0.0, 0.25]]
+  # problem 0: correct {0.9, 0.5} vs wrong {0.2, 0.5}: 0.9>0.2, 0.9>0.5, 0.5>0.2, 0.5=0.5 -> 3.5/4
+  # problem 1: no correct program -> no pair
+  assert table2.within_auc(scores, rewards) == (3.5 / 4, 4)
+  # without program 3 (it crashed): 2 pairs, both won
+  assert table2.within_auc(scores, rewards, [[1, 1, 1, 0], [1, 1, 1]]) == (1.0, 2)
+  assert table2.within_auc([[0.5]], [[1.0]]) == (None, 0)
 
 
-def test_seed_results_and_table_markdown():
-  settings = table2.Settings(seeds=(0, 1), budget=2, pool_size=3, mcts_budgets=(2,))
-  assert settings.curve_budgets == (1, 2)
-  per_seed = [_seed_results(settings, 0.0), _seed_results(settings, 1.0)]
-  r = per_seed[0]
-  assert r["strict_accuracy"]["vm_mcts"] == {2: 0.5}
-  assert r["strict_accuracy"]["rest_vm_mcts"] == {2: 1.0}
-  assert r["test_case_average"]["orm_mcts"] == {2: 0.25}
-  assert r["strict_accuracy"]["sampling"][2] == pytest.approx(1 / 3)
-  # best-of-2 of problem 0: P(answer=1 (0.9)) = 2/3, P(answer=2) = 1/3 * ...; exact by brute force
-  want = np.mean([brute_best_of_k([0.1, 0.9, 0.5], [0.0, 1.0, 0.5], 2)[0],
-                  brute_best_of_k([0.4, 0.2, 0.3], [1.0, 0.0, 0.0], 2)[0]])
-  assert r["strict_accuracy"]["best_of_n"][2] == pytest.approx(want)
-  table = table2.table_markdown(per_seed, settings)
-  assert "| VM-MCTS | 0.750 +- 0.354 | 0.750 +- 0.354 |" in table
-  assert "| ReST-RL (ReST-GRPO policy + VM-MCTS) | 1.000 +- 0.000 |" in table
-  agg = table2.curve_points(per_seed, "strict_accuracy")
-  assert set(agg) == {"sampling", "best_of_n", "orm_mcts", "vm_mcts", "oracle"}  # no rest row
-  assert agg["vm_mcts"][2] == pytest.approx((0.75, math.sqrt(0.125)))
+def _record(seed, shift):
+  return {"seed": seed, "settings": dataclasses.asdict(table2.Settings()),
+          "pool": {"problem_ids": ["a", "b"], "scores": [[0.1, 0.9, 0.5], [0.4, 0.2, 0.3]],
+                   "rewards": [[0.0, 1.0, 0.5], [1.0, 0.0, 0.0]],
+                   "clean": [[1, 1, 1], [1, 0, 1]]},
+          "mcts": {"vm_mcts": {"2": {"rewards": [1.0, shift], "samples": [2, 1]}},
+                   "orm_mcts": {"2": {"rewards": [0.5, 0.0], "samples": [2, 2]}}}}
+
+
+def test_summarize_table_paired_differences_and_curve():
+  records = [_record(0, 0.0), _record(1, 1.0)]
+  s = table2.summarize(records, budget=2)
+  bon = np.mean([brute_best_of_k([0.1, 0.9, 0.5], [0.0, 1.0, 0.5], 2)[0],
+                 brute_best_of_k([0.4, 0.2, 0.3], [1.0, 0.0, 0.0], 2)[0]])
+  t = s["table"]
+  assert t["sampling"]["strict_accuracy"] == pytest.approx((1 / 3, 0.0))
+  assert t["best_of_n"]["strict_accuracy"] == pytest.approx((bon, 0.0))
+  assert t["vm_mcts"]["strict_accuracy"] == pytest.approx((0.75, math.sqrt(0.125)))
+  assert t["vm_mcts"]["samples_per_problem"] == (1.5, 0.0)
+  assert t["orm_mcts"]["strict_accuracy"] == (0.0, 0.0)  # 0.5 is not strictly correct
+  assert t["vm_mcts"]["minus_best_of_n"] == pytest.approx((0.75 - bon, math.sqrt(0.125)))
+  assert t["vm_mcts"]["minus_sampling"][0] == pytest.approx(0.75 - 1 / 3)
+  assert "minus_best_of_n" not in t["sampling"] and "minus_best_of_n" not in t["best_of_n"]
+  assert t["best_of_n"]["minus_sampling"][0] == pytest.approx(bon - 1 / 3)
+  # problem 0: 0.9 (correct) beats 0.1 and 0.5; problem 1: 0.4 (correct) beats 0.2 and 0.3
+  assert s["auc"] == (1.0, 0.0) and s["ranking"][0]["pairs"] == 4
+  assert s["ranking"][0]["pairs_clean"] == 3
+  assert s["curve"]["oracle"][3][0] == pytest.approx(1.0)
+  assert set(s["curve"]["vm_mcts"]) == {2}
+  text = table2.markdown(s, records)
+  assert "| VM-MCTS | 0.750 ± 0.354 | 1.5 |" in text and "1.000 (4 pairs)" in text
+
+
+def test_report_writes_docs_between_markers_and_keeps_other_keys(tmp_path):
+  pytest.importorskip("matplotlib")
+  record, docs = tmp_path / "rec", tmp_path / "docs"
+  record.mkdir()
+  docs.mkdir()
+  for seed in (0, 1):
+    (record / f"seed{seed}.json").write_text(json.dumps(_record(seed, float(seed))))
+  (docs / "results.md").write_text("# R\n\n<!-- table2:begin -->\nold\n<!-- table2:end -->\ntail\n")
+  (docs / "results.json").write_text(json.dumps({"rl_gain_strict_in_dist": {"mean": 0.1}}))
+  table2.main(["report", "--record", str(record), "--docs", str(docs), "--budget", "2"])
+  md = (docs / "results.md").read_text()
+  assert "old" not in md and md.endswith("<!-- table2:end -->\ntail\n") and "| VM-MCTS |" in md
+  res = json.loads((docs / "results.json").read_text())
+  assert res["rl_gain_strict_in_dist"] == {"mean": 0.1}
+  assert res["value_auc_within_problem_heldout"]["mean"] == 1.0
+  assert res["value_auc_within_problem_heldout"]["pairs"] == [4, 4]
+  assert (docs / "budget_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_kept_records_regenerate_the_docs(tmp_path):
+  """docs/results.md's Table 2 block and results.json's table2 equal what `report` writes from
+  the records kept in docs/runs/table2."""
+  import pathlib
+  import shutil
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  kept = repo / "docs" / "runs" / "table2"
+  if not list(kept.glob("seed*.json")):  # then the docs carry no Table 2 block either
+    assert "<!-- table2:begin -->" not in (repo / "docs" / "results.md").read_text()
+    return
+  docs = tmp_path / "docs"
+  docs.mkdir()
+  shutil.copy(repo / "docs" / "results.md", docs / "results.md")
+  shutil.copy(repo / "docs" / "results.json", docs / "results.json")
+  table2.main(["report", "--record", str(kept), "--docs", str(docs)])
+  assert (docs / "results.md").read_text() == (repo / "docs" / "results.md").read_text()
+  assert (json.loads((docs / "results.json").read_text())
+          == json.loads((repo / "docs" / "results.json").read_text()))
 
 
 def test_plot_curves_writes_a_png(tmp_path):
@@ -152,61 +204,9 @@ def test_plot_curves_writes_a_png(tmp_path):
   assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_settings_and_command_line_checks():
-  out, s, only = table2.parse_args(["--out", "x", "--seeds", "3,4", "--budget", "10",
-                              "--mcts_budgets", "5,10", "--no_rest"])
-  assert str(out) == "x" and s.seeds == (3, 4) and s.budget == 10 and not s.rest and not only
-  assert s.all_mcts_budgets == (5, 10)
-  with pytest.raises(ValueError, match="budget=200 exceeds pool_size=100"):
-    table2.Settings(budget=200)
+def test_settings_checks():
+  assert table2.Settings().mcts_budgets == (5, 10, 20)
   with pytest.raises(ValueError, match="num_test must be >= 1"):
     table2.Settings(num_test=0)
-
-
-def test_plan_runs_table2_cells_for_every_seed_before_the_curve():
-  s = table2.Settings(seeds=(0, 1), budget=20, mcts_budgets=(5, 20, 50), pool_size=100)
-  cells = table2.plan(s)
-  assert cells[:6] == [(0, "base", "pool", 100), (0, "base", "orm_mcts", 20),
-                       (0, "base", "vm_mcts", 20), (1, "base", "pool", 100),
-                       (1, "base", "orm_mcts", 20), (1, "base", "vm_mcts", 20)]
-  assert cells[6:8] == [(0, "rest", "vm_mcts", 20), (1, "rest", "vm_mcts", 20)]
-  assert [c[3] for c in cells[8:]] == [5] * 4 + [50] * 4 and len(cells) == 16
-  assert len(set(cells)) == len(cells)
-  assert all(c[1] == "base" for c in table2.plan(dataclasses.replace(s, rest=False)))
-
-
-def test_collect_results_reads_finished_cells_only(tmp_path):
-  s = table2.Settings(seeds=(0, 1), budget=2, pool_size=3, mcts_budgets=(2,), rest=False)
-  pool = {"scores": [[0.1, 0.9, 0.5]], "rewards": [[0.0, 1.0, 0.5]]}
-  table2.cached(table2.cell_path(tmp_path, 0, "base", "pool", 3), lambda: pool)
-  table2.cached(table2.cell_path(tmp_path, 0, "base", "vm_mcts", 2), lambda: {"rewards": [1.0]})
-  table2.cached(table2.cell_path(tmp_path, 1, "base", "orm_mcts", 2), lambda: {"rewards": [0.0]})
-  per_seed = table2.collect_results(tmp_path, s)
-  assert [r["seed"] for r in per_seed] == [0, 1]
-  assert per_seed[0]["strict_accuracy"]["vm_mcts"] == {2: 1.0}
-  assert "ranking" in per_seed[0] and "ranking" not in per_seed[1]
-  assert per_seed[1]["strict_accuracy"] == {"orm_mcts": {2: 0.0}}
-  table = table2.write_outputs(tmp_path, s, per_seed)
-  assert "| VM-MCTS | 1.000 +- 0.000 | 1.000 +- 0.000 | 1 |" in table
-  assert (tmp_path / "table2.md").read_text() == table
-  assert json.loads((tmp_path / "ranking.json").read_text())[0]["seed"] == 0
-
-
-def test_search_prompts_continue_states_without_their_trailing_newline():
-  from restrl_jax.search.lines import continuation, sampling_state
-  root = "def solve(xs):\n"
-  assert sampling_state(root, root) == root  # the root keeps the trained prompt boundary
-  assert sampling_state(root + "  s = 0\n", root) == root + "  s = 0"
-  assert sampling_state("a = 1\n\n", "") == "a = 1"
-  state = "s = input()\nfor c in s:\n"
-  assert continuation(state + "    print(c)", state) == "    print(c)"
-  assert continuation(state[:-1], state) == ""           # stopped at the boundary
-  assert continuation(state[:-1] + " pass", state) is None  # rewrote the state's last line
-
-
-def test_dedupe_examples_averages_duplicates_per_problem():
-  from restrl_jax.value.data import ValueExample, dedupe_examples
-  ex = [ValueExample("a", 1.0, "p"), ValueExample("b", 0.0, "p"), ValueExample("a", 0.0, "p"),
-        ValueExample("a", 1.0, "q")]
-  assert dedupe_examples(ex) == [ValueExample("a", 0.5, "p"), ValueExample("b", 0.0, "p"),
-                                 ValueExample("a", 1.0, "q")]
+  with pytest.raises(ValueError, match="budgets >= 5"):
+    table2.Settings(mcts_budgets=(2,))

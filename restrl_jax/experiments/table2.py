@@ -1,25 +1,29 @@
-"""The paper's Table 2 and Fig. 3b analogs on the embedded suite, over seeds, resumable per cell.
+"""The paper's Table 2 and Fig. 3b analogs: VM-MCTS and its baselines on the RL'd policy, per seed.
 
-  python -m restrl_jax.experiments.table2 --out runs/table2 --seeds 0,1,2
+  python -m restrl_jax.experiments.table2 run --learning runs/learning/main --out runs/table2 \
+      --record docs/runs/table2 --seeds 0,1,2
+  python -m restrl_jax.experiments.table2 report --record docs/runs/table2 --docs docs
 
-Under <out>:
-  value/         ONE value model for all seeds (pipeline stages collect_values + train_value with
-                 the shipped base policy, seed `value_seed`; each stage resumes / is skipped once
-                 DONE). Seeds vary the decoding randomness, not the value model (CPU budget).
-  seed<s>/rest/  the seed's ReST-GRPO policy (stage rest_grpo), unless a finished Table-1 cell
-                 under `table1_root` has one;
-  seed<s>/cells/ one JSON file per decoding cell, written atomically when finished and skipped
-                 on a re-run:
-    pool_base_n<N>.json     N samples of the base policy per test problem, executed and scored
-                            by the value model: the sampling row (pass@1 over the pool) and
-                            best-of-N at every budget k <= N (exact expectation of a draw of k,
-                            `budget_curve.best_of_k`);
-    <policy>_<method>_b<k>  ORM-MCTS / VM-MCTS at budget k (all test problems' trees together);
-                            policy "rest" + vm_mcts is the ReST-RL row.
-Budgets are counted in sampled programs per problem (docs/method.md §7). Cells run Table-2 first for every
-seed, then the curve's other budgets (`plan`). Outputs, rewritten after every cell: table2.md
-(mean +- std over seeds of strict accuracy and test-case average), curve.json, budget_curve.png
-(accuracy vs sampled programs) and ranking.json (how well the value model orders each pool).
+`run`, per seed s (every step resumes or is skipped once finished):
+  policy  the learning experiment's naive-GRPO policy of seed s
+          (`<learning>/grpo/seed<s>/rest_grpo/policy`): the RL'd policy whose programs the value
+          model has to rank (docs/method.md §5-§7);
+  value   one value model per seed: the pipeline's `collect_values` and `train_value` stages with
+          that policy as `model.hf_path`, in `<out>/seed<s>/value` (collection on the first
+          `--collect_problems` train problems, `--collect_iterations` x `--collect_samples`);
+  pool    `--pool_size` samples of the policy per problem of the in-distribution test split
+          (first `--num_test`), executed and scored by the value model: sampling (pass@1),
+          best-of-N at every budget (exact expectation, `budget_curve.best_of_k`), the perfect
+          verifier, and the value model's within-problem ranking;
+  mcts    ORM-MCTS and VM-MCTS at each of `--mcts_budgets` sampled programs per problem, all
+          trees together; the samples each tree actually drew are kept.
+The seed's record `<record>/seed<s>.json` holds per-problem figures only (rewards and scores
+rounded to 4 decimals); a record that exists is not recomputed.
+
+`report` reads only the records: the table at `--budget` (mean +- std over seeds, the samples
+each method drew, paired differences against best-of-N and sampling), the budget curve (table and
+`budget_curve.png`) and the ranking, written into `<docs>/results.md` between markers and into
+`<docs>/results.json` (`value_auc_within_problem_heldout`, `table2`).
 """
 from __future__ import annotations
 
@@ -29,68 +33,149 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-import ml_collections
 import numpy as np
 
-from restrl_jax import config_defaults, io_utils, models
+from restrl_jax import io_utils
 from restrl_jax.experiments import budget_curve
-from restrl_jax.rollout import group_records, rollout
-from restrl_jax.pipeline.stages.common import sampling_params as sampling_from_config
 
 MCTS_METHODS = ("orm_mcts", "vm_mcts")
-TABLE_ROWS = (("sampling", "base", "sampling (pass@1)"),
-              ("best_of_n", "base", "best-of-N (VM as ORM)"),
-              ("orm_mcts", "base", "ORM-MCTS"),
-              ("vm_mcts", "base", "VM-MCTS"),
-              ("vm_mcts", "rest", "ReST-RL (ReST-GRPO policy + VM-MCTS)"),
-              ("oracle", "base", "reference: perfect verifier (pass@k of the base policy)"))
-METRICS = ("strict_accuracy", "test_case_average")
+CURVE_METHODS = ("sampling", "best_of_n", "orm_mcts", "vm_mcts", "oracle")
+NAMES = {"sampling": "sampling (pass@1)", "best_of_n": "best-of-N (value model as ORM)",
+         "orm_mcts": "ORM-MCTS", "vm_mcts": "VM-MCTS",
+         "oracle": "reference: perfect verifier (pass@k)"}
+STRICT = budget_curve.STRICT_THRESHOLD
+CRASH_STATUSES = ("error", "timeout")
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-  """Sizes of the experiment (defaults: what fits ~50 min on the 2-core CPU machine)."""
-  seeds: tuple[int, ...] = (0, 1, 2)
-  num_test: int = 64              # test problems (synthetic test split, first N)
-  budget: int = 20                # Table 2's sample budget per problem
-  mcts_budgets: tuple[int, ...] = (5, 10, 20, 50)   # MCTS runs of the curve
-  pool_size: int = 100            # base-policy samples per problem (sampling / best-of-N curve)
-  collect_problems: int = 64      # value-target collection: train problems ...
-  collect_iterations: int = 12    # ... and MCTS iterations per problem
+  """Sizes of one seed's run (defaults: what fits the 2-core CPU machine)."""
+  num_test: int = 200             # in-distribution test problems (id_test, first N)
+  pool_size: int = 20             # policy samples per problem (sampling / best-of-N / ranking)
+  mcts_budgets: tuple[int, ...] = (5, 10, 20)
+  collect_problems: int = 600     # value-target collection: train problems ...
+  collect_iterations: int = 4     # ... MCTS iterations ...
+  collect_samples: int = 5        # ... and samples per expansion
   value_epochs: int = 2
-  rest: bool = True               # also the ReST-RL row (ReST-GRPO policy + VM-MCTS)
-  value_seed: int = 0             # seed of the one collection + value model all seeds share
-  table1_root: str = "runs/table1"  # finished Table-1 ReST-GRPO cells are reused from here
+  value_learning_rate: float = 3e-4
 
   def __post_init__(self):
-    if not self.seeds:
-      raise ValueError("Settings.seeds: give at least one seed")
-    for name in ("num_test", "budget", "pool_size", "collect_problems", "collect_iterations",
-                 "value_epochs"):
+    for name in ("num_test", "pool_size", "collect_problems", "collect_iterations",
+                 "collect_samples", "value_epochs"):
       if int(getattr(self, name)) < 1:
         raise ValueError(f"Settings.{name} must be >= 1, got {getattr(self, name)}")
-    if self.budget > self.pool_size:
-      raise ValueError(f"Settings.budget={self.budget} exceeds pool_size={self.pool_size}: the "
-                       "best-of-N row is computed from the pool")
-
-  @property
-  def curve_budgets(self) -> tuple[int, ...]:
-    pts = {1, 2, 5, 10, 20, 50, 100, self.budget, *self.mcts_budgets}
-    return tuple(sorted(k for k in pts if k <= self.pool_size))
-
-  @property
-  def all_mcts_budgets(self) -> tuple[int, ...]:
-    return tuple(sorted({self.budget, *self.mcts_budgets}))
+    if not self.mcts_budgets or min(self.mcts_budgets) < 5:
+      raise ValueError(f"Settings.mcts_budgets: give budgets >= 5 (one expansion of 5 "
+                       f"samples), got {self.mcts_budgets}")
 
 
-# -- resumable cells ----------------------------------------------------------------------------
+# -- one seed ------------------------------------------------------------------------------------
 
-def cached(path: str | Path, compute: Callable[[], dict]) -> dict:
+def value_config(settings: Settings, seed: int, policy: Path, workdir: Path):
+  """The demo config's sections for collection + value training with `policy`."""
+  # pylint: disable=import-outside-toplevel
+  from restrl_jax import config_defaults
+  c = config_defaults.base()
+  c.workdir, c.seed, c.stages = str(workdir), seed, ("collect_values", "train_value")
+  c.model.hf_path = str(policy)
+  c.mcts, c.value = config_defaults.demo_mcts(), config_defaults.demo_value()
+  c.sampling.max_new_tokens, c.sampling.batch_size = 128, 256
+  c.mcts.collect_num_problems = settings.collect_problems
+  c.mcts.collect_iterations = settings.collect_iterations
+  c.mcts.collect_samples = settings.collect_samples
+  c.mcts.batch_trees = 64
+  c.value.epochs, c.value.learning_rate = settings.value_epochs, settings.value_learning_rate
+  c.value.dedupe = True
+  return c
+
+
+def train_value_model(settings: Settings, seed: int, policy: Path, workdir: Path) -> dict:
+  """Runs (or resumes) the seed's collection + value training; returns both stages' summaries."""
+  from restrl_jax.pipeline.runner import run_pipeline  # pylint: disable=import-outside-toplevel
+  run_pipeline(value_config(settings, seed, policy, workdir))
+  out = {}
+  for stage in ("collect_values", "train_value"):
+    done = json.loads((workdir / stage / "DONE.json").read_text())
+    summary = done.get("summary", done)
+    out[stage] = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
+  return out
+
+
+def round4(values: Sequence[float]) -> list[float]:
+  return [round(float(v), 4) for v in values]
+
+
+def pool_cell(sampler: Any, vm: Any, pool: Any, problems: Sequence, size: int, seed: int,
+              sampling_params: Any) -> dict:
+  """`size` executed samples per problem, scored by the value model."""
+  # pylint: disable=import-outside-toplevel
+  from restrl_jax.rollout import group_records, rollout
+  start = time.perf_counter()
+  groups = group_records(rollout(sampler, pool, problems, sampling_params, size, rng=seed,
+                                 chunk_size=512, request_ids=list(range(len(problems)))))
+  flat = [(p, r.program) for p, g in zip(problems, groups) for r in g]
+  scores = np.asarray(vm.score_states([p for p, _ in flat], [s for _, s in flat]))
+  scores = scores.reshape(len(problems), size)
+  return {"problem_ids": [p.id for p in problems],
+          "rewards": [round4(r.reward for r in g) for g in groups],
+          "scores": [round4(s) for s in scores],
+          "clean": [[int(not any(s in CRASH_STATUSES for s in r.statuses)) for r in g]
+                    for g in groups],
+          "seconds": round(time.perf_counter() - start, 1)}
+
+
+def mcts_cell(sampler: Any, vm: Any, pool: Any, problems: Sequence, method: str, budget: int,
+              seed: int, sampling_params: Any, mcts: Any) -> dict:
+  """One MCTS method at `budget` on every problem (all trees together), executed."""
+  from restrl_jax.search import decode as decode_lib  # pylint: disable=import-outside-toplevel
+  start = time.perf_counter()
+  answers = decode_lib.decode(method, problems, sampler, sampling_params, budget, vm.scorer(),
+                              mcts.decode_samples, mcts.decode_width, mcts.decode_c, mcts.eps,
+                              seed, tree_ids=list(range(len(problems))),
+                              max_steps_factor=mcts.max_steps_factor)
+  rewards = decode_lib.execute_answers(pool, problems, answers)
+  return {"rewards": round4(r[0] for r in rewards), "samples": [a.num_samples for a in answers],
+          "seconds": round(time.perf_counter() - start, 1)}
+
+
+def run_seed(settings: Settings, seed: int, policy: Path, workdir: Path) -> dict:
+  """Every cell of one seed; cells are cached under `workdir/cells` as they finish."""
+  # pylint: disable=import-outside-toplevel
+  from restrl_jax.data.registry import load_problems
+  from restrl_jax.execution import ExecutionPool
+  from restrl_jax.pipeline.stages.common import sampling_params
+  from restrl_jax.sampling import Sampler
+  from restrl_jax import models
+  from restrl_jax.tokenizer import load_tokenizer
+  from restrl_jax.value.model import load_value_model
+  value = train_value_model(settings, seed, policy, workdir / "value")
+  config = value_config(settings, seed, policy, workdir / "value")
+  sp = sampling_params(config.sampling)
+  model_config, params = models.load_hf(policy)
+  sampler = Sampler(model_config, params, load_tokenizer(policy), max_batch=256)
+  vm = load_value_model(workdir / "value" / "train_value" / "best", batch_size=64,
+                        tokenizer=sampler.tokenizer)
+  problems = load_problems("synthetic", None, split="id_test", limit=settings.num_test)
+  cells = workdir / "cells"
+  with ExecutionPool() as pool:
+    pool_data = cached(cells / f"pool_n{settings.pool_size}.json", lambda: pool_cell(
+        sampler, vm, pool, problems, settings.pool_size, seed, sp))
+    mcts = {}
+    for budget in sorted(settings.mcts_budgets):
+      for method in MCTS_METHODS:
+        logging.info("seed %d: %s at budget %d", seed, method, budget)
+        mcts.setdefault(method, {})[str(budget)] = cached(
+            cells / f"{method}_b{budget}.json", lambda: mcts_cell(
+                sampler, vm, pool, problems, method, budget, seed, sp, config.mcts))
+  return {"seed": seed, "policy": str(policy), "settings": dataclasses.asdict(settings),
+          "value": value, "pool": pool_data, "mcts": mcts}
+
+
+def cached(path: Path, compute) -> dict:
   """The JSON at `path` if a finished run left it, else `compute()` written there atomically."""
-  path = Path(path)
-  if path.exists():
+  if path.is_file():
     return json.loads(path.read_text())
   result = compute()
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,286 +183,205 @@ def cached(path: str | Path, compute: Callable[[], dict]) -> dict:
   return result
 
 
-def cell_name(policy: str, method: str, budget: int) -> str:
-  return f"{policy}_{method}_b{budget}.json"
+def run(args: argparse.Namespace) -> None:
+  settings = Settings(num_test=args.num_test, pool_size=args.pool_size,
+                      mcts_budgets=tuple(int(b) for b in args.mcts_budgets.split(",")),
+                      collect_problems=args.collect_problems,
+                      collect_iterations=args.collect_iterations,
+                      collect_samples=args.collect_samples, value_epochs=args.value_epochs,
+                      value_learning_rate=args.value_learning_rate)
+  for seed in [int(s) for s in args.seeds.split(",")]:
+    record = Path(args.record) / f"seed{seed}.json"
+    if record.is_file():
+      continue
+    policy = Path(args.learning) / "grpo" / f"seed{seed}" / "rest_grpo" / "policy"
+    if not (policy / "config.json").is_file():
+      raise FileNotFoundError(f"no RL'd policy for seed {seed} at {policy}: run `python -m "
+                              "restrl_jax.experiments.learning run --methods grpo` first")
+    io_utils.atomic_write_json(record, run_seed(settings, seed, policy,
+                                                Path(args.out) / f"seed{seed}"))
 
 
-# -- pipeline runs (value model, ReST-GRPO policy) -----------------------------------------------
+# -- report --------------------------------------------------------------------------------------
 
-def shipped_policy() -> Path:
-  from restrl_jax.warmstart import shipped_policy_path  # pylint: disable=import-outside-toplevel
-  return shipped_policy_path()
-
-
-def seed_config(settings: Settings, seed: int, workdir: Path,
-                stages: Sequence[str]) -> ml_collections.ConfigDict:
-  """The demo config (configs/demo.py) at this experiment's sizes, seeded by `seed`."""
-  c = config_defaults.base()
-  c.workdir, c.seed, c.stages = str(workdir), seed, tuple(stages)
-  c.model.hf_path = str(shipped_policy())
-  c.rest, c.grpo = config_defaults.demo_rest(), config_defaults.demo_grpo()
-  c.mcts, c.value = config_defaults.demo_mcts(), config_defaults.demo_value()
-  c.sampling.max_new_tokens, c.sampling.batch_size = 128, 256
-  c.rest.seed, c.mcts.seed, c.value.seed = seed, seed, seed
-  c.mcts.collect_num_problems = settings.collect_problems
-  c.mcts.collect_iterations = settings.collect_iterations
-  c.mcts.batch_trees = settings.collect_problems
-  c.value.epochs, c.value.dedupe = settings.value_epochs, True
-  return c
+def within_auc(scores: Sequence[Sequence[float]], rewards: Sequence[Sequence[float]],
+               keep: Sequence[Sequence[int]] | None = None) -> tuple[float | None, int]:
+  """P(a strictly correct program outscores a wrong one of the same problem) + 0.5 P(tie), over
+  every such pair of every problem (pairs weighted equally), and the number of pairs; `keep`
+  restricts both programs of a pair to the kept ones."""
+  hits, pairs = 0.0, 0
+  for k, (s, r) in enumerate(zip(scores, rewards)):
+    s, r = np.asarray(s, np.float64), np.asarray(r, np.float64)
+    mask = np.ones(len(s), bool) if keep is None else np.asarray(keep[k], bool)
+    pos, neg = s[mask & (r > STRICT)], s[mask & (r <= STRICT)]
+    diff = pos[:, None] - neg[None, :]  # [P, Q]
+    hits += float(np.sum((diff > 0) + 0.5 * (diff == 0)))
+    pairs += diff.size
+  return (hits / pairs if pairs else None), pairs
 
 
-def value_model(settings: Settings, out: Path) -> Path:
-  """Collection + value training with the base policy (seed `value_seed`), run or resumed."""
-  from restrl_jax.pipeline.runner import run_pipeline  # pylint: disable=import-outside-toplevel
-  workdir = out / "value"
-  run_pipeline(seed_config(settings, settings.value_seed, workdir,
-                           ("collect_values", "train_value")))
-  return workdir / "train_value" / "best"
-
-
-def rest_policy(settings: Settings, seed: int, out: Path) -> Path:
-  """The seed's ReST-GRPO policy: a finished Table-1 cell's if there is one, else trained here."""
-  table1 = Path(settings.table1_root) / "rest_grpo" / f"seed{seed}"
-  if (table1 / "result.json").is_file() and (table1 / "train" / "rest_grpo" / "policy").is_dir():
-    return table1 / "train" / "rest_grpo" / "policy"
-  from restrl_jax.pipeline.runner import run_pipeline  # pylint: disable=import-outside-toplevel
-  workdir = out / f"seed{seed}" / "rest"
-  run_pipeline(seed_config(settings, seed, workdir, ("rest_grpo",)))
-  return workdir / "rest_grpo" / "policy"
-
-
-# -- decoding cells -----------------------------------------------------------------------------
-
-class Models:
-  """Policies (Samplers, loaded on first use) and the value model."""
-
-  def __init__(self, vm_path: Path, sampling: ml_collections.ConfigDict,
-               score_batch_size: int = 64):
-    from restrl_jax.value.model import load_value_model  # pylint: disable=import-outside-toplevel
-    self.batch_size = sampling.batch_size
-    self.sp = sampling_from_config(sampling)
-    self._samplers: dict[str, Any] = {}
-    self.base = self.sampler(shipped_policy())
-    self.vm = load_value_model(vm_path, batch_size=score_batch_size,
-                               tokenizer=self.base.tokenizer)
-
-  def sampler(self, path: Path):
-    from restrl_jax.sampling import Sampler  # pylint: disable=import-outside-toplevel
-    from restrl_jax.tokenizer import load_tokenizer  # pylint: disable=import-outside-toplevel
-    if str(path) not in self._samplers:
-      config, params = models.load_hf(path)
-      self._samplers[str(path)] = Sampler(config, params, load_tokenizer(path),
-                                          max_batch=self.batch_size)
-    return self._samplers[str(path)]
-
-
-def pool_cell(mdl: Models, pool: Any, problems: Sequence, pool_size: int, seed: int) -> dict:
-  """`pool_size` executed samples per problem of the base policy, scored by the value model."""
-  start = time.perf_counter()
-  records = rollout(mdl.base, pool, problems, mdl.sp, pool_size, rng=seed, chunk_size=512,
-                    request_ids=list(range(len(problems))))
-  groups = group_records(records)
-  gen_s = time.perf_counter() - start
-  flat = [(p, r.program) for p, g in zip(problems, groups) for r in g]
-  scores = mdl.vm.scorer()([p for p, _ in flat], [s for _, s in flat])
-  scores = np.asarray(scores, np.float64).reshape(len(problems), pool_size)
-  return {"problem_ids": [p.id for p in problems],
-          "rewards": [[float(r.reward) for r in g] for g in groups],
-          "scores": scores.round(6).tolist(),
-          "seconds_sampling_execution": round(gen_s, 2),
-          "seconds_value": round(time.perf_counter() - start - gen_s, 2)}
-
-
-def mcts_cell(sampler: Any, mdl: Models, pool: Any, problems: Sequence, method: str,
-              budget: int, seed: int, mcts: ml_collections.ConfigDict) -> dict:
-  """One MCTS decoding method at `budget` on every problem (all trees together), executed."""
-  from restrl_jax.search import decode as decode_lib  # pylint: disable=import-outside-toplevel
-  start = time.perf_counter()
-  answers = decode_lib.decode(
-      method, problems, sampler, mdl.sp, budget, mdl.vm.scorer(),
-      mcts.decode_samples, mcts.decode_width, mcts.decode_c, mcts.eps, seed,
-      tree_ids=list(range(len(problems))), max_steps_factor=mcts.max_steps_factor)
-  seconds = time.perf_counter() - start
-  rewards = decode_lib.execute_answers(pool, problems, answers)
-  return {"problem_ids": [a.problem_id for a in answers],
-          "rewards": [float(r[0]) for r in rewards],
-          "scores": [a.score for a in answers],
-          "samples": [a.num_samples for a in answers],
-          "programs": [a.program for a in answers],
-          **decode_lib.answer_metrics(answers, rewards), "seconds": round(seconds, 2)}
-
-
-def strict(rewards: Sequence[float]) -> float:
-  return float(np.mean(np.asarray(rewards) > budget_curve.STRICT_THRESHOLD))
-
-
-def seed_results(settings: Settings, pool_data: dict | None,
-                 cells: dict[tuple[str, str, int], dict]) -> dict[str, dict]:
-  """{metric: {row name: {budget: value}}} of one seed (sampling / best-of-N from the pool)."""
-  if pool_data is None:
-    out: dict[str, dict] = {m: {} for m in METRICS}
-  else:
-    out = budget_curve.pool_curves(pool_data["scores"], pool_data["rewards"],
-                                   settings.curve_budgets)
-  for (policy, method, budget), cell in cells.items():
-    name = method if policy == "base" else f"{policy}_{method}"
-    out["strict_accuracy"].setdefault(name, {})[budget] = strict(cell["rewards"])
-    out["test_case_average"].setdefault(name, {})[budget] = float(np.mean(cell["rewards"]))
-  if pool_data is not None:
-    out["ranking"] = budget_curve.pool_ranking(pool_data["scores"], pool_data["rewards"])
+def per_problem(record: dict, budget: int) -> dict[str, np.ndarray]:
+  """Per-problem strict accuracy of every method at `budget` (sampling: pass@1 of the pool;
+  best-of-N and the oracle: exact expectations over the pool).  # {method: [P]}"""
+  pool = record["pool"]
+  out = {"sampling": np.array([np.mean(np.asarray(r) > STRICT) for r in pool["rewards"]])}
+  if budget <= len(pool["rewards"][0]):
+    out["best_of_n"] = np.array([budget_curve.best_of_k(s, r, budget)[0]
+                                 for s, r in zip(pool["scores"], pool["rewards"])])
+    out["oracle"] = np.array([budget_curve.best_of_k(r, r, budget)[0] for r in pool["rewards"]])
+  for method in MCTS_METHODS:
+    cell = record["mcts"].get(method, {}).get(str(budget))
+    if cell is not None:
+      out[method] = np.asarray(cell["rewards"]) > STRICT
   return out
 
 
-def plan(settings: Settings) -> list[tuple[int, str, str, int]]:
-  """(seed, policy, method, budget) cells in run order: for every seed the pool ("pool" = the
-  scored samples) and ORM-/VM-MCTS at the Table-2 budget, then every seed's ReST-RL cell, then
-  the curve's other MCTS budgets (cheapest first)."""
-  table = [(s, "base", m, settings.budget) for s in settings.seeds
-           for m in ("pool",) + MCTS_METHODS]
-  table = [(s, p, m, settings.pool_size if m == "pool" else b) for s, p, m, b in table]
-  rest = [(s, "rest", "vm_mcts", settings.budget) for s in settings.seeds] if settings.rest else []
-  others = [b for b in settings.all_mcts_budgets if b != settings.budget]
-  curve = [(s, "base", m, b) for b in others for s in settings.seeds for m in MCTS_METHODS]
-  return table + rest + curve
+def samples_drawn(record: dict, method: str, budget: int) -> float:
+  if method in MCTS_METHODS:
+    return float(np.mean(record["mcts"][method][str(budget)]["samples"]))
+  return 1.0 if method == "sampling" else float(budget)
 
 
-def cell_path(out: Path, seed: int, policy: str, method: str, budget: int) -> Path:
-  name = f"pool_base_n{budget}.json" if method == "pool" else cell_name(policy, method, budget)
-  return out / f"seed{seed}" / "cells" / name
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+  v = np.asarray(values, np.float64)
+  return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def collect_results(out: Path, settings: Settings) -> list[dict]:
-  """`seed_results` of every seed from the finished cell files (missing cells are left out)."""
-  per_seed = []
-  for seed in settings.seeds:
-    cells, pool_data = {}, None
-    for s, policy, method, budget in plan(settings):
-      path = cell_path(out, s, policy, method, budget)
-      if s != seed or not path.exists():
-        continue
-      data = json.loads(path.read_text())
-      if method == "pool":
-        pool_data = data
-      else:
-        cells[(policy, method, budget)] = data
-    if pool_data is not None or cells:
-      per_seed.append({"seed": seed, **seed_results(settings, pool_data, cells)})
-  return per_seed
+def summarize(records: Sequence[dict], budget: int) -> dict:
+  """Ranking, the table at `budget` with paired differences, and the budget curves."""
+  ranking = []
+  for rec in records:
+    pool = rec["pool"]
+    auc, pairs = within_auc(pool["scores"], pool["rewards"])
+    clean_auc, clean_pairs = within_auc(pool["scores"], pool["rewards"], pool["clean"])
+    ranking.append({"seed": rec["seed"], "auc": auc, "pairs": pairs, "auc_clean": clean_auc,
+                    "pairs_clean": clean_pairs})
+  table = {}
+  per_seed = [per_problem(rec, budget) for rec in records]
+  for method in CURVE_METHODS:
+    if not all(method in p for p in per_seed):
+      continue
+    row = {"strict_accuracy": mean_std([p[method].mean() for p in per_seed]),
+           "samples_per_problem": mean_std([samples_drawn(r, method, budget) for r in records])}
+    for other in ("best_of_n", "sampling"):
+      if other != method and method in MCTS_METHODS + ("best_of_n",):
+        row[f"minus_{other}"] = mean_std([(p[method] - p[other]).mean() for p in per_seed])
+        row[f"minus_{other}_problem_se"] = [float((p[method] - p[other]).std(ddof=1)
+                                                  / np.sqrt(len(p[method]))) for p in per_seed]
+    table[method] = row
+  budgets = sorted({int(b) for r in records for m in MCTS_METHODS for b in r["mcts"].get(m, {})}
+                   | {1, 2, 5, 10, 20} | {len(records[0]["pool"]["rewards"][0])})
+  curve = {}
+  for b in budgets:
+    points = [per_problem(rec, b) for rec in records]
+    for method in CURVE_METHODS:
+      if all(method in p for p in points):
+        curve.setdefault(method, {})[b] = mean_std([p[method].mean() for p in points])
+  return {"budget": budget, "seeds": [r["seed"] for r in records], "ranking": ranking,
+          "auc": mean_std([r["auc"] for r in ranking]),
+          "auc_clean": mean_std([r["auc_clean"] for r in ranking]), "table": table,
+          "curve": curve}
 
 
-def run_all(settings: Settings, out: Path, problems: Sequence) -> list[dict]:
-  """Every cell of `plan` (finished ones are skipped); outputs rewritten after each cell."""
-  from restrl_jax.execution import ExecutionPool  # pylint: disable=import-outside-toplevel
-  cfg = seed_config(settings, settings.value_seed, out, ())
-  mdl = Models(value_model(settings, out), cfg.sampling)
-  with ExecutionPool() as pool:
-    for seed, policy, method, budget in plan(settings):
-      path = cell_path(out, seed, policy, method, budget)
-      if path.exists():
-        continue
-      logging.info("cell seed %d %s %s budget %d", seed, policy, method, budget)
-      if method == "pool":
-        cached(path, lambda: pool_cell(mdl, pool, problems, budget, seed))
-      else:
-        sampler = mdl.base if policy == "base" else mdl.sampler(rest_policy(settings, seed, out))
-        cached(path, lambda: mcts_cell(sampler, mdl, pool, problems, method, budget, seed,
-                                       cfg.mcts))
-      write_outputs(out, settings, collect_results(out, settings))
-  return collect_results(out, settings)
+def fmt(ms: tuple[float, float], sign: bool = False) -> str:
+  return f"{ms[0]:+.3f} ± {ms[1]:.3f}" if sign else f"{ms[0]:.3f} ± {ms[1]:.3f}"
 
 
-# -- aggregation --------------------------------------------------------------------------------
-
-def table_markdown(per_seed: Sequence[dict], settings: Settings) -> str:
-  """Table 2 analog: rows x metrics, mean +- std over seeds at `settings.budget`."""
-  lines = [f"| method ({settings.budget} sampled programs / problem) | strict accuracy | "
-           "test-case average | seeds |", "|---|---|---|---|"]
-  for method, policy, label in TABLE_ROWS:
-    name = method if policy == "base" else f"{policy}_{method}"
-    cols, seeds = [], 0
-    for metric in METRICS:
-      vals = [r[metric].get(name, {}).get(settings.budget) for r in per_seed]
-      vals = [v for v in vals if v is not None]
-      seeds = len(vals)
-      if not vals:
-        cols.append("n/a")
-        continue
-      std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
-      cols.append(f"{np.mean(vals):.3f} +- {std:.3f}")
-    lines.append(f"| {label} | {cols[0]} | {cols[1]} | {seeds} |")
+def markdown(summary: dict, records: Sequence[dict]) -> str:
+  s, n = summary, len(summary["seeds"])
+  settings = records[0]["settings"]
+  lines = [f"| method ({s['budget']} sampled programs / problem) | strict accuracy | "
+           "programs drawn / problem | minus best-of-N (paired) | minus sampling (paired) |",
+           "|---|---|---|---|---|"]
+  for method, row in s["table"].items():
+    diffs = [fmt(row[k], sign=True) if k in row else "-"
+             for k in ("minus_best_of_n", "minus_sampling")]
+    lines.append(f"| {NAMES[method]} | {fmt(row['strict_accuracy'])} | "
+                 f"{row['samples_per_problem'][0]:.1f} | {diffs[0]} | {diffs[1]} |")
+  lines += ["", "| strict accuracy at k programs | " + " | ".join(
+      str(b) for b in sorted({b for c in s["curve"].values() for b in c})) + " |"]
+  budgets = sorted({b for c in s["curve"].values() for b in c})
+  lines.append("|---|" + "---|" * len(budgets))
+  for method, points in s["curve"].items():
+    lines.append(f"| {NAMES[method]} | " + " | ".join(
+        fmt(points[b]) if b in points else "" for b in budgets) + " |")
+  auc = ", ".join(f"{r['auc']:.3f} ({r['pairs']} pairs)" for r in s["ranking"])
+  clean = ", ".join(f"{r['auc_clean']:.3f} ({r['pairs_clean']})" for r in s["ranking"])
+  lines += ["", f"Value model ranking (within-problem AUC on the pools, per seed): {auc}; on "
+            f"the pairs where both programs ran without an exception: {clean}. Mean over "
+            f"{n} seed(s): {fmt(s['auc'])} (all pairs), {fmt(s['auc_clean'])} (no exception).",
+            "", f"Setting: RL'd policy = naive GRPO of the learning experiment (one per seed); "
+            f"{settings['num_test']} id_test problems, a pool of {settings['pool_size']} samples "
+            f"per problem; value model per seed from collection on "
+            f"{settings['collect_problems']} train problems x {settings['collect_iterations']} "
+            f"iterations x {settings['collect_samples']} samples, {settings['value_epochs']} "
+            f"epochs at LR {settings['value_learning_rate']}; mean ± std over seeds; paired "
+            "differences are per seed the mean over problems of (method - baseline)."]
   return "\n".join(lines) + "\n"
 
 
-def curve_points(per_seed: Sequence[dict], metric: str) -> dict:
-  methods = ("sampling", "best_of_n", "orm_mcts", "vm_mcts", "oracle")
-  return budget_curve.aggregate([{m: r[metric][m] for m in methods if m in r[metric]}
-                                 for r in per_seed])
+BEGIN, END = "<!-- table2:begin -->", "<!-- table2:end -->"
 
 
-def write_outputs(out: Path, settings: Settings, per_seed: Sequence[dict]) -> str:
-  table = table_markdown(per_seed, settings)
-  curves = {metric: {m: {str(b): v for b, v in pts.items()}
-                     for m, pts in curve_points(per_seed, metric).items()} for metric in METRICS}
-  ranking = [{"seed": r["seed"], **r["ranking"]} for r in per_seed if "ranking" in r]
-  io_utils.atomic_write_text(out / "table2.md", table)
-  io_utils.atomic_write_json(out / "curve.json", {"settings": dataclasses.asdict(settings),
-                                                  "curves": curves, "per_seed": per_seed})
-  io_utils.atomic_write_json(out / "ranking.json", ranking)
-  if not per_seed:
-    return table
-  try:
-    budget_curve.plot_curves(curve_points(per_seed, "strict_accuracy"), out / "budget_curve.png",
-                             "strict accuracy", f"synthetic test ({settings.num_test} problems), "
-                             f"{len(per_seed)} seeds, mean +- std")
-  except ImportError as err:
-    logging.warning("no figure: %s", err)
-  return table
+def replace_between(text: str, body: str) -> str:
+  if BEGIN not in text or END not in text:
+    return text.rstrip("\n") + f"\n\n{BEGIN}\n{body}{END}\n"
+  head, rest = text.split(BEGIN, 1)
+  return head + BEGIN + "\n" + body + END + rest.split(END, 1)[1]
 
 
-# -- command line -------------------------------------------------------------------------------
-
-def _ints(text: str) -> tuple[int, ...]:
-  return tuple(int(x) for x in text.split(",") if x.strip())
+def load_records(root: Path) -> list[dict]:
+  return [json.loads(p.read_text()) for p in sorted(Path(root).glob("seed*.json"))]
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[Path, Settings, bool]:
-  d = Settings()
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--out", required=True, type=Path)
-  p.add_argument("--seeds", default=",".join(map(str, d.seeds)), type=_ints)
-  p.add_argument("--mcts_budgets", default=",".join(map(str, d.mcts_budgets)), type=_ints)
-  p.add_argument("--no_rest", action="store_true", help="skip the ReST-RL row")
-  p.add_argument("--aggregate_only", action="store_true",
-                 help="run nothing: rewrite the outputs from the finished cells")
-  p.add_argument("--value_seed", type=int, default=d.value_seed)
-  p.add_argument("--table1_root", default=d.table1_root)
-  for name in ("num_test", "budget", "pool_size", "collect_problems", "collect_iterations",
-               "value_epochs"):
-    p.add_argument(f"--{name}", type=int, default=getattr(d, name))
-  a = p.parse_args(argv)
-  return a.out, Settings(seeds=a.seeds, num_test=a.num_test, budget=a.budget,
-                         mcts_budgets=a.mcts_budgets, pool_size=a.pool_size,
-                         collect_problems=a.collect_problems,
-                         collect_iterations=a.collect_iterations, value_epochs=a.value_epochs,
-                         rest=not a.no_rest, value_seed=a.value_seed,
-                         table1_root=a.table1_root), a.aggregate_only
+def report(args: argparse.Namespace) -> dict:
+  records, docs = load_records(Path(args.record)), Path(args.docs)
+  if not records:
+    raise FileNotFoundError(f"no seed records under {args.record}: run `table2 run` first")
+  summary = summarize(records, args.budget)
+  budget_curve.plot_curves(summary["curve"], docs / "budget_curve.png", "strict accuracy",
+                           f"id_test ({records[0]['settings']['num_test']} problems), "
+                           f"{len(records)} seed(s), mean ± std")
+  results_path = docs / "results.json"
+  results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+  results["value_auc_within_problem_heldout"] = {
+      "mean": summary["auc"][0], "std": summary["auc"][1], "split": "id_test",
+      "pairs": [r["pairs"] for r in summary["ranking"]],
+      "mean_no_exception": summary["auc_clean"][0],
+      "pairs_no_exception": [r["pairs_clean"] for r in summary["ranking"]],
+      "seeds": len(records)}
+  results["table2"] = {k: summary[k] for k in ("budget", "seeds", "ranking", "table")}
+  results["table2"]["curve"] = {m: {str(b): v for b, v in pts.items()}
+                                for m, pts in summary["curve"].items()}
+  io_utils.atomic_write_text(results_path, json.dumps(results, indent=1, sort_keys=True) + "\n")
+  md = docs / "results.md"
+  io_utils.atomic_write_text(md, replace_between(md.read_text() if md.is_file() else "",
+                                                 markdown(summary, records)))
+  return summary
 
 
-def main(argv: Sequence[str] | None = None) -> str:
-  out, settings, aggregate_only = parse_args(argv)
+def main(argv: Sequence[str] | None = None) -> None:
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-  for handler in logging.getLogger().handlers:  # orbax / jax internals: warnings only
-    handler.addFilter(lambda r: r.levelno >= logging.WARNING or not any(
-        part in r.pathname for part in ("/orbax/", "/jax/_src/")))
-  from restrl_jax.data.synthetic import load_synthetic  # pylint: disable=import-outside-toplevel
-  out.mkdir(parents=True, exist_ok=True)
-  io_utils.atomic_write_json(out / "settings.json", dataclasses.asdict(settings))
-  problems = load_synthetic("test", settings.num_test, verify=False)
-  per_seed = collect_results(out, settings) if aggregate_only else run_all(settings, out,
-                                                                           problems)
-  table = write_outputs(out, settings, per_seed)
-  print(table, flush=True)
-  return table
+  d = Settings()
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  sub = parser.add_subparsers(dest="command", required=True)
+  r = sub.add_parser("run")
+  r.add_argument("--learning", default="runs/learning/main",
+                 help="the learning experiment's cells (<learning>/grpo/seed<s>)")
+  r.add_argument("--out", default="runs/table2")
+  r.add_argument("--seeds", default="0,1,2")
+  r.add_argument("--mcts_budgets", default=",".join(map(str, d.mcts_budgets)))
+  for name in ("num_test", "pool_size", "collect_problems", "collect_iterations",
+               "collect_samples", "value_epochs"):
+    r.add_argument(f"--{name}", type=int, default=getattr(d, name))
+  r.add_argument("--value_learning_rate", type=float, default=d.value_learning_rate)
+  rep = sub.add_parser("report")
+  rep.add_argument("--docs", default="docs")
+  rep.add_argument("--budget", type=int, default=20)
+  for p in (r, rep):
+    p.add_argument("--record", default="docs/runs/table2")
+  args = parser.parse_args(argv)
+  run(args) if args.command == "run" else report(args)
 
 
 if __name__ == "__main__":
