@@ -55,15 +55,16 @@ class Settings:
   num_test: int = 200             # in-distribution test problems (id_test, first N)
   pool_size: int = 20             # policy samples per problem (sampling / best-of-N / ranking)
   mcts_budgets: tuple[int, ...] = (5, 10, 20)
-  collect_problems: int = 600     # value-target collection: train problems ...
-  collect_iterations: int = 4     # ... MCTS iterations ...
+  collect_problems: int = 1600    # value-target collection: train problems ...
+  collect_iterations: int = 2     # ... MCTS iterations ...
   collect_samples: int = 5        # ... and samples per expansion
   value_epochs: int = 2
-  value_learning_rate: float = 3e-4
+  value_batch_size: int = 32
+  value_learning_rate: float = 5e-4
 
   def __post_init__(self):
     for name in ("num_test", "pool_size", "collect_problems", "collect_iterations",
-                 "collect_samples", "value_epochs"):
+                 "collect_samples", "value_epochs", "value_batch_size"):
       if int(getattr(self, name)) < 1:
         raise ValueError(f"Settings.{name} must be >= 1, got {getattr(self, name)}")
     if not self.mcts_budgets or min(self.mcts_budgets) < 5:
@@ -87,6 +88,7 @@ def value_config(settings: Settings, seed: int, policy: Path, workdir: Path):
   c.mcts.collect_samples = settings.collect_samples
   c.mcts.batch_trees = 64
   c.value.epochs, c.value.learning_rate = settings.value_epochs, settings.value_learning_rate
+  c.value.batch_size = settings.value_batch_size
   c.value.dedupe = True
   return c
 
@@ -189,6 +191,7 @@ def run(args: argparse.Namespace) -> None:
                       collect_problems=args.collect_problems,
                       collect_iterations=args.collect_iterations,
                       collect_samples=args.collect_samples, value_epochs=args.value_epochs,
+                      value_batch_size=args.value_batch_size,
                       value_learning_rate=args.value_learning_rate)
   for seed in [int(s) for s in args.seeds.split(",")]:
     record = Path(args.record) / f"seed{seed}.json"
@@ -242,8 +245,11 @@ def samples_drawn(record: dict, method: str, budget: int) -> float:
   return 1.0 if method == "sampling" else float(budget)
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-  v = np.asarray(values, np.float64)
+def mean_std(values: Sequence[float | None]) -> tuple[float, float] | None:
+  """Mean and ddof=1 std (0 for one value) of the values that exist; None if none does."""
+  v = np.asarray([x for x in values if x is not None], np.float64)
+  if not len(v):
+    return None
   return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
@@ -283,7 +289,9 @@ def summarize(records: Sequence[dict], budget: int) -> dict:
           "curve": curve}
 
 
-def fmt(ms: tuple[float, float], sign: bool = False) -> str:
+def fmt(ms: tuple[float, float] | None, sign: bool = False) -> str:
+  if ms is None:
+    return "n/a"
   return f"{ms[0]:+.3f} ± {ms[1]:.3f}" if sign else f"{ms[0]:.3f} ± {ms[1]:.3f}"
 
 
@@ -305,8 +313,8 @@ def markdown(summary: dict, records: Sequence[dict]) -> str:
   for method, points in s["curve"].items():
     lines.append(f"| {NAMES[method]} | " + " | ".join(
         fmt(points[b]) if b in points else "" for b in budgets) + " |")
-  auc = ", ".join(f"{r['auc']:.3f} ({r['pairs']} pairs)" for r in s["ranking"])
-  clean = ", ".join(f"{r['auc_clean']:.3f} ({r['pairs_clean']})" for r in s["ranking"])
+  auc = ", ".join(f"{fmt1(r['auc'])} ({r['pairs']} pairs)" for r in s["ranking"])
+  clean = ", ".join(f"{fmt1(r['auc_clean'])} ({r['pairs_clean']})" for r in s["ranking"])
   lines += ["", f"Value model ranking (within-problem AUC on the pools, per seed): {auc}; on "
             f"the pairs where both programs ran without an exception: {clean}. Mean over "
             f"{n} seed(s): {fmt(s['auc'])} (all pairs), {fmt(s['auc_clean'])} (no exception).",
@@ -315,9 +323,14 @@ def markdown(summary: dict, records: Sequence[dict]) -> str:
             f"per problem; value model per seed from collection on "
             f"{settings['collect_problems']} train problems x {settings['collect_iterations']} "
             f"iterations x {settings['collect_samples']} samples, {settings['value_epochs']} "
-            f"epochs at LR {settings['value_learning_rate']}; mean ± std over seeds; paired "
-            "differences are per seed the mean over problems of (method - baseline)."]
+            f"epochs of batch {settings['value_batch_size']} at LR "
+            f"{settings['value_learning_rate']}; mean ± std over seeds; paired differences"
+            " are per seed the mean over problems of (method - baseline)."]
   return "\n".join(lines) + "\n"
+
+
+def fmt1(x: float | None) -> str:
+  return "n/a" if x is None else f"{x:.3f}"
 
 
 BEGIN, END = "<!-- table2:begin -->", "<!-- table2:end -->"
@@ -344,10 +357,11 @@ def report(args: argparse.Namespace) -> dict:
                            f"{len(records)} seed(s), mean ± std")
   results_path = docs / "results.json"
   results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+  auc = summary["auc"] or (None, None)
   results["value_auc_within_problem_heldout"] = {
-      "mean": summary["auc"][0], "std": summary["auc"][1], "split": "id_test",
+      "mean": auc[0], "std": auc[1], "split": "id_test",
       "pairs": [r["pairs"] for r in summary["ranking"]],
-      "mean_no_exception": summary["auc_clean"][0],
+      "mean_no_exception": (summary["auc_clean"] or (None,))[0],
       "pairs_no_exception": [r["pairs_clean"] for r in summary["ranking"]],
       "seeds": len(records)}
   results["table2"] = {k: summary[k] for k in ("budget", "seeds", "ranking", "table")}
@@ -372,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   r.add_argument("--seeds", default="0,1,2")
   r.add_argument("--mcts_budgets", default=",".join(map(str, d.mcts_budgets)))
   for name in ("num_test", "pool_size", "collect_problems", "collect_iterations",
-               "collect_samples", "value_epochs"):
+               "collect_samples", "value_epochs", "value_batch_size"):
     r.add_argument(f"--{name}", type=int, default=getattr(d, name))
   r.add_argument("--value_learning_rate", type=float, default=d.value_learning_rate)
   rep = sub.add_parser("report")
