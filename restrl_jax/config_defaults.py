@@ -74,7 +74,8 @@ def rest() -> ml_collections.ConfigDict:
       num_samples=5, temperature=0.7, top_p=1.0, top_k=0, max_new_tokens=1024,
       # assembly (§4.2); mode "sample" (default) or "all" (every prefix) for rest_grpo
       sigma0=0.05, r0=0.9, alpha=0.95, beta=0.5, mode="sample", dedup=False, shuffle_seed=42,
-      # where a partial state ends: "token" (before the newline; default) or "newline" (paper)
+      # where a partial state ends: "token" (the first token boundary of the policy's prompt at or
+      # after the line's text; default) or "newline" (the paper's: after the line's "\n")
       state_end="token",
       # training problems (restrl_jax.data.registry name, local path, split, limit)
       benchmark="synthetic", data_path=config_dict.placeholder(str), split="train",

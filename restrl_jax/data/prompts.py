@@ -7,11 +7,13 @@ assistant content and everything from it on is dropped, so no end-of-turn token 
 without one the prompt is `user_text + "\\n" + assistant_prefix`.
 
 A sampled continuation is cut at the first end marker (the closing fence) and the program to run
-is `state + continuation.rstrip()`. Templates are frozen dataclasses: pass your own (e.g. via
+is `state + continuation.rstrip()`. `state_token_ends` gives the token boundaries of a state as the
+policy reads it (inside its prompt), where a prompt that is to continue a program may end. Templates are frozen dataclasses: pass your own (e.g. via
 `dataclasses.replace(TEMPLATES["code"], user_prefix=...)`) to change any wording.
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from typing import Any, Sequence
 
@@ -84,6 +86,47 @@ def build_prompt(problem: Problem, state: str | None = None, tokenizer: Any = No
   state = problem.starter_code if state is None else state
   return render_chat(template.user_text(problem.prompt), template.assistant_prefix + state,
                      tokenizer)
+
+
+def token_ends(tokenizer: Any, text: str) -> list[int]:
+  """The character offsets in `text` at which a token of `tokenizer(text)` ends and the next one
+  starts, ascending (len(text) last).
+
+  Needs a fast tokenizer (offset mapping). Byte-level pieces of one character share its span, so
+  only a character's last piece ends a token there; added special tokens (empty spans) are
+  skipped. Offsets that leave a gap between tokens (trimmed offsets) are refused: they would not
+  say where a token ends.
+  """
+  spans = [(a, b) for a, b in tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
+           if b > a]
+  ends = []
+  for (_, end), (next_start, _) in zip(spans, spans[1:] + [(len(text), len(text))]):
+    if next_start > end:
+      raise ValueError(f"the tokenizer's offsets leave text[{end}:{next_start}] in no token; "
+                       "token ends need untrimmed offsets")
+    if next_start == end:
+      ends.append(end)
+  return ends
+
+
+def state_token_ends(problem: Problem, state: str, tokenizer: Any,
+                     template: PromptTemplate | None = None) -> list[int]:
+  """The offsets in `state` (> 0) at which a token of the prompt `build_prompt(problem, state,
+  tokenizer, template)` ends: the boundaries of the state as the policy reads it, after the
+  template's pre-fill."""
+  prompt = build_prompt(problem, state, tokenizer, template)
+  start = len(prompt) - len(state)
+  return [end - start for end in token_ends(tokenizer, prompt) if end > start]
+
+
+def first_token_end_at_or_after(token_ends: Sequence[int], position: int) -> int:
+  """The smallest of the ascending `token_ends` that is >= `position`."""
+  i = bisect.bisect_left(token_ends, position)
+  if i == len(token_ends):
+    raise ValueError(f"no token ends at or after offset {position} (last: "
+                     f"{token_ends[-1] if len(token_ends) else None}); token_ends must cover the "
+                     "complete state")
+  return int(token_ends[i])
 
 
 def first_stop(text: str, stops: Sequence[str] = FENCE_STOPS) -> tuple[int, str] | None:

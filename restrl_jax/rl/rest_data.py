@@ -11,14 +11,17 @@ their execution rewards) build the GRPO prompt set:
 * mode "all" (the original `--extract_all_lines`): same filters, every prefix P_1..P_L once.
 * mode "basic" (naive GRPO data; the original's β <= 0): every problem's original prompt, no filter.
 
-Where a partial state ends (`state_end`). The paper's P_k ends each line with "\\n". A BPE
-tokenizer may merge a newline with the next line's indentation ("\\n    " is one token of the
-embedded tokenizer), so a prompt ending in a bare "\\n" token puts the policy where it never was
-in training: it writes the next line unindented. Measured with
-the demo policy re-sampling the demo's partial states: 41% fail outright with "newline" (mean
-reward 0.44), 0% with "token" (mean 0.78). Default "token": P_k ends at the end of line k's text
-and the completion starts with the newline; "newline" keeps the paper's form. The program is
-state + completion either way.
+Where a partial state ends (`state_end`). Line k of the best program ends at the end of its text;
+the paper's P_k ("newline") adds the line's "\\n". A prompt must end on a token boundary of the
+program as the policy reads it, or the policy starts mid-token: a BPE tokenizer may merge a line's
+last characters with its newline ("):\\n" is one token of the shipped tokenizer) or a newline with
+the next line's indentation ("\\n    " is one token of other tokenizers). With "token" (the
+default) P_k is the shortest prefix of the complete state (init_state + every line, each ending
+in "\\n") that holds line k's text and ends where a token of that complete state ends, inside its
+prompt: after the newline for the first kind of tokenizer, before it for the second. The caller
+supplies those token ends (`token_ends_of`, e.g. `data.prompts.state_token_ends` with the
+policy's tokenizer); this module imports no tokenizer. The program is state + completion
+either way.
 
 Unlike the original (Python `random`, unseeded) the draws come from a numpy Generator, so a seed
 reproduces the data; `dedup=True` drops repeated prefixes (the original keeps them).
@@ -27,13 +30,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
+
+from restrl_jax.data.prompts import first_token_end_at_or_after
 
 MODES = ("sample", "all", "basic")
 KINDS = ("original", "partial")
 STATE_ENDS = ("token", "newline")
+# (problem_id, complete state) -> the offsets in it at which a token of its prompt ends, ascending
+TokenEndsOf = Callable[[str, str], Sequence[int]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +76,8 @@ class RestDataConfig:
   beta: float | int = 0.5        # float: ratio (m = ceil(β·L)); int: fixed count m = β
   mode: str = "sample"           # "sample" | "all" | "basic"
   dedup: bool = False            # drop repeated partial states of a problem
-  state_end: str = "token"       # "token" | "newline" (the paper's P_k); see the module docstring
+  state_end: str = "token"       # "token" (at a token end) | "newline" (the paper's P_k); see
+                                 # the module docstring
 
   def __post_init__(self):
     if self.mode not in MODES:
@@ -117,14 +125,33 @@ def best_sample(rewards: Sequence[float]) -> int:
   return int(np.argmax(np.asarray(rewards, dtype=np.float64)))
 
 
-def prefix_states(init_state: str, program: str, state_end: str = "token") -> list[str]:
-  """P_1..P_L: init_state + the first k lines of `program.rstrip()`; with state_end "newline"
-  each line ends in "\\n", with "token" the last one does not (see the module docstring)."""
+def complete_state(init_state: str, program: str) -> str:
+  """init_state + every line of `program.rstrip()`, each ending in "\\n" (the paper's P_L): the
+  text whose tokenization places the "token" cuts."""
+  return init_state + program.rstrip() + "\n"
+
+
+def line_text_ends(init_state: str, program: str) -> list[int]:
+  """For k = 1..L, the offset in `complete_state` at which line k's text ends (its "\\n" next)."""
+  text = complete_state(init_state, program)
+  return [i for i in range(len(init_state), len(text)) if text[i] == "\n"]
+
+
+def prefix_states(init_state: str, program: str, state_end: str = "token",
+                  token_ends: Sequence[int] | None = None) -> list[str]:
+  """P_1..P_L of `program` after `init_state`: with "newline" init_state + the first k lines,
+  each ending in "\\n"; with "token" the shortest prefix of `complete_state(init_state, program)`
+  that holds line k's text and ends at one of `token_ends` (ascending offsets in the complete
+  state at which a token of it ends, as the policy reads it; see the module docstring)."""
   if state_end not in STATE_ENDS:
     raise ValueError(f"state_end={state_end!r}; choose from {STATE_ENDS}")
-  lines = program.rstrip().split("\n")
-  tail = "\n" if state_end == "newline" else ""
-  return [init_state + "\n".join(lines[:k]) + tail for k in range(1, len(lines) + 1)]
+  text = complete_state(init_state, program)
+  line_ends = line_text_ends(init_state, program)
+  if state_end == "newline":
+    return [text[:end + 1] for end in line_ends]
+  if token_ends is None:
+    raise ValueError("state_end='token' needs the token ends of the complete state")
+  return [text[:first_token_end_at_or_after(token_ends, end)] for end in line_ends]
 
 
 def passes_filter(rewards: Sequence[float], sigma0: float) -> bool:
@@ -146,8 +173,10 @@ def _partial_ks(num_lines: int, cfg: RestDataConfig, rng: np.random.Generator) -
   return list(dict.fromkeys(ks)) if cfg.dedup else ks
 
 
-def problem_rows(p: ProblemSamples, cfg: RestDataConfig, rng: np.random.Generator) -> list[RestRow]:
-  """The rows contributed by one problem (possibly none)."""
+def problem_rows(p: ProblemSamples, cfg: RestDataConfig, rng: np.random.Generator,
+                 token_ends_of: TokenEndsOf | None = None) -> list[RestRow]:
+  """The rows contributed by one problem (possibly none); `token_ends_of` is needed when
+  `cfg.state_end` is "token" and the problem gets partial states."""
   if cfg.mode == "basic":
     return [_original(p)]
   if not passes_filter(p.rewards, cfg.sigma0):
@@ -155,18 +184,25 @@ def problem_rows(p: ProblemSamples, cfg: RestDataConfig, rng: np.random.Generato
   best = best_sample(p.rewards)
   if p.rewards[best] < cfg.r0:
     return [_original(p)]
-  states = prefix_states(p.init_state, p.samples[best], cfg.state_end)
+  program = p.samples[best]
+  token_ends = None
+  if cfg.state_end == "token":
+    if token_ends_of is None:
+      raise ValueError("state_end='token' needs token_ends_of (the policy's token boundaries)")
+    token_ends = token_ends_of(p.problem_id, complete_state(p.init_state, program))
+  states = prefix_states(p.init_state, program, cfg.state_end, token_ends)
   ks = _partial_ks(len(states), cfg, rng)
   return [_original(p)] + [RestRow(p.problem_id, states[k - 1], "partial", k) for k in ks]
 
 
 def assemble(problems: Iterable[ProblemSamples], cfg: RestDataConfig = RestDataConfig(),
-             rng: np.random.Generator | int | None = 0) -> list[RestRow]:
+             rng: np.random.Generator | int | None = 0,
+             token_ends_of: TokenEndsOf | None = None) -> list[RestRow]:
   """All training rows, problem by problem in input order (the trainer shuffles them)."""
   rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
   rows: list[RestRow] = []
   for p in problems:
-    rows.extend(problem_rows(p, cfg, rng))
+    rows.extend(problem_rows(p, cfg, rng, token_ends_of))
   return rows
 
 

@@ -5,8 +5,8 @@ Round r (folder `<out_dir>/round_<r>`):
  1. collect: N samples per training problem from the round's start policy (T = 0.7, stop at the
     end marker), executed in the sandbox -> `samples.jsonl` (every record) and `collect.jsonl`
     (`ProblemSamples`, read back on resume instead of re-sampling);
- 2. assemble: `rest_data.assemble` (method "rest_grpo": σ0 filter + partial states; "grpo" and
-    "dapo": every original prompt) or `dpo.dpo_pairs` ("rest_dpo"), shuffled with a seed ->
+ 2. assemble: `rest_data.assemble` (method "rest_grpo": σ0 filter + partial states, cut at token
+    ends of the policy's prompt; "grpo" and "dapo": every original prompt) or `dpo.dpo_pairs` ("rest_dpo"), shuffled with a seed ->
     `rows.jsonl`;
  3. train `ceil(epochs * rows / batch)` steps with a fresh optimizer (linear decay over the round),
     the reference policy = the round's start policy; metrics -> `metrics.jsonl` (+ TensorBoard),
@@ -40,6 +40,7 @@ import optax
 from restrl_jax import distributed, io_utils, models, parallel, training
 from restrl_jax.checkpoint import Checkpointer
 from restrl_jax.data.problem import Problem
+from restrl_jax.data.prompts import state_token_ends
 from restrl_jax.metrics_writer import MetricsWriter
 from restrl_jax.policy_folder import export_policy
 from restrl_jax.rl import dpo, host_rounds, rest_data
@@ -192,6 +193,12 @@ def collect(setup: Setup, sampler: Sampler, params: Any, round_dir: Path,
 
 # -- 2. assemble ---------------------------------------------------------------------------------
 
+def prompt_token_ends_of(problems: Sequence[Problem], tokenizer: Any) -> rest_data.TokenEndsOf:
+  """(problem_id, state) -> the token ends of that state inside the problem's prompt."""
+  by_id = {p.id: p for p in problems}
+  return lambda problem_id, state: state_token_ends(by_id[problem_id], state, tokenizer)
+
+
 def assemble(setup: Setup, samples: Sequence[rest_data.ProblemSamples], round_index: int,
              round_dir: Path) -> tuple[list, dict]:
   """Shuffled training rows (RestRow) or DPO pairs, written to rows.jsonl."""
@@ -201,7 +208,8 @@ def assemble(setup: Setup, samples: Sequence[rest_data.ProblemSamples], round_in
     facts = {"rows": len(rows), "pairs": len(rows)}
   else:
     rows = rest_data.assemble(samples, cfg.data_config,
-                              rng=np.random.default_rng([cfg.seed, round_index]))
+                              rng=np.random.default_rng([cfg.seed, round_index]),
+                              token_ends_of=prompt_token_ends_of(setup.problems, setup.tokenizer))
     facts = rest_data.summarize(rows)
   order = np.random.default_rng([cfg.shuffle_seed, round_index]).permutation(len(rows))
   rows = [rows[i] for i in order]

@@ -5,8 +5,8 @@ B trees (one per problem) advance together. Each step:
      and the leaves' root `path`s;
   2. host: leaf states = root state + lines on the path (`LineTable`);
   3. ONE `rollout` call samples n full completions for every expanding leaf (B*n rows), each
-     continuing `lines.sampling_state(state)` (a non-root state without its trailing newline:
-     the tokenizer merges a newline with the next line's indentation); it also
+     continuing the leaf's `lines.sampling_state` (its state cut at a token end of the program
+     that created it, kept when the child is added; the root: the starter code); it also
      executes them in the sandbox pool in "collect" mode (in "vm"/"orm" nothing is executed);
   4. host: each completion's first line -> action -> line id; in "vm"/"orm" mode ONE batched
      value-model call scores the programs (and, in "vm", the new children's states);
@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from restrl_jax.data.problem import Problem
+from restrl_jax.data.prompts import state_token_ends
 from restrl_jax.execution.spec import ExecResult
 from restrl_jax.rollout import rollout
 from restrl_jax.sampling import SamplingParams
@@ -193,6 +194,9 @@ class _Search:
     self.tree = tree_lib.init_tree(b, tree_lib.capacity_for(config.iterations, n),
                                    max(n, config.width))
     self.expanded_states: list[dict[int, str]] = [{} for _ in problems]
+    # per tree: node state -> the text the policy continues it from (`lines.sampling_state`)
+    self.continue_from: list[dict[str, str]] = [{p.starter_code: p.starter_code}
+                                                for p in problems]
     self.programs: list[list[SampledProgram]] = [[] for _ in problems]
     self.scores: list[dict[str, float]] = [{} for _ in problems]  # program.rstrip() -> score
     self.vm_cache: dict[tuple[int, str], float] = {}
@@ -230,7 +234,7 @@ class _Search:
     """Sample (and in "collect" mode execute) n completions at each expanding leaf."""
     n, b = self.cfg.num_samples, len(self.problems)
     start, exec_before = time.perf_counter(), self.timing["execution"]
-    prompts = [sampling_state(s, self.problems[i].starter_code) for i, s in zip(rows, states)]
+    prompts = [self.continue_from[i][s] for i, s in zip(rows, states)]
     records = rollout(self.sampler, self.pool, [self.problems[i] for i in rows], self.sp, n,
                       states=prompts, rng=jax.random.fold_in(self.key, 2 * step + 1),
                       chunk_size=max(len(rows) * n, 1), params=self.params,
@@ -247,11 +251,20 @@ class _Search:
         continue
       action = action_of(rest)
       line_ids[i, j], terminal[i, j], valid[i, j] = self.table.intern(action), action.terminal, True
+      if not action.terminal:
+        self.keep_sampling_state(i, state + action.line, r.program)
     tree_of = [rows[r.request_index] for r in records]
     child_states = [states[r.request_index] + (self.table.line(int(line_ids[t, r.sample_index]))
                                                if valid[t, r.sample_index] else "")
                     for t, r in zip(tree_of, records)]  # an invalid sample's value is unused
     return records, programs, tree_of, child_states, line_ids, terminal, valid
+
+  def keep_sampling_state(self, b: int, child_state: str, program: str) -> None:
+    """Where the policy will continue the child `child_state` of tree b from, cut by the token
+    ends of `program`, the first sample that created it."""
+    if child_state not in self.continue_from[b]:
+      ends = state_token_ends(self.problems[b], program, self.sampler.tokenizer)
+      self.continue_from[b][child_state] = sampling_state(child_state, program, ends)
 
   def score_expansions(self, records, programs, tree_of, child_states):
     """Program scores [k] and child values [k] of the sampled rows."""

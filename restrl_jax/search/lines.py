@@ -9,19 +9,23 @@ children, so equal keys always get equal ids (what `add_children` requires).
 A node's state is its tree's root state (the problem's starter code) followed by the lines on its
 root path: `table.state(root_state, path.line_ids[b], path.length[b])`.
 
-Token boundaries (`sampling_state`, `continuation`). A node state ends in "\n", but a BPE
-tokenizer merges a newline with the next line's indentation ("\n   " is one token of the
-embedded tokenizer), so a prompt that ends in a bare "\n" token puts the policy where it never
-was in training: it drops the indentation of the next line (measured for ReST partial states,
-the same boundary: docs/results.md, stage 1, point 4). The policy therefore continues from `sampling_state(state)` (trailing whitespace
-removed, except at the root, whose boundary is the trained prompt), and `continuation` recovers
-the text after the node's state, or None when a sample rewrote the state's last line.
+Token boundaries (`sampling_state`, `continuation`). A node state ends in "\\n", but the
+policy must continue from a token boundary of the program as it reads it, or it starts
+mid-token: a BPE tokenizer may merge a line's last characters with its newline ("):\\n" is one
+token of the shipped tokenizer) or a newline with the next line's indentation ("\\n    " in
+other tokenizers). So the policy continues a non-root node from `sampling_state`: the node's
+state cut at the first token end at or after its last line's text, in the tokenization (inside
+its prompt) of the sampled program that created the node; the root continues from the starter
+code, the trained prompt's boundary. `continuation` recovers the text after the node's state, or
+None when a sample rewrote the state's last line.
 """
 from __future__ import annotations
 
 from typing import NamedTuple, Sequence
 
 import numpy as np
+
+from restrl_jax.data.prompts import first_token_end_at_or_after
 
 
 class Action(NamedTuple):
@@ -42,9 +46,14 @@ def action_of(continuation: str) -> Action:
   return Action(text.split("\n", 1)[0] + "\n", False)
 
 
-def sampling_state(state: str, root_state: str) -> str:
-  """The text the policy continues a node's `state` from (see the module docstring)."""
-  return state if state == root_state else state.rstrip()
+def sampling_state(state: str, program: str, token_ends: Sequence[int]) -> str:
+  """The text the policy continues a non-root node's `state` (ending in "\\n") from: the shortest
+  prefix of `program`, a sampled program that continues `state` past its last line, that holds
+  that line's text and ends at one of `token_ends` (ascending offsets in `program` at which a
+  token of its prompt ends)."""
+  if not program.startswith(state) or len(program) <= len(state):
+    raise ValueError("sampling_state needs a program that continues the state past its last line")
+  return program[:first_token_end_at_or_after(token_ends, len(state) - 1)]
 
 
 def continuation(program: str, state: str) -> str | None:
