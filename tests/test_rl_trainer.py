@@ -102,6 +102,9 @@ def test_grpo_step_changes_params_with_finite_metrics(trainer, params0, optimize
   for key in ("loss", "kl", "entropy", "grad_norm", "clip_ratio/region_mean", "advantage_std",
               "reward_mean", "reward_std", "frac_reward_zero_std", "tokens_per_s"):
     assert key in metrics
+  phases = ("sample_s", "ref_s", "exec_wait_s", "train_s")      # the step, split without overlap
+  assert all(metrics[k] >= 0.0 for k in phases)
+  assert sum(metrics[k] for k in phases) <= metrics["step_s"] + 1e-6
   np.testing.assert_array_equal(ro.exec_reward, [0.5] * G + [0.0, 1.0] * (G // 2))
   assert metrics["frac_exec_zero_std"] == 0.5
   assert not ro.closed.any()  # random text never closes the fence here: reward == exec reward
