@@ -33,6 +33,9 @@ EXTRAS = {
     # Live logit parity against transformers' PyTorch models; on CPU machines install the CPU
     # build first (`pip install torch==2.13.0` takes the local file here).
     "parity": ["torch>=2.4"],
+    # The peers of bench/: TRL's GRPOTrainer for bench/grpo_vs_trl.py (PyTorch; on CPU machines
+    # install the CPU build of torch first), datasets for its prompt set.
+    "bench": ["trl==1.16.0", "torch>=2.4", "datasets>=2.0"],
     "tpu": ["jax[tpu]>=0.7"],
     "gpu": ["jax[cuda12]>=0.7"],
     "tfds": TFDS,

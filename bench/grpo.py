@@ -10,7 +10,9 @@ Sizes:
 
 Rows (bench/common.py convention):
   grpo_step_<size>     ours = steps/s with overlap, peer = steps/s without (ratio = speed-up);
-                       extra: tokens/s both ways and the time shares of the non-overlapped step
+                       extra: tokens/s both ways and the time shares of the non-overlapped step:
+                       sampling, the reference pass (the sandbox runs meanwhile), still waiting
+                       on the sandbox after it (share_exec_wait), the update
   grpo_tokens_<size>   generated tokens/s, overlapped vs not
 
 python bench/grpo.py [--sizes tiny,100m] [--steps 6] [--chunks 2] [--no-save] [--update-docs]
@@ -43,7 +45,7 @@ from restrl_jax.tokenizer import load_tokenizer
 from restrl_jax.training import init_train_state
 from restrl_jax.warmstart import shipped_policy_path
 
-TIMES = ("sample_s", "exec_s", "exec_wait_s", "train_s", "step_s")
+TIMES = ("sample_s", "ref_s", "exec_s", "exec_wait_s", "train_s", "step_s")
 
 
 def _model(size: str, tokenizer):
@@ -123,7 +125,7 @@ def bench_size(report: common.Report, size: str, steps: int, chunks: int, pool) 
                         tokenizer, trainer)
   plain, over = run_steps(trainer, optimizer, params, requests, steps, chunks)
   shares = {f"share_{k[:-2]}": round(plain[k] / plain["step_s"], 3)
-            for k in ("sample_s", "exec_wait_s", "train_s")}
+            for k in ("sample_s", "ref_s", "exec_wait_s", "train_s")}
   shape = f"B={grpo.prompts_per_step} G={grpo.group_size} new<={grpo.max_new_tokens}"
   extra = dict(params_m=round(num_params(config) / 1e6, 1), shape=shape, chunks=chunks,
                exec_busy_s=round(plain["exec_s"], 3), saving_s=round(plain["step_s"]

@@ -129,3 +129,25 @@ def test_bench_results_are_ignored_by_git_and_every_saving_script_takes_update_d
     source = script.read_text()
     if ".save(" in source:
       assert "add_update_docs_flag(" in source and "update_docs=args.update_docs" in source, script
+
+
+def test_grpo_vs_trl_children_time_each_phase_and_record_trls_changed_settings():
+  """bench/grpo_vs_trl.py: each side's child runs a GRPO step on the demo policy and reports its
+  phases; the TRL row names every GRPOConfig setting it changes from TRL's default."""
+  import argparse
+  import os
+
+  import pytest
+  pytest.importorskip("trl")
+  from bench import grpo_vs_trl
+  args = argparse.Namespace(prompts=1, new_tokens=16, steps=1, warmup=0)
+  env = dict(os.environ, PYTHONPATH=str(common.REPO))
+  for side in ("ours", "trl"):
+    result = common.run_child(grpo_vs_trl.child_command(side, "tiny", args), side, env=env)
+    (step,) = result["records"]
+    assert set(grpo_vs_trl.PHASES) <= set(step) and step["step_s"] > 0
+    assert step["step_s"] >= step["gen_s"] + step["ref_s"] + step["reward_s"] - 1e-6
+    assert 0 < step["completion_len"] <= 16 and result["params"] == 1050752
+  changed = result["trl_settings"]
+  assert changed["gradient_checkpointing"] == "False" and changed["beta"] == "0.04"
+  assert "num_generations" not in changed        # G = 8 is TRL's default too

@@ -70,7 +70,8 @@ def _sft_job(mesh) -> Job:
   return Job(state, run_step)
 
 
-GRPO_TIMINGS = ("sample_s", "exec_wait_s", "exec_s", "train_s", "step_s", "tokens_per_s")
+GRPO_TIMINGS = ("sample_s", "ref_s", "exec_wait_s", "exec_s", "train_s", "step_s",
+                "tokens_per_s")
 GRPO_PROMPTS, GRPO_GROUP = 4, 4
 
 

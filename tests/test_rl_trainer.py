@@ -102,6 +102,9 @@ def test_grpo_step_changes_params_with_finite_metrics(trainer, params0, optimize
   for key in ("loss", "kl", "entropy", "grad_norm", "clip_ratio/region_mean", "advantage_std",
               "reward_mean", "reward_std", "frac_reward_zero_std", "tokens_per_s"):
     assert key in metrics
+  phases = ("sample_s", "ref_s", "exec_wait_s", "train_s")      # the step, split without overlap
+  assert all(metrics[k] >= 0.0 for k in phases)
+  assert sum(metrics[k] for k in phases) <= metrics["step_s"] + 1e-6
   np.testing.assert_array_equal(ro.exec_reward, [0.5] * G + [0.0, 1.0] * (G // 2))
   assert metrics["frac_exec_zero_std"] == 0.5
   assert not ro.closed.any()  # random text never closes the fence here: reward == exec reward
@@ -157,18 +160,20 @@ def test_objective_equals_grpo_loss_on_hand_built_batch(model_config, params0):
                                     completion_logps=[np.full(4, -3.0), np.full(1, -2.0)])
   tokens = np.array([[0, 5, 6, 7, 10, 11, 12, 2, 0], [0, 0, 8, 9, 13, 0, 0, 0, 0]], np.int32)
   np.testing.assert_array_equal(arrays["tokens"], tokens)
-  mask = np.zeros((2, 8), np.float32)
+  mask = np.zeros((2, 8), np.float32)                 # the targets tokens[:, 1:] of the loss
   mask[0, 3:7], mask[1, 3] = 1.0, 1.0
   old = np.zeros((2, 8), np.float32)
   old[0, 3:7], old[1, 3] = -3.0, -2.0
-  np.testing.assert_array_equal(arrays["old_logp"], old)
+  # packed: the completion columns only (N = 5)
+  np.testing.assert_array_equal(arrays["loss_mask"], mask[:, 3:] > 0)
+  np.testing.assert_array_equal(arrays["old_logp"], old[:, 3:])
   cfg = GRPOLossConfig(beta_kl=0.1, epsilon_high=0.28, loss_aggregation="seq-mean-token-mean")
   ref = jax.tree.map(lambda x: x * 0.9, params0)
   attn = jnp.asarray(arrays["attention_mask"])
   ref_logp = training.token_logprobs(model_config, ref, jnp.asarray(tokens), attn, 0.7)
   batch = {k: jnp.asarray(v) for k, v in arrays.items()}
-  batch.update(advantages=jnp.array([1.5, -0.5]), ref_logp=ref_logp)
-  loss, metrics = grpo_step.grpo_objective(model_config, cfg, 0.7, False, params0, batch)
+  batch.update(advantages=jnp.array([1.5, -0.5]), ref_logp=ref_logp[:, 3:])
+  loss, metrics = grpo_step.grpo_objective(model_config, cfg, 0.7, False, 1, params0, batch)
   logp = training.token_logprobs(model_config, params0, jnp.asarray(tokens), attn, 0.7)
   want, want_m = grpo_loss(logp, jnp.asarray(old), ref_logp, jnp.array([1.5, -0.5]),
                            jnp.asarray(mask), cfg)
@@ -177,7 +182,7 @@ def test_objective_equals_grpo_loss_on_hand_built_batch(model_config, params0):
     assert float(metrics[k]) == pytest.approx(float(want_m[k]), rel=1e-5, abs=1e-7)
   # padding token ids are invisible to the loss
   junk = dict(batch, tokens=jnp.where(attn, batch["tokens"], 77))
-  assert float(grpo_step.grpo_objective(model_config, cfg, 0.7, False, params0, junk)[0]) == (
+  assert float(grpo_step.grpo_objective(model_config, cfg, 0.7, False, 1, params0, junk)[0]) == (
       pytest.approx(float(loss), rel=1e-6))
 
 
@@ -213,7 +218,8 @@ def test_dpo_step_lowers_the_dpo_loss(model_config, tok, params0, requests):
   trainer = DPOTrainer(model_config, tok, DPOConfig(beta=0.1, pairs_per_step=2), optimizer, by_id)
   packed = trainer.pack(pairs)
   eos = model_config.eos_token_ids[0]
-  assert (packed["chosen_tokens"][packed["chosen_loss_mask"]] == eos).sum() == 2
+  mask = packed["chosen_loss_mask"]                                  # [B, N]: the completions
+  assert (packed["chosen_tokens"][:, -mask.shape[1]:][mask] == eos).sum() == 2
   state = fresh_state(params0, optimizer)
   losses = []
   for _ in range(4):
@@ -235,7 +241,7 @@ def test_kl_in_reward_and_two_iterations(trainer, params0, optimizer, pool, requ
     valid = np.ones(B * G, bool)
     batch = trainer._pack(ro, valid, params0, ref)
     old, ref_logp = np.asarray(batch["old_logp"]), np.asarray(batch["ref_logp"])
-    mask = np.asarray(batch["loss_mask"])[:, 1:]
+    mask = np.asarray(batch["loss_mask"])                          # [B*G, N]
     batch, _ = trainer._finish_batch(batch, ro, valid)
     d = ref_logp - old
     penalty = 0.5 * ((np.exp(d) - d - 1.0) * mask).sum(axis=1)     # β Σ_t k3 per completion

@@ -26,16 +26,18 @@ def params():
   return models.init_params(CONFIG, jax.random.key(0))
 
 
-def _grpo_batch() -> dict:
+def _grpo_batch(group: int = 1) -> dict:
   """B*G = 8 rows of very different completion lengths (one empty: an all-masked row), with
-  old / ref log-probs away from the policy's so the clip and the KL both act."""
+  old / ref log-probs away from the policy's so the clip and the KL both act; each run of
+  `group` consecutive rows shares one prompt."""
   rng = np.random.default_rng(0)
   lengths = [10, 1, 7, 0, 3, 10, 5, 2]
-  prompts = [list(rng.integers(3, 64, rng.integers(1, P + 1))) for _ in range(ROWS)]
+  prompts = [list(rng.integers(3, 64, rng.integers(1, P + 1))) for _ in range(ROWS // group)]
+  prompts = [p for p in prompts for _ in range(group)]
   completions = [list(rng.integers(3, 64, n)) for n in lengths]
   logps = [rng.normal(-4.0, 1.0, n).astype(np.float32) for n in lengths]
   batch = grpo_step.pack_sequences(prompts, completions, P, N, 0, completion_logps=logps)
-  batch["ref_logp"] = rng.normal(-4.0, 1.0, (ROWS, P + N - 1)).astype(np.float32)
+  batch["ref_logp"] = rng.normal(-4.0, 1.0, (ROWS, N)).astype(np.float32)
   batch["advantages"] = rng.normal(0.0, 1.0, ROWS).astype(np.float32)
   return {k: jnp.asarray(v) for k, v in batch.items()}
 
@@ -59,12 +61,13 @@ MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-to
 
 def toy_objective(cfg: GRPOLossConfig, params, batch):
   """The real `grpo_loss` on a bigram policy (cheap to compile; the model does not matter to
-  how micro-batches combine): logits of token t+1 = emb[token t] @ out."""
-  logits = params["emb"][batch["tokens"][:, :-1]] @ params["out"] / 0.7      # [B, T-1, V]
-  logz = jax.nn.logsumexp(logits, axis=-1)                                  # [B, T-1]
-  picked = jnp.take_along_axis(logits, batch["tokens"][:, 1:, None], axis=-1)[..., 0]
+  how micro-batches combine): logits of token t+1 = emb[token t] @ out, at the N completion
+  tokens."""
+  logits = params["emb"][batch["tokens"][:, P - 1:-1]] @ params["out"] / 0.7   # [B, N, V]
+  logz = jax.nn.logsumexp(logits, axis=-1)                                  # [B, N]
+  picked = jnp.take_along_axis(logits, batch["tokens"][:, P:, None], axis=-1)[..., 0]
   return losses.grpo_loss(picked - logz, batch["old_logp"], batch["ref_logp"],
-                          batch["advantages"], grpo_step.target_mask(batch["loss_mask"]), cfg)
+                          batch["advantages"], batch["loss_mask"].astype(jnp.float32), cfg)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -136,7 +139,7 @@ def test_accumulation_on_a_mesh_matches_one_device(params):
   2 micro-batches of 4 strided rows (one per shard), against one device without accumulation."""
   mesh = parallel.make_mesh((2, 2, 2), jax.devices()[:8])
   cfg = GRPOLossConfig(beta_kl=0.1)
-  objective = functools.partial(grpo_step.grpo_objective, CONFIG, cfg, 0.7, False)
+  objective = functools.partial(grpo_step.grpo_objective, CONFIG, cfg, 0.7, False, 1)
   batch = _grpo_batch()
   d1, m1 = _delta(accumulate.make_accum_train_step(objective, optax.sgd(1.0), 1), params, batch)
   host = jax.device_get(params)     # fresh device buffers: the step donates its state
@@ -147,4 +150,28 @@ def test_accumulation_on_a_mesh_matches_one_device(params):
   new, m2 = step(state, grpo_step.place_batch(batch, mesh))
   d2 = jax.tree.map(lambda a, b: np.asarray(a) - b, new.params, host)
   _assert_same_update(d1, d2)
+  assert float(m2["loss"]) == pytest.approx(float(m1["loss"]), rel=1e-5)
+
+
+def test_a_shared_prompt_gives_the_plain_update_on_one_device_and_on_a_mesh(params):
+  """Groups of 4 rows with one prompt: computing it once per group (share 4; on the mesh 2
+  micro-batches of strided rows, share 2) gives the update of the plain forward (share 1)."""
+  cfg = GRPOLossConfig(beta_kl=0.1)
+  batch = _grpo_batch(group=4)
+  objective = lambda share: functools.partial(grpo_step.grpo_objective, CONFIG, cfg, 0.7, False,
+                                              share)
+  d1, m1 = _delta(accumulate.make_accum_train_step(objective(1), optax.sgd(1.0), 1), params,
+                  batch)
+  d4, m4 = _delta(accumulate.make_accum_train_step(objective(4), optax.sgd(1.0), 1), params,
+                  batch)
+  _assert_same_update(d1, d4)
+  assert float(m4["loss"]) == pytest.approx(float(m1["loss"]), rel=1e-5)
+  mesh = parallel.make_mesh((2, 2, 2), jax.devices()[:8])
+  host = jax.device_get(params)
+  state = training.init_train_state(
+      parallel.shard_tree(host, models.param_logical_axes(CONFIG), mesh), optax.sgd(1.0), mesh)
+  step = accumulate.make_accum_train_step(objective(2), optax.sgd(1.0), 2, mesh,
+                                          training.state_shardings(state))
+  new, m2 = step(state, grpo_step.place_batch(batch, mesh))
+  _assert_same_update(d1, jax.tree.map(lambda a, b: np.asarray(a) - b, new.params, host))
   assert float(m2["loss"]) == pytest.approx(float(m1["loss"]), rel=1e-5)

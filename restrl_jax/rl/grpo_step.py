@@ -1,17 +1,21 @@
 """The device side of GRPO and DPO: packed token arrays, per-token log-probs, jitted objectives.
 
-A GRPO batch is B*G sequences `prompt (left-padded to P) + completion (right-padded to N)`:
+A GRPO batch is R = B*G sequences `prompt (left-padded to P) + completion (right-padded to N)`:
 
-  tokens          [B*G, P+N] int32
-  attention_mask  [B*G, P+N] bool   real prompt and completion tokens
-  loss_mask       [B*G, P+N] bool   completion tokens only (prompt and padding masked)
-  advantages      [B*G]      float32
-  old_logp        [B*G, P+N-1]      optional: log π_old of each target (μ > 1, or sampler logps)
-  ref_logp        [B*G, P+N-1]      optional: log π_ref (omitted when β_KL == 0)
+  tokens          [R, P+N] int32
+  attention_mask  [R, P+N] bool   real prompt and completion tokens
+  loss_mask       [R, N]   bool   real completion tokens (the targets that are scored)
+  advantages      [R]      float32
+  old_logp        [R, N]          optional: log π_old of each completion token (μ > 1, or the
+                                  sampler's log-probs)
+  ref_logp        [R, N]          optional: log π_ref (omitted when β_KL == 0)
 
-Log-probs are of targets tokens[:, 1:] (position t predicts token t+1), so every per-token array
-of the loss is [B, T-1] and the loss mask is `loss_mask[:, 1:]`. Logits are divided by the
-sampling temperature, as in the sampler (and TRL), so the ratio compares like with like.
+N is the completion bucket of the step (the longest completion rounded up, at most
+`max_new_tokens`), so a batch of short completions costs what its tokens cost. Only completion
+tokens are scored: the logits are computed at the N positions that predict them, and the G rows
+of a group, which share one prompt, compute that prompt once (`share`,
+`models.completion_states`). Logits are divided by the sampling temperature, as in the sampler
+(and TRL), so the ratio compares like with like.
 
 A DPO batch holds chosen and rejected sequences in the same layout (`chosen_*`, `rejected_*`)
 plus the reference's summed log-probs `ref_chosen`, `ref_rejected` [B] and `valid` [B].
@@ -28,7 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from restrl_jax import models, parallel
+from restrl_jax.models import decoder
+from restrl_jax.models.completion_states import completion_hidden_states
 from restrl_jax.rl import dpo, losses
+from restrl_jax.training.token_logprobs import target_logprobs
 
 
 # -- packing (host numpy) ------------------------------------------------------------------------
@@ -38,16 +45,16 @@ def pack_sequences(prompts: Sequence[Sequence[int]], completions: Sequence[Seque
                    completion_logps: Sequence[np.ndarray] | None = None) -> dict[str, np.ndarray]:
   """Left-pad prompts to `prompt_len`, right-pad completions to `completion_len`.
 
-  Returns tokens / attention_mask / loss_mask [B, P+N] and, with `completion_logps` (one array per
-  completion, e.g. the sampler's), `old_logp` [B, P+N-1] aligned with the targets.
+  Returns tokens / attention_mask [B, P+N], loss_mask [B, N] and, with `completion_logps` (one
+  array per completion, e.g. the sampler's), `old_logp` [B, N] aligned with the loss mask.
   """
   if len(prompts) != len(completions):
     raise ValueError(f"pack_sequences: {len(prompts)} prompts but {len(completions)} completions")
   b, t = len(prompts), prompt_len + completion_len
   tokens = np.full((b, t), pad_id, np.int32)                      # [B, P+N]
   attn = np.zeros((b, t), bool)                                   # [B, P+N]
-  loss = np.zeros((b, t), bool)                                   # [B, P+N]
-  old = np.zeros((b, t - 1), np.float32)                          # [B, P+N-1]
+  loss = np.zeros((b, completion_len), bool)                      # [B, N]
+  old = np.zeros((b, completion_len), np.float32)                 # [B, N]
   for i, (p, c) in enumerate(zip(prompts, completions)):
     if not 0 < len(p) <= prompt_len:
       raise ValueError(f"prompt {i} has {len(p)} tokens; need 1..prompt_len={prompt_len}")
@@ -57,9 +64,9 @@ def pack_sequences(prompts: Sequence[Sequence[int]], completions: Sequence[Seque
     tokens[i, start:prompt_len] = p
     tokens[i, prompt_len:prompt_len + len(c)] = c
     attn[i, start:prompt_len + len(c)] = True
-    loss[i, prompt_len:prompt_len + len(c)] = True
+    loss[i, :len(c)] = True
     if completion_logps is not None:
-      old[i, prompt_len - 1:prompt_len - 1 + len(c)] = np.asarray(completion_logps[i])[:len(c)]
+      old[i, :len(c)] = np.asarray(completion_logps[i])[:len(c)]
   out = {"tokens": tokens, "attention_mask": attn, "loss_mask": loss}
   if completion_logps is not None:
     out["old_logp"] = old
@@ -68,47 +75,53 @@ def pack_sequences(prompts: Sequence[Sequence[int]], completions: Sequence[Seque
 
 # -- log-probs ------------------------------------------------------------------------------------
 
-def logprobs_and_entropy(config: models.ModelConfig, params: Any, tokens: jax.Array,
-                         attention_mask: jax.Array, temperature: float = 1.0,
-                         remat: bool = False) -> tuple[jax.Array, jax.Array]:
-  """log π_T of tokens[:, 1:] and the entropy of π_T at each position: both [B, T-1] float32.
-
-  Same arithmetic as `training.token_logprobs` (one forward pass gives both).
-  """
-  logits = models.logits(config, params, tokens, attention_mask, remat=remat)[:, :-1]  # [B,T-1,V]
-  logits = logits / temperature
-  logz = jax.nn.logsumexp(logits, axis=-1)                                      # [B, T-1]
-  picked = jnp.take_along_axis(logits, tokens[:, 1:, None], axis=-1)[..., 0]     # [B, T-1]
+def completion_logprobs(config: models.ModelConfig, params: Any, tokens: jax.Array,
+                        attention_mask: jax.Array, completion_len: int, share: int = 1,
+                        temperature: float = 1.0, remat: bool = False
+                        ) -> tuple[jax.Array, jax.Array]:
+  """log π_T of the N = `completion_len` completion tokens (the last N columns of `tokens`) and
+  the entropy of π_T where each is drawn: both [B, N] float32. `share` consecutive rows hold the
+  same prompt (computed once; `models.completion_states`)."""
+  h = completion_hidden_states(config, params, tokens, attention_mask, completion_len, share,
+                               remat)                                            # [B, N, D]
+  logits = decoder.unembed(config, params, h) / temperature               # [B, N, V]
+  logz = jax.nn.logsumexp(logits, axis=-1)                                       # [B, N]
+  targets = tokens[:, -completion_len:]                                          # [B, N]
+  picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]      # [B, N]
   log_probs = logits - logz[..., None]
-  entropy = -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1)                   # [B, T-1]
+  entropy = -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1)                   # [B, N]
   return picked - logz, entropy
 
 
-def target_mask(loss_mask: jax.Array) -> jax.Array:
-  """[B, T] completion mask -> [B, T-1] mask of the targets that are completion tokens."""
-  return loss_mask[:, 1:].astype(jnp.float32)
+def completion_len(batch: dict, prefix: str = "") -> int:
+  """N of a packed batch (static: the loss mask's width)."""
+  return batch[f"{prefix}loss_mask"].shape[1]
 
 
 # -- objectives (pure; `params` first so jax.value_and_grad differentiates it) -------------------
 
 def grpo_objective(config: models.ModelConfig, loss_cfg: losses.GRPOLossConfig,
-                   temperature: float, remat: bool, params: Any,
+                   temperature: float, remat: bool, share: int, params: Any,
                    batch: dict) -> tuple[jax.Array, dict]:
-  """GRPO loss and metrics on a packed batch (see the module docstring)."""
-  logp, entropy = logprobs_and_entropy(config, params, batch["tokens"], batch["attention_mask"],
-                                       temperature, remat)
+  """GRPO loss and metrics on a packed batch (see the module docstring); `share` consecutive
+  rows hold one prompt (G, or fewer in a micro-batch)."""
+  logp, entropy = completion_logprobs(config, params, batch["tokens"], batch["attention_mask"],
+                                      completion_len(batch), share, temperature, remat)
   loss, metrics = losses.grpo_loss(logp, batch.get("old_logp"), batch.get("ref_logp"),
-                                   batch["advantages"], target_mask(batch["loss_mask"]),
-                                   loss_cfg, entropy=entropy)
+                                   batch["advantages"],
+                                   batch["loss_mask"].astype(jnp.float32), loss_cfg,
+                                   entropy=entropy)
   return loss, metrics
 
 
 def sequence_logps(config: models.ModelConfig, params: Any, tokens: jax.Array,
                    attention_mask: jax.Array, loss_mask: jax.Array,
                    remat: bool = False) -> jax.Array:
-  """Σ log π(completion tokens) at temperature 1: [B]."""
-  logp, _ = logprobs_and_entropy(config, params, tokens, attention_mask, 1.0, remat)
-  return dpo.sequence_logps(logp, target_mask(loss_mask))
+  """Σ log π(completion tokens) at temperature 1: [B] (loss_mask [B, N])."""
+  n = loss_mask.shape[1]
+  h = completion_hidden_states(config, params, tokens, attention_mask, n, 1, remat)  # [B, N, D]
+  logp = target_logprobs(config, params, h, tokens[:, -n:])                          # [B, N]
+  return dpo.sequence_logps(logp, loss_mask.astype(jnp.float32))
 
 
 def dpo_objective(config: models.ModelConfig, beta: float, label_smoothing: float, remat: bool,
@@ -137,12 +150,13 @@ def _in_mesh(fn, mesh: jax.sharding.Mesh | None):
   return wrapped
 
 
-def make_logprob_fn(config: models.ModelConfig, temperature: float,
+def make_logprob_fn(config: models.ModelConfig, temperature: float, share: int = 1,
                     mesh: jax.sharding.Mesh | None = None):
-  """jitted (params, tokens, attention_mask) -> log π_T of tokens[:, 1:], [B, T-1]."""
-  def fn(params, tokens, attention_mask):
-    return logprobs_and_entropy(config, params, tokens, attention_mask, temperature)[0]
-  return jax.jit(_in_mesh(fn, mesh))
+  """jitted (params, tokens, attention_mask, completion_len) -> log π_T of the completion
+  tokens, [B, N]; `completion_len` is static, `share` as in `completion_logprobs`."""
+  def fn(params, tokens, attention_mask, n):
+    return completion_logprobs(config, params, tokens, attention_mask, n, share, temperature)[0]
+  return jax.jit(_in_mesh(fn, mesh), static_argnums=3)
 
 
 def make_sequence_logp_fn(config: models.ModelConfig, mesh: jax.sharding.Mesh | None = None):

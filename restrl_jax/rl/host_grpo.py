@@ -30,7 +30,7 @@ from restrl_jax.sampling import Sampler
 
 ROW_FIELDS = ("prompts", "completions", "logps", "texts", "programs", "bonus", "closed",
               "finish", "exec_reward")
-TIMINGS = ("sample_s", "exec_wait_s", "exec_s", "train_s", "step_s")
+TIMINGS = ("sample_s", "ref_s", "exec_wait_s", "exec_s", "train_s", "step_s")
 
 _advantages = jax.jit(compute_advantages, static_argnums=(1, 2))
 

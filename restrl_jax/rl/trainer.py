@@ -14,8 +14,15 @@ A GRPO step (docs/method.md §3.1, §4.3):
     computes reference (and, for μ > 1, old) log-probs;
  4. reward = bonus + execution reward; advantages per group (`advantages` registry); optional
     KL-in-reward penalty;
- 5. `num_iterations` (μ) jitted updates on the packed [B*G, P+N] arrays (prompt bucketed to a
-    power of two, completions padded to `max_new_tokens`, so shapes are static).
+ 5. `num_iterations` (μ) jitted updates on the packed [B*G, P+N] arrays: the prompt and the
+    completions each padded to a length bucket (`Buckets`: powers of two, the completion's at most
+    `max_new_tokens`), so a step computes about the tokens that exist and shapes repeat.
+    Only completion tokens are scored, and a group's prompt is computed once for its G rows
+    (`grpo_step`).
+
+Timings in the metrics: `sample_s` (sampling and shaping), `ref_s` (the reference / old
+log-prob pass, while the sandbox runs), `exec_wait_s` (then still waiting on the sandbox),
+`train_s` (advantages and the update), `step_s`; `exec_s` is the sandbox's own span.
 
 DAPO dynamic sampling (`dynamic_sampling=True`) samples candidate batches of B requests until B
 groups with non-zero execution-reward std are found (or `max_candidate_batches` ran out); the
@@ -148,11 +155,13 @@ class GRPOTrainer:
     self.feed = self.sampler.feed       # this host's rows <-> the mesh (rl/host_shard.py)
     self.buckets = Buckets()
     self._check_batch()
-    objective = functools.partial(grpo_step.grpo_objective, model_config, cfg.loss,
-                                  cfg.temperature, cfg.remat)
+    objective = functools.partial(grpo_step.grpo_objective, model_config, _fixed_norm(cfg),
+                                  cfg.temperature, cfg.remat,
+                                  micro_batch_share(cfg.group_size, cfg.grad_accum_steps))
     self.train_step = make_accum_train_step(objective, optimizer, cfg.grad_accum_steps, mesh,
                                             state_shardings)
-    self.logprob_fn = grpo_step.make_logprob_fn(model_config, cfg.temperature, mesh)
+    self.logprob_fn = grpo_step.make_logprob_fn(model_config, cfg.temperature, cfg.group_size,
+                                                mesh)
 
   def _check_batch(self) -> None:
     rows = self.cfg.prompts_per_step * self.cfg.group_size
@@ -234,42 +243,52 @@ class GRPOTrainer:
     t0 = time.perf_counter()
     if self.cfg.dynamic_sampling:
       ro, valid, extra = self.dynamic_rollouts(state.params, next_requests, key)
-      packed = self._pack(ro, valid, state.params, ref_params)
-      t1 = t2 = time.perf_counter()
+      t1 = time.perf_counter()
+      packed = jax.block_until_ready(self._pack(ro, valid, state.params, ref_params))
+      t2 = time.perf_counter()
     else:
       fields, future = self.sample(state.params, next_requests(self.cfg.prompts_per_step), key)
       valid, extra = np.ones(len(fields["prompts"]), bool), {}
       ro = Rollouts(**fields, exec_reward=np.zeros(len(fields["prompts"])))
       t1 = time.perf_counter()
-      packed = self._pack(ro, valid, state.params, ref_params)  # overlaps the sandbox
+      packed = jax.block_until_ready(self._pack(ro, valid, state.params, ref_params))
+      t2 = time.perf_counter()                                 # the sandbox ran meanwhile
       ro = dataclasses.replace(ro, exec_reward=_exec_rewards(future))
-      t2 = time.perf_counter()
+    t3 = time.perf_counter()
     batch, host_metrics = self._finish_batch(packed, ro, valid)
     state, metrics = self._update(state, batch)
-    t3 = time.perf_counter()
+    t4 = time.perf_counter()
     tokens = int(sum(len(c) for c in ro.completions))
     if not self.cfg.dynamic_sampling:
       extra = dict(extra, exec_s=future.span_s)
-    metrics.update(host_metrics, **extra, sample_s=t1 - t0, exec_wait_s=t2 - t1,
-                   train_s=t3 - t2, step_s=t3 - t0, tokens_per_s=tokens / max(t3 - t0, 1e-9))
+    metrics.update(host_metrics, **extra, sample_s=t1 - t0, ref_s=t2 - t1, exec_wait_s=t3 - t2,
+                   train_s=t4 - t3, step_s=t4 - t0, tokens_per_s=tokens / max(t4 - t0, 1e-9))
     return state, metrics, ro
 
   def _pack(self, ro: Rollouts, valid: np.ndarray, params: Any, ref_params: Any) -> dict:
     """Packed arrays plus the device-side log-probs that do not need the rewards (reference
     log-probs only when β_KL > 0)."""
-    p = self.buckets.prompt_len(self.feed.agree_max(max(map(len, ro.prompts))))
+    p, n = self.lengths(ro.prompts, ro.completions)
     source = self.cfg.old_logprob_source
-    arrays = grpo_step.pack_sequences(ro.prompts, ro.completions, p, self.cfg.max_new_tokens,
-                                      self.pad_id, ro.logps if source == "sampler" else None)
+    arrays = grpo_step.pack_sequences(ro.prompts, ro.completions, p, n, self.pad_id,
+                                      ro.logps if source == "sampler" else None)
     arrays["loss_mask"] &= valid[:, None]
     batch = grpo_step.place_batch(arrays, self.mesh, self.feed)
     if source == "recompute" or self._kl_in_reward:
-      batch["old_logp"] = self.logprob_fn(params, batch["tokens"], batch["attention_mask"])
+      batch["old_logp"] = self.logprob_fn(params, batch["tokens"], batch["attention_mask"], n)
     if self.cfg.loss.beta_kl > 0.0:
       if ref_params is None:
         raise ValueError("beta_kl > 0 needs reference params (ref_params is None)")
-      batch["ref_logp"] = self.logprob_fn(ref_params, batch["tokens"], batch["attention_mask"])
+      batch["ref_logp"] = self.logprob_fn(ref_params, batch["tokens"], batch["attention_mask"],
+                                          n)
     return batch
+
+  def lengths(self, prompts: Sequence[Sequence[int]],
+              completions: Sequence[Sequence[int]]) -> tuple[int, int]:
+    """(P, N): the prompt and completion buckets of a batch, the same on every host."""
+    p = self.buckets.prompt_len(self.feed.agree_max(max(map(len, prompts))))
+    n = self.buckets.new_tokens(self.feed.agree_max(max(map(len, completions))))
+    return p, min(n, self.cfg.max_new_tokens)
 
   @property
   def _kl_in_reward(self) -> bool:
@@ -305,8 +324,24 @@ def _kl_penalised(rewards: jax.Array, logp: jax.Array, ref_logp: jax.Array, loss
                   loss_cfg: losses.GRPOLossConfig, reduce: str) -> jax.Array:
   """Outcome rewards [B] minus β_KL · (Σ or mean of the per-token KL over the completion)."""
   per_token = kl.kl_estimate(logp, ref_logp, loss_cfg.kl_estimator, loss_cfg.kl_clamp)
-  return kl.apply_kl_to_rewards(rewards, per_token, grpo_step.target_mask(loss_mask),
+  return kl.apply_kl_to_rewards(rewards, per_token, loss_mask.astype(jnp.float32),
                                 loss_cfg.beta_kl, reduce)
+
+
+def micro_batch_share(group_size: int, grad_accum_steps: int) -> int:
+  """Consecutive rows of one prompt inside a micro-batch: micro-batches take rows strided by
+  `grad_accum_steps` (training/accumulate.py), so a group of G rows leaves G / k consecutive
+  rows in each when k divides G, and otherwise no two neighbours are known to share one."""
+  return group_size // grad_accum_steps if group_size % grad_accum_steps == 0 else 1
+
+
+def _fixed_norm(cfg: GRPOConfig) -> losses.GRPOLossConfig:
+  """The loss config with "seq-mean-token-sum-norm"'s L fixed at `max_new_tokens` when unset,
+  so the completion bucket of a step does not change the loss (TRL's dr_grpo divides by
+  max_completion_length)."""
+  if cfg.loss.norm_length is not None:
+    return cfg.loss
+  return dataclasses.replace(cfg.loss, norm_length=cfg.max_new_tokens)
 
 
 def _exec_rewards(future) -> np.ndarray:
