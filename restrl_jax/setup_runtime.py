@@ -57,7 +57,8 @@ def check_sandbox(config: ml_collections.ConfigDict) -> None:
 
 
 # `--config.quick=True`: the same stages at a size that finishes in a few minutes on 2 CPU cores
-# (the end-to-end test runs it). Each entry: field path -> value.
+# (the end-to-end tests run it). Each entry: field path -> the largest value a quick run keeps
+# (a number already smaller, or 0 = off, stays; None = all becomes the value); a tuple replaces.
 QUICK_OVERRIDES = {
     "warmstart.eval_num_problems": 16,
     "warmstart.eval_samples": 2,
@@ -75,7 +76,21 @@ QUICK_OVERRIDES = {
     "mcts.decode_iterations": 2,
     "mcts.decode_num_problems": 4,
     "value.epochs": 1,
+    "value.max_length": 512,
+    "sampling.max_new_tokens": 128,
+    "rest.max_new_tokens": 128,
+    "grpo.max_new_tokens": 128,
+    "grpo.max_prompt_tokens": 512,
+    "suite.num_problems": 2,
+    "suite.apps_num_problems": 4,
 }
+
+
+def _shrunk(current, quick):
+  """The value a quick run uses for a field set to `current` (QUICK_OVERRIDES)."""
+  if isinstance(quick, tuple) or current is None:
+    return quick
+  return min(current, quick)
 
 
 def apply_quick(config: ml_collections.ConfigDict) -> None:
@@ -88,7 +103,7 @@ def apply_quick(config: ml_collections.ConfigDict) -> None:
     for part in section.split("."):
       node = node.get(part) if node is not None else None
     if node is not None and key in node:
-      node[key] = value
+      node[key] = _shrunk(node[key], value)
 
 
 def initialize(config: ml_collections.ConfigDict) -> None:
