@@ -122,7 +122,9 @@ def test_training_sets_and_held_out_evaluation_tasks():
     rest_grpo.training_problems(rest)
 
 
-def test_quick_shrinks_and_never_grows():
+def test_quick_shrinks_and_never_grows(monkeypatch):
+  from restrl_jax.sampling import Buckets, buckets
+  monkeypatch.setattr(buckets, "_MINIMUMS", dict(buckets._MINIMUMS))  # restored after the test
   c = _config_file("demo")
   before = c.rest.max_new_tokens                       # 64, below the quick cap of 128
   c.quick = True
@@ -135,6 +137,9 @@ def test_quick_shrinks_and_never_grows():
   assert apps.rest.curve_every == 0                     # off stays off
   assert apps.grpo.max_new_tokens == 128 and apps.suite.apps_num_problems == 4
   assert apps.rest.num_problems == 8 and apps.mcts.decode_num_problems == 4
+  # and the smallest shape buckets grow (fewer compiled programs), process-wide
+  assert (Buckets().min_batch, Buckets().min_prompt) == (32, 256)
+  assert Buckets(min_batch=1).batch(3) == 4
 
 
 def test_recipe_configs_name_every_stage_and_need_a_data_root(tmp_path):

@@ -190,8 +190,9 @@ class _Search:
     self.timing = {k: 0.0 for k in ("generation", "execution", "value", "bookkeeping", "total")}
     self.pool = _TimedPool(pool if config.mode == "collect" else NullPool(), self.timing)
     self.table = LineTable()
-    self.tree = tree_lib.init_tree(b, tree_lib.capacity_for(config.iterations, n),
-                                   max(n, config.width))
+    # committed like `_update`'s outputs, so the first update does not compile a second program
+    self.tree = jax.device_put(tree_lib.init_tree(b, tree_lib.capacity_for(config.iterations, n),
+                                                  max(n, config.width)), jax.devices()[0])
     self.expanded_states: list[dict[int, str]] = [{} for _ in problems]
     self.programs: list[list[SampledProgram]] = [[] for _ in problems]
     self.scores: list[dict[str, float]] = [{} for _ in problems]  # program.rstrip() -> score
