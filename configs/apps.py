@@ -1,43 +1,54 @@
-"""The paper's APPS recipe (docs/method.md): a local HF policy, APPS data, the paper's
-hyper-parameters.
+"""The paper's whole recipe on a local HF code model (docs/method.md, docs/reproduce.md).
 
-python -m restrl_jax.main --config=configs/apps.py \
-    --config.model.hf_path=/path/to/Qwen2.5-Coder-7B-Instruct \
-    --config.evaluate.data_path=/path/to/apps_test.jsonl
+python -m restrl_jax.main --config=configs/apps.py --config.data_dir=data \
+    --config.model.hf_path=/path/to/Qwen2.5-Coder-7B-Instruct [--config.quick=True]
 
-Stages available today: `evaluate`. The ReST-GRPO, value-collection and value-training stages
-(rest_grpo, collect_values, train_value) read the `rest`, `grpo`, `mcts` and `value` sections below
-once they land; the values are the paper's (docs/method.md sections 4-7).
+`--config.data_dir` is a data root (python -m restrl_jax.data.prepare, docs/data.md) with
+apps/train.jsonl, apps/test.jsonl, bigcodebench/train.jsonl, bigcodebench/test.jsonl,
+humaneval/, humanevalplus/, mbpp/ and mbppplus/test.jsonl. Stages, each with the newest policy an
+earlier one wrote (`model.hf_path` is the base, used by the first):
+
+1. rest_grpo: ReST-GRPO rounds (§4) on the APPS training problems and the BigCodeBench
+   training problems; a BigCodeBench training task whose text is that of an evaluation task
+   (bigcodebench/test.jsonl) is held out (`rest.held_out`, the count in the summary);
+2. collect_values: value targets from execution-scored MCTS (§5) on APPS training problems;
+3. train_value: the value model, initialised from the ReST-GRPO policy (§6);
+4. decode: sampling, best-of-N, ORM-MCTS and VM-MCTS at an equal budget on APPS-500 (§7,
+   the Table-2 row);
+5. evaluate_suite: pass@1 at T = 0.7 on HumanEval, HumanEval+, MBPP, MBPP+, APPS-500 and
+   BigCodeBench, and the paper's Avg. (§8, the Table-1 row).
+
+Not included: DS-1000, the paper's third training source. It has no loader here (its rows:
+`prompt`, `reference_code`, `code_context`, `metadata`) and no harness (a program is checked by
+the row's `code_context`, `test_execution(solution)` / `test_string(solution)`, which needs
+numpy, pandas, scipy, scikit-learn, matplotlib, tensorflow and pytorch importable inside the
+sandbox; scikit-learn and tensorflow are not installed with this package). Its prompt template
+(`data.prompts.TEMPLATES["ds1000"]`) is there.
 """
-import ml_collections
-
 from restrl_jax import config_defaults
 
 
 def get_config():
   c = config_defaults.base()
   c.workdir = "runs/apps"
-  c.stages = ("evaluate",)
-  c.required_paths = ("model.hf_path", "evaluate.data_path")
+  c.stages = ("rest_grpo", "collect_values", "train_value", "decode", "evaluate_suite")
+  c.required_fields = ("data_dir",)
+  c.required_paths = ("model.hf_path",)
   c.model.dtype = "bfloat16"
   c.mesh.shape = (1, -1, 1)                 # FSDP over all devices
-  c.sampling.temperature = 0.7
+  c.sampling.temperature = 0.7              # the paper samples and evaluates at T = 0.7
   c.sampling.max_new_tokens = 1024
-  c.evaluate.benchmark = "apps"
-  c.evaluate.num_problems = None
-  c.evaluate.num_samples = 1
-  c.evaluate.ks = (1,)
-  # Stage 1: ReST data assembly (section 4.2) and GRPO (section 4.3).
-  c.rest = ml_collections.ConfigDict(dict(
-      num_samples=5, sigma0=0.05, r0=0.9, alpha=0.95, beta=0.5, rounds=2))
-  c.grpo = ml_collections.ConfigDict(dict(
-      group_size=8, learning_rate=1e-7, schedule="linear", beta_kl=0.04, kl_estimator="k3",
-      epsilon=0.2, num_iterations=1, loss_aggregation="token-mean", epochs=1,
-      symbol_reward=1e-3, trailing_penalty=1e-6, grad_clip=1.0, weight_decay=0.0))
-  # Stage 2: value-target collection (section 5), value model (6), VM-MCTS decoding (7).
-  c.mcts = ml_collections.ConfigDict(dict(
-      collect_iterations=100, collect_samples=5, collect_width=3, collect_c=0.2,
-      decode_iterations=15, decode_samples=5, decode_width=5, decode_c=0.1, eps=0.1))
-  c.value = ml_collections.ConfigDict(dict(
-      learning_rate=1e-7, epochs=2, max_length=2048, eval_fraction=0.05, accuracy_tol=0.05))
+  # Stage 1 (§4): the paper's ReST and GRPO values (config_defaults.rest / grpo).
+  c.rest = config_defaults.rest()
+  c.rest.update(dict(benchmark="apps", split="train", extra_benchmarks=("bigcodebench",),
+                     held_out=("bigcodebench",)))
+  c.grpo = config_defaults.grpo()
+  # Stage 2 (§5-7): value targets on APPS training problems, decoding on APPS-500.
+  c.mcts = config_defaults.mcts()
+  c.mcts.update(dict(collect_benchmark="apps", collect_split="train",
+                     decode_benchmark="apps", decode_split="test", decode_num_problems=500))
+  c.value = config_defaults.value()
+  # Table 1 (§8).
+  c.suite = config_defaults.suite()
+  c.suite.method = "ReST-RL policy"
   return c

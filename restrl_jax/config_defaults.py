@@ -77,9 +77,15 @@ def rest() -> ml_collections.ConfigDict:
       # where a partial state ends: "token" (the first token boundary of the policy's prompt at or
       # after the line's text; default) or "newline" (the paper's: after the line's "\n")
       state_end="token",
-      # training problems (restrl_jax.data.registry name, local path, split, limit)
+      # training problems (restrl_jax.data.registry name, local path, split, limit per set)
       benchmark="synthetic", data_path=config_dict.placeholder(str), split="train",
       num_problems=config_dict.placeholder(int),
+      # more training sets, added to `benchmark`'s: names and their files (empty: each name's
+      # `<split>` file of the data root)
+      extra_benchmarks=(), extra_data_paths=(),
+      # evaluation sets held out of training: a training problem whose task text is that of a
+      # problem of one of these (their `test` file of the data root, or `held_out_paths`) is dropped
+      held_out=(), held_out_paths=(),
       seed=config_dict.placeholder(int), max_steps_per_round=config_dict.placeholder(int),
       checkpoint_every=50, keep_checkpoints=2, tensorboard=True,
       # learning curve: held-out scores before step 1 and every `curve_every` steps (0: off)
@@ -172,6 +178,22 @@ def demo_value() -> ml_collections.ConfigDict:
   return c
 
 
+# The paper's Table 1 benchmarks, in its column order (restrl_jax.evaluation.table1).
+TABLE1_BENCHMARKS = ("humaneval", "humanevalplus", "mbpp", "mbppplus", "apps", "bigcodebench")
+
+
+def suite() -> ml_collections.ConfigDict:
+  """Stage `evaluate_suite` (docs/method.md §8): the newest policy sampled on each benchmark of
+  `benchmarks` (files: `data_paths` in the same order; empty: each one's `test` file of the data
+  root), pass@1 of `num_samples` samples at `config.sampling` (the paper: one sample, T = 0.7),
+  and the Table-1 row with the paper's Avg. when all six are there. `num_problems` limits every
+  benchmark (None: all) but APPS, whose first `apps_num_problems` are taken (APPS-500)."""
+  return ml_collections.ConfigDict(dict(
+      benchmarks=TABLE1_BENCHMARKS, data_paths=(), num_problems=config_dict.placeholder(int),
+      apps_num_problems=500, num_samples=1, method="policy",
+      seed=config_dict.placeholder(int)))
+
+
 def base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.workdir = config_dict.placeholder(str)
@@ -195,7 +217,7 @@ def base() -> ml_collections.ConfigDict:
 # The seed fields of each section: left unset (None) they take the top-level `config.seed`, so
 # `--config.seed=1` changes every stage's randomness; a section's own value wins.
 SEED_FIELDS = {"warmstart": ("seed", "eval_seed"), "evaluate": ("seed",), "rest": ("seed",),
-               "mcts": ("seed",), "value": ("seed",)}
+               "mcts": ("seed",), "value": ("seed",), "suite": ("seed",)}
 
 
 def fill_seeds(config: ml_collections.ConfigDict, name: str,
@@ -210,7 +232,7 @@ def fill_seeds(config: ml_collections.ConfigDict, name: str,
 # The sections a config may add to `base()` (the stages that read them fill what a partial
 # section leaves out from these defaults).
 OPTIONAL_SECTIONS = {"warmstart": warmstart, "rest": rest, "grpo": grpo, "mcts": mcts,
-                     "value": value}
+                     "value": value, "suite": suite}
 
 
 def known_keys() -> ml_collections.ConfigDict:

@@ -57,7 +57,8 @@ def check_sandbox(config: ml_collections.ConfigDict) -> None:
 
 
 # `--config.quick=True`: the same stages at a size that finishes in a few minutes on 2 CPU cores
-# (the end-to-end test runs it). Each entry: field path -> value.
+# (the end-to-end tests run it). Each entry: field path -> the largest value a quick run keeps
+# (a number already smaller, or 0 = off, stays; None = all becomes the value); a tuple replaces.
 QUICK_OVERRIDES = {
     "warmstart.eval_num_problems": 16,
     "warmstart.eval_samples": 2,
@@ -75,20 +76,44 @@ QUICK_OVERRIDES = {
     "mcts.decode_iterations": 2,
     "mcts.decode_num_problems": 4,
     "value.epochs": 1,
+    "value.max_length": 512,
+    "sampling.max_new_tokens": 128,
+    "rest.max_new_tokens": 128,
+    "grpo.max_new_tokens": 128,
+    "grpo.max_prompt_tokens": 512,
+    "suite.num_problems": 2,
+    "suite.apps_num_problems": 4,
 }
 
 
+# `--config.quick=True` also pads every sampled batch to at least 32 rows and every prompt to at
+# least 256 tokens (`sampling.buckets.set_minimums`): the stages' small calls then share one
+# compiled prefill and decode per prompt length, and GRPO one train step, instead of compiling one
+# per power of two (compiling, not computing, is most of a quick run's time on a CPU).
+QUICK_BUCKETS = {"min_batch": 32, "min_prompt": 256}
+
+
+def _shrunk(current, quick):
+  """The value a quick run uses for a field set to `current` (QUICK_OVERRIDES)."""
+  if isinstance(quick, tuple) or current is None:
+    return quick
+  return min(current, quick)
+
+
 def apply_quick(config: ml_collections.ConfigDict) -> None:
-  """Shrink the run in place when `config.quick` is set (fields a config lacks are skipped)."""
+  """Shrink the run in place when `config.quick` is set (fields a config lacks are skipped), and
+  raise the process's smallest shape buckets (QUICK_BUCKETS)."""
   if not config.get("quick", False):
     return
+  from restrl_jax.sampling import buckets  # pylint: disable=import-outside-toplevel
+  buckets.set_minimums(**QUICK_BUCKETS)
   for path, value in QUICK_OVERRIDES.items():
     section, _, key = path.rpartition(".")
     node = config
     for part in section.split("."):
       node = node.get(part) if node is not None else None
     if node is not None and key in node:
-      node[key] = value
+      node[key] = _shrunk(node[key], value)
 
 
 def initialize(config: ml_collections.ConfigDict) -> None:

@@ -181,8 +181,8 @@ def test_hub_name_needs_datasets_and_network(monkeypatch):
 
 
 def test_registry_and_problem_json_roundtrip():
-  assert set(registry.LOADERS) == {"apps", "humaneval", "mbpp", "mbppplus", "bigcodebench",
-                                   "synthetic"}
+  assert set(registry.LOADERS) == {"apps", "humaneval", "humanevalplus", "mbpp", "mbppplus",
+                                   "bigcodebench", "synthetic"}
   with pytest.raises(KeyError, match="unknown benchmark 'nope'"):
     registry.load_problems("nope")
   problems = registry.load_problems("humaneval", limit=3)

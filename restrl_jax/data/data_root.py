@@ -14,13 +14,13 @@ Layout (written by `python -m restrl_jax.data.prepare --out DIR ...`; docs/data.
       bigcodebench/test.jsonl    BigCodeBench (evaluation)    BigCodeBench rows
       bigcodebench/train.jsonl   BigCodeBench (training; only when prepared)
 
-The rule is `DIR/<benchmark>/<split>.jsonl`, `<benchmark>` a `restrl_jax.data.registry` name
-(`humanevalplus` is laid out for the loader that will read it; none is registered yet). Every
-file holds the rows as the public source publishes them, one JSON object per line, so the
+The rule is `DIR/<benchmark>/<split>.jsonl`, `<benchmark>` a `restrl_jax.data.registry` name.
+Every file holds the rows as the public source publishes them, one JSON object per line, so the
 benchmark's own loader reads it unchanged.
 
 With `config.data_dir` set, `pipeline.data_paths.apply(config)` (called by `setup_runtime.validate`, before any stage)
-fills each unset data path of a configured stage (its `DATA_KEYS`) with its file in the root and
+fills each unset data path of a configured stage (its `DATA_KEYS`, and the empty lists of
+`LIST_DATA_KEYS`) with its file in the root and
 checks each file's presence and first row, so a missing or malformed file stops the run before
 any stage with a `DataError` naming the file and the expected format. A data path set in its own
 section (`--config.evaluate.data_path=...`) wins over the root; a `synthetic` benchmark is

@@ -67,8 +67,8 @@ def _parse(located: io.Located, max_tests: int | None) -> _Parsed:
   io.require(located, REQUIRED)
   row = located.row
   number = task_number(row["task_id"])
-  base = [mbppplus_types.restore_args(number, a) for a in _input_list(located, "base_input")]
-  plus = [mbppplus_types.restore_args(number, a) for a in _input_list(located, "plus_input")]
+  base = [mbppplus_types.restore_args(number, a) for a in input_list(located, "base_input")]
+  plus = [mbppplus_types.restore_args(number, a) for a in input_list(located, "plus_input")]
   inputs = (base + plus)[:max_tests]
   if not inputs:
     raise io.MalformedRow("no test inputs")
@@ -78,7 +78,7 @@ def _parse(located: io.Located, max_tests: int | None) -> _Parsed:
   return _Parsed(located.where, row, task, min(len(base), len(inputs)))
 
 
-def _input_list(located: io.Located, field: str) -> list[Any]:
+def input_list(located: io.Located, field: str) -> list[Any]:
   value = located.row[field]
   if not value:                # None, [] or {} (Mbpp/793 has `"plus_input": {}`)
     return []
@@ -94,9 +94,11 @@ def task_text(prompt: str, assertion: str) -> str:
   return f"{text}\n{first.strip()}" if first else text
 
 
-def _build(located: io.Located) -> Problem:
-  parsed, outcomes = located.row["parsed"], located.row["outcomes"]
-  row, task = parsed.row, parsed.task
+def reference_cases(located: io.Located, task: reference_outputs.ReferenceTask,
+                    outcomes: Sequence[dict[str, Any]], atol: float, mode: str
+                    ) -> tuple[dict[str, Any], list[int]]:
+  """(the oracle's cases, the indices of the inputs kept): the inputs on which the reference
+  returned, with its outputs; the others are dropped with a warning naming the row."""
   keep = [i for i, o in enumerate(outcomes) if "ok" in o]
   if not keep:
     raise io.MalformedRow(f"reference solution fails on every input: {outcomes[0]['error']}")
@@ -105,27 +107,34 @@ def _build(located: io.Located) -> Problem:
     io.warn_row(located, f"dropped {len(outcomes) - len(keep)} test(s) where the reference "
                 f"fails ({'; '.join(reasons)})")
   cases = {"inputs": [values.encode(list(task.inputs[i])) for i in keep],
-           "expected": [outcomes[i]["ok"] for i in keep],
-           "atol": row.get("atol") or 0, "mode": ORACLE_MODES.get(row["entry_point"], "")}
+           "expected": [outcomes[i]["ok"] for i in keep], "atol": atol or 0, "mode": mode}
+  return cases, keep
+
+
+def _build(located: io.Located) -> Problem:
+  parsed, outcomes = located.row["parsed"], located.row["outcomes"]
+  row, task = parsed.row, parsed.task
+  cases, keep = reference_cases(located, task, outcomes, row.get("atol") or 0,
+                                ORACLE_MODES.get(row["entry_point"], ""))
   return Problem(
       id=row["task_id"],
       source="mbppplus",
       prompt=task_text(row["prompt"], row.get("assertion") or ""),
       starter_code="",
-      tests=oracle_suite(row["entry_point"], cases, _time_limit(outcomes)),
+      tests=oracle_suite(row["entry_point"], cases, time_limit(outcomes)),
       entry_point=row["entry_point"],
       metadata={"solutions": [task.program],
                 "num_base_tests": sum(1 for i in keep if i < parsed.num_base),
-                "program_timeout_s": _program_time_limit(outcomes)},
+                "program_timeout_s": program_time_limit(outcomes)},
   )
 
 
-def _time_limit(outcomes: Sequence[dict[str, Any]]) -> float:
+def time_limit(outcomes: Sequence[dict[str, Any]]) -> float:
   slowest = max((o.get("seconds", 0.0) for o in outcomes if "ok" in o), default=0.0)
   return max(TIMEOUT_S, round(TIME_FACTOR * slowest, 1))
 
 
-def _program_time_limit(outcomes: Sequence[dict[str, Any]]) -> float:
+def program_time_limit(outcomes: Sequence[dict[str, Any]]) -> float:
   """evalplus' whole-run budget: the sum of per-test limits (at least 0.1 s each), plus 5 s."""
   return round(sum(max(0.1, TIME_FACTOR * o.get("seconds", 0.0)) for o in outcomes) + 5.0, 1)
 

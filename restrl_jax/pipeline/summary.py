@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from restrl_jax.evaluation.table1 import AVG, COLUMNS
+
 
 def _fmt(value: Any) -> str:
   if isinstance(value, float):
@@ -14,7 +16,8 @@ def _fmt(value: Any) -> str:
   return str(value)
 
 
-LEADING_COLUMNS = ("method", "strict_accuracy", "test_case_average")
+# then the paper's Table 1 columns in its order (an `evaluate_suite` row)
+LEADING_COLUMNS = ("method", "strict_accuracy", "test_case_average", *COLUMNS.values(), AVG)
 FIGURE_KEYS = ("curve_plot",)   # stage facts naming a figure the run wrote
 
 

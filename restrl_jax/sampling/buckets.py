@@ -5,6 +5,9 @@ least the bucket's minimum) up to `linear_above` (`batch_linear_above` for the b
 the next multiple of it.
 The batch is also rounded to a multiple of the mesh's batch shards. Filler rows hold one pad
 token (mask 1, so no row attends to nothing) and are marked done before decoding starts.
+
+`set_minimums` changes the smallest buckets of every `Buckets()` made afterwards in the process
+(`--config.quick=True` raises them, so that the stages share a few compiled programs).
 """
 from __future__ import annotations
 
@@ -14,11 +17,31 @@ from typing import Sequence
 import numpy as np
 
 
+# The smallest buckets a `Buckets()` made without them takes (`set_minimums`).
+_MINIMUMS = {"min_prompt": 16, "min_new_tokens": 16, "min_batch": 1}
+
+
+def set_minimums(**values: int) -> dict[str, int]:
+  """Set the process-wide smallest buckets (`min_prompt`, `min_new_tokens`, `min_batch`) of every
+  `Buckets()` made afterwards; returns the previous ones (to restore them)."""
+  unknown = set(values) - set(_MINIMUMS)
+  if unknown:
+    raise ValueError(f"set_minimums: unknown field(s) {sorted(unknown)}; "
+                     f"known: {sorted(_MINIMUMS)}")
+  previous = dict(_MINIMUMS)
+  _MINIMUMS.update({k: int(v) for k, v in values.items()})
+  return previous
+
+
+def _minimum(name: str):
+  return dataclasses.field(default_factory=lambda: _MINIMUMS[name])
+
+
 @dataclasses.dataclass(frozen=True)
 class Buckets:
-  min_prompt: int = 16
-  min_new_tokens: int = 16
-  min_batch: int = 1
+  min_prompt: int = _minimum("min_prompt")
+  min_new_tokens: int = _minimum("min_new_tokens")
+  min_batch: int = _minimum("min_batch")
   linear_above: int = 512
   batch_linear_above: int = 16  # batches grow in steps of 16 from there (80 rows stay 80)
 

@@ -100,7 +100,7 @@ class Sampler:
   """Batched KV-cache generation for one model config; see the module docstring."""
 
   def __init__(self, config: models.ModelConfig, params=None, tokenizer: Tokenizer | None = None,
-               *, mesh: jax.sharding.Mesh | None = None, buckets: Buckets = Buckets(),
+               *, mesh: jax.sharding.Mesh | None = None, buckets: Buckets | None = None,
                max_batch: int | None = None, feed: distributed.RowFeed | None = None,
                share_prefill: bool = True, compact: bool = True,
                transpose_min_elements: int = decoder.TRANSPOSE_MIN_ELEMENTS):
@@ -110,7 +110,7 @@ class Sampler:
     self.max_batch = max_batch
     self.tokenizer = tokenizer
     self.mesh = mesh
-    self.buckets = buckets
+    self.buckets = buckets or Buckets()
     self.feed = feed or distributed.RowFeed()  # rows <-> mesh; per host: rl.host_shard
     # rows may be regrouped (shared prefill, compaction) only when this host holds them all
     self.share_prefill = share_prefill and self.feed.rows_are_global
@@ -161,14 +161,17 @@ class Sampler:
     axes = models.param_logical_axes(self.config, like=params)
     return jax.device_put(params, parallel.tree_shardings(axes, params, self.mesh))
 
+  # Without a mesh, inputs are committed to the first device like the params and the jitted
+  # calls' outputs: a mix of committed and uncommitted arguments compiles a second program for
+  # the same shapes (e.g. the decode chunk after a stop check replaced `done`).
   def _place_rows(self, x: np.ndarray) -> jax.Array:
     if self.mesh is None:
-      return jnp.asarray(x)
+      return jax.device_put(x, jax.devices()[0])
     return self.feed.put(x, self.mesh)
 
   def _place_scalar(self, x) -> jax.Array:
     if self.mesh is None:
-      return jnp.asarray(x)
+      return jax.device_put(x, jax.devices()[0])
     return self.feed.replicate(x, self.mesh)
 
   def _prepare(self, params):

@@ -191,8 +191,9 @@ class _Search:
     self.timing = {k: 0.0 for k in ("generation", "execution", "value", "bookkeeping", "total")}
     self.pool = _TimedPool(pool if config.mode == "collect" else NullPool(), self.timing)
     self.table = LineTable()
-    self.tree = tree_lib.init_tree(b, tree_lib.capacity_for(config.iterations, n),
-                                   max(n, config.width))
+    # committed like `_update`'s outputs, so the first update does not compile a second program
+    self.tree = jax.device_put(tree_lib.init_tree(b, tree_lib.capacity_for(config.iterations, n),
+                                                  max(n, config.width)), jax.devices()[0])
     self.expanded_states: list[dict[int, str]] = [{} for _ in problems]
     # per tree: node state -> the text the policy continues it from (`lines.sampling_state`)
     self.continue_from: list[dict[str, str]] = [{p.starter_code: p.starter_code}

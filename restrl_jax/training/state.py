@@ -30,6 +30,8 @@ def init_train_state(params: Any, optimizer: optax.GradientTransformation,
                      opt_state=jax.jit(optimizer.init)(params))
   if mesh is not None:
     state = jax.tree.map(lambda x: _onto_mesh(x, mesh), state)
+  else:   # committed like the train step's outputs (mixed inputs compile the step twice)
+    state = jax.device_put(state, jax.devices()[0])
   return state
 
 

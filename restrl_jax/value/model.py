@@ -29,6 +29,7 @@ import orbax.checkpoint as ocp
 from restrl_jax import io_utils, models, parallel
 from restrl_jax.data.problem import Problem
 from restrl_jax.data.prompts import value_model_input
+from restrl_jax.sampling.buckets import Buckets
 from restrl_jax.value import data
 
 META_FILE, PARAMS_DIR = "value_model.json", "params"
@@ -61,7 +62,9 @@ _forward = jax.jit(models.value_from, static_argnums=0)
 
 
 def _bucket_rows(n: int, batch_size: int, multiple: int) -> int:
-  size = 1
+  """Rows of a scoring batch of n texts: the next power of two, at least the process's smallest
+  batch bucket (`sampling.buckets.set_minimums`), at most `batch_size`."""
+  size = max(1, Buckets().min_batch)
   while size < n:
     size *= 2
   size = min(size, batch_size)
@@ -162,6 +165,9 @@ def load_value_model(path: str | os.PathLike, dtype: str = "float32", batch_size
       config, models.init_params(config, jax.random.key(0)), jax.random.key(0)))
   with ocp.StandardCheckpointer() as ckpt:
     params = ckpt.restore(Path(path).absolute() / PARAMS_DIR, like)
+  # the layer layout the model's loop consumes (per layer on CPU), as in training: the same
+  # compiled forward as the training run's scoring
+  params = models.to_layout(params, models.params_layout(config))
   tokenizer = tokenizer or load_tokenizer(meta["backbone_path"])
   return ValueModel(config, params, tokenizer, meta["max_length"], batch_size, pad_multiple,
                     mesh)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from restrl_jax import io_utils
+from restrl_jax.pipeline.policy_source import weights_digest
 from restrl_jax.pipeline.registry import StageContext, register_stage
 from restrl_jax.pipeline.sections import section
 from restrl_jax.pipeline.stages.common import (batches, benchmark_problems, execution_pool,
@@ -65,6 +66,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
       for k in TIMING_KEYS:
         timing[k] += result.timing[k]
   summary = collect_lib.summarize_records(io_utils.read_jsonl(stage_dir / VALUES_FILE))
-  return {"policy": str(policy), "values_path": str(stage_dir / VALUES_FILE), **summary,
+  return {"policy": str(policy), "policy_sha256": weights_digest(policy),
+          "values_path": str(stage_dir / VALUES_FILE), **summary,
           "isolation": isolation,
           **{f"seconds_{k}" if k != "expansions" else k: round(v, 3) for k, v in timing.items()}}

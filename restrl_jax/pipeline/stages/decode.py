@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from restrl_jax import io_utils
+from restrl_jax.pipeline.policy_source import weights_digest
 from restrl_jax.pipeline.registry import StageContext, register_stage
 from restrl_jax.pipeline.sections import section
 from restrl_jax.pipeline.stages.common import (batches, benchmark_problems, execution_pool,
@@ -64,5 +65,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
       scores = json.loads(out.read_text())
       rows.append({"method": f"{method} ({budget} samples)", "benchmark": cfg.decode_benchmark,
                    **scores})
-  return {"policy": str(policy), "value_model": str(vm_path), "budget": budget,
+  return {"policy": str(policy), "policy_sha256": weights_digest(policy),
+          "value_model": str(vm_path), "budget": budget,
           "isolation": isolation, "rows": rows}

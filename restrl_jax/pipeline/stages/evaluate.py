@@ -17,7 +17,7 @@ from pathlib import Path
 
 from restrl_jax import config_defaults, io_utils
 from restrl_jax.evaluation import metrics
-from restrl_jax.pipeline.policy_source import base_policy, resolve_policy
+from restrl_jax.pipeline.policy_source import base_policy, resolve_policy, weights_digest
 from restrl_jax.pipeline.registry import StageContext, register_stage
 from restrl_jax.pipeline.stages.common import (benchmark_problems, execution_pool, sampler_for,
                                                sampling_params)
@@ -41,7 +41,7 @@ def _score_policy(config, policy: Path, problems, pool) -> list:
                  rng=config_defaults.fill_seeds(config, "evaluate", config.evaluate).seed)
 
 
-def _write_samples(path: Path, records, isolation: str) -> None:
+def write_samples(path: Path, records, isolation: str) -> None:
   io_utils.atomic_write_text(path, "".join(
       json.dumps(_sample_row(r, isolation), default=str) + "\n" for r in records))
 
@@ -91,15 +91,16 @@ def run(ctx: StageContext) -> dict:
     base_records = _score_policy(config, base, problems, pool) if compared else None
     isolation = pool.isolation
   stage_dir = Path(ctx.stage_dir)
-  _write_samples(stage_dir / "samples.jsonl", records, isolation)
+  write_samples(stage_dir / "samples.jsonl", records, isolation)
   scores = summarize_records(records, tuple(cfg.ks))
   io_utils.atomic_write_json(stage_dir / "scores.json", scores)
   rows, extra = [_row(cfg.method, cfg, scores)], {}
   if base_records is not None:
-    _write_samples(stage_dir / "base_samples.jsonl", base_records, isolation)
+    write_samples(stage_dir / "base_samples.jsonl", base_records, isolation)
     base_scores = summarize_records(base_records, tuple(cfg.ks))
     extra = {"base_policy": str(base), **paired_gain(records, base_records),
              **{f"base_{k}": base_scores[k] for k in ("strict_accuracy", "test_case_average")}}
     io_utils.atomic_write_json(stage_dir / "gain.json", extra)
     rows = [_row("base", cfg, base_scores), *rows, _gain_row(extra)]
-  return {"policy": str(policy), "isolation": isolation, "rows": rows, **scores, **extra}
+  return {"policy": str(policy), "policy_sha256": weights_digest(policy), "isolation": isolation,
+          "rows": rows, **scores, **extra}

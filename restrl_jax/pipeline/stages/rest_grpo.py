@@ -4,9 +4,13 @@
 (naive data + dynamic sampling) or "rest_dpo". The sections `config.rest` / `config.grpo` are
 read over `config_defaults.rest()` / `grpo()`, so a config sets only what it changes (a field
 the defaults do not know is an error naming it) and become the plain dataclasses of
-`restrl_jax.rl` (RoundsConfig, GRPOConfig, DPOConfig). The start policy is the newest policy an
+`restrl_jax.rl` (RoundsConfig, GRPOConfig, DPOConfig). The training problems are those of
+`rest.benchmark` and of each `rest.extra_benchmarks` (files in `rest.extra_data_paths`, filled
+from the data root), less those whose task text is that of a problem of the `rest.held_out`
+evaluation sets (`data.holdout`; counts in the summary). The start policy is the newest policy an
 earlier stage wrote, else the base `config.model.hf_path` (`resolve_policy`), recorded in
-`<stage_dir>/start_policy.json` so a resumed run starts from the same one. Outputs:
+`<stage_dir>/start_policy.json` so a resumed run starts from the same one; the summary records
+the sha256 of the start and trained weights. Outputs:
 `<stage_dir>/round_<r>/...` (see rl/rounds.py) and the trained policy at `<stage_dir>/policy`;
 with `rest.curve_every` the held-out learning curve at `<workdir>/plots/learning_curve.png`
 (learning_curve.py).
@@ -25,8 +29,10 @@ import jax
 import ml_collections
 
 from restrl_jax import parallel
+from restrl_jax.config_checks import ConfigError
+from restrl_jax.data.holdout import drop_held_out
 from restrl_jax.data.registry import load_problems
-from restrl_jax.pipeline.policy_source import policy_tokenizer, resolve_policy
+from restrl_jax.pipeline.policy_source import policy_tokenizer, resolve_policy, weights_digest
 from restrl_jax.pipeline.registry import StageContext, register_stage
 from restrl_jax.pipeline.sections import section
 from restrl_jax.pipeline.stages.common import execution_pool
@@ -133,14 +139,45 @@ def _summary(result: dict) -> dict:
   return out
 
 
+def _paired(rest: ml_collections.ConfigDict, names_key: str, paths_key: str
+            ) -> list[tuple[str, str]]:
+  """(benchmark, file) pairs of a list of problem sets of `rest` (names and files in order)."""
+  names, paths = tuple(rest[names_key]), tuple(rest[paths_key])
+  if len(names) != len(paths):
+    raise ConfigError(
+        f"config.rest.{paths_key} has {len(paths)} file(s) for the {len(names)} benchmark(s) of "
+        f"config.rest.{names_key} {list(names)}: give one file per benchmark, or a data root "
+        "(--config.data_dir=DIR) to take each one's file from")
+  return list(zip(names, paths))
+
+
+def training_problems(rest: ml_collections.ConfigDict) -> tuple[tuple, dict[str, Any]]:
+  """(problems, facts): the problems of `rest.benchmark` and of each `rest.extra_benchmarks`
+  (each limited to `rest.num_problems`), less those whose task text is that of a problem of the
+  `rest.held_out` evaluation sets (`data.holdout`)."""
+  sets = [(rest.benchmark, rest.data_path)] + _paired(rest, "extra_benchmarks",
+                                                      "extra_data_paths")
+  problems, facts = [], {}
+  for benchmark, path in sets:
+    split = rest.split if benchmark in ("synthetic", "apps") else None
+    loaded = load_problems(benchmark, path, split=split, limit=rest.num_problems)
+    facts[f"train_problems/{benchmark}"] = len(loaded)
+    problems += loaded
+  held = [p for benchmark, path in _paired(rest, "held_out", "held_out_paths")
+          for p in load_problems(benchmark, path)]
+  problems, dropped = drop_held_out(problems, held)
+  if not problems:
+    raise ConfigError(f"no training problems left: all {len(dropped)} are problems of the "
+                      f"held-out evaluation sets {list(rest.held_out)} (config.rest.held_out)")
+  return tuple(problems), {**facts, "held_out": len(dropped), "train_problems": len(problems)}
+
+
 @register_stage(STAGE, reads=READS)
 def run(ctx: StageContext) -> dict:
-  """Summary facts (method, steps, per-round data sizes)."""
+  """Summary facts (method, steps, per-round data sizes, training sets, the weights' digests)."""
   config = ctx.config
   rest, grpo = section(config, "rest"), section(config, "grpo")
-  split = rest.split if rest.benchmark in ("synthetic", "apps") else None
-  problems = tuple(load_problems(rest.benchmark, rest.data_path, split=split,
-                                 limit=rest.num_problems))       # bad data stops before any output
+  problems, data_facts = training_problems(rest)   # bad data stops before any output
   curve = curve_eval(rest)
   policy = start_policy(ctx)
   tokenizer = policy_tokenizer(config, policy)
@@ -150,7 +187,9 @@ def run(ctx: StageContext) -> dict:
                   dpo=dpo_config(rest, grpo), mesh=_mesh(config), curve=curve)
     result = run_rounds(setup, policy, Path(ctx.stage_dir))
   curve_facts = plot_curve(Path(ctx.stage_dir), Path(ctx.workdir), rest.method)
-  return {**_summary(result), **curve_facts, "isolation": pool.isolation}
+  return {**_summary(result), **data_facts, **curve_facts, "isolation": pool.isolation,
+          "start_policy": str(policy), "start_policy_sha256": weights_digest(policy),
+          "policy_sha256": weights_digest(Path(result["policy_path"]))}
 
 
 def main(argv: list[str]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from restrl_jax import parallel
-from restrl_jax.pipeline.policy_source import resolve_policy
+from restrl_jax.pipeline.policy_source import resolve_policy, weights_digest
 from restrl_jax.pipeline.registry import StageContext, register_stage
 from restrl_jax.pipeline.sections import dataclass_from, section
 from restrl_jax.pipeline.stages.collect_values import VALUES_FILE
@@ -37,4 +37,4 @@ def run(ctx: StageContext) -> dict[str, Any]:
   mesh = parallel.make_mesh(tuple(config.mesh.shape)) if cfg.shard else None
   summary = train_value(dataclass_from(cfg, ValueTrainConfig, dtype=dtype), examples, policy,
                         stage_dir, mesh=mesh)
-  return {"policy": str(policy), "records": str(records), **summary}
+  return {"policy": str(policy), "policy_sha256": weights_digest(policy), "records": str(records), **summary}
