@@ -128,6 +128,7 @@ def test_within_auc_counts_pairs_ties_and_the_no_exception_subset():
 
 def _record(seed, shift):
   return {"seed": seed, "settings": dataclasses.asdict(table2.Settings()),
+          "training_ranking": {"num_problems": 2, "auc": 0.9, "pairs": 10},
           "pool": {"problem_ids": ["a", "b"], "scores": [[0.1, 0.9, 0.5], [0.4, 0.2, 0.3]],
                    "rewards": [[0.0, 1.0, 0.5], [1.0, 0.0, 0.0]],
                    "clean": [[1, 1, 1], [1, 0, 1]]},
@@ -157,6 +158,7 @@ def test_summarize_table_paired_differences_and_curve():
   assert set(s["curve"]["vm_mcts"]) == {2}
   text = table2.markdown(s, records)
   assert "| VM-MCTS | 0.750 ± 0.354 | 1.5 |" in text and "1.000 (4 pairs)" in text
+  assert s["ranking"][1]["training_auc"] == 0.9 and "0.900 (10 pairs)" in text
 
 
 def test_report_writes_docs_between_markers_and_keeps_other_keys(tmp_path):

@@ -128,6 +128,25 @@ def pool_cell(sampler: Any, vm: Any, pool: Any, problems: Sequence, size: int, s
           "seconds": round(time.perf_counter() - start, 1)}
 
 
+def training_ranking_cell(vm: Any, values_path: Path, num_problems: int = 200) -> dict:
+  """The value model's ranking of the executed programs of its own first `num_problems`
+  collection problems (seen in training), beside the held-out pool's: how far it generalises."""
+  by_problem: dict[str, list[dict]] = {}
+  for r in io_utils.read_jsonl(values_path):
+    if r["kind"] == "program" and (r["problem_id"] in by_problem or
+                                   len(by_problem) < num_problems):
+      by_problem.setdefault(r["problem_id"], []).append(r)
+  from restrl_jax.data.prompts import value_model_input  # pylint: disable=import-outside-toplevel
+  groups = list(by_problem.values())
+  scores = vm.score([value_model_input(r["prompt"], r["state"]) for g in groups for r in g])
+  out, k = [], 0
+  for g in groups:
+    out.append(scores[k:k + len(g)])
+    k += len(g)
+  auc, pairs = within_auc(out, [[r["value"] for r in g] for g in groups])
+  return {"num_problems": len(groups), "auc": auc, "pairs": pairs}
+
+
 def mcts_cell(sampler: Any, vm: Any, pool: Any, problems: Sequence, method: str, budget: int,
               seed: int, sampling_params: Any, mcts: Any) -> dict:
   """One MCTS method at `budget` on every problem (all trees together), executed."""
@@ -164,6 +183,8 @@ def run_seed(settings: Settings, seed: int, policy: Path, workdir: Path) -> dict
   with ExecutionPool() as pool:
     pool_data = cached(cells / f"pool_n{settings.pool_size}.json", lambda: pool_cell(
         sampler, vm, pool, problems, settings.pool_size, seed, sp))
+    seen = cached(cells / "training_ranking.json", lambda: training_ranking_cell(
+        vm, workdir / "value" / "collect_values" / "values.jsonl"))
     mcts = {}
     for budget in sorted(settings.mcts_budgets):
       for method in MCTS_METHODS:
@@ -172,7 +193,7 @@ def run_seed(settings: Settings, seed: int, policy: Path, workdir: Path) -> dict
             cells / f"{method}_b{budget}.json", lambda: mcts_cell(
                 sampler, vm, pool, problems, method, budget, seed, sp, config.mcts))
   return {"seed": seed, "policy": str(policy), "settings": dataclasses.asdict(settings),
-          "value": value, "pool": pool_data, "mcts": mcts}
+          "value": value, "training_ranking": seen, "pool": pool_data, "mcts": mcts}
 
 
 def cached(path: Path, compute) -> dict:
@@ -260,8 +281,10 @@ def summarize(records: Sequence[dict], budget: int) -> dict:
     pool = rec["pool"]
     auc, pairs = within_auc(pool["scores"], pool["rewards"])
     clean_auc, clean_pairs = within_auc(pool["scores"], pool["rewards"], pool["clean"])
+    seen = rec.get("training_ranking", {})
     ranking.append({"seed": rec["seed"], "auc": auc, "pairs": pairs, "auc_clean": clean_auc,
-                    "pairs_clean": clean_pairs})
+                    "pairs_clean": clean_pairs, "training_auc": seen.get("auc"),
+                    "training_pairs": seen.get("pairs")})
   table = {}
   per_seed = [per_problem(rec, budget) for rec in records]
   for method in CURVE_METHODS:
@@ -317,7 +340,10 @@ def markdown(summary: dict, records: Sequence[dict]) -> str:
   clean = ", ".join(f"{fmt1(r['auc_clean'])} ({r['pairs_clean']})" for r in s["ranking"])
   lines += ["", f"Value model ranking (within-problem AUC on the pools, per seed): {auc}; on "
             f"the pairs where both programs ran without an exception: {clean}. Mean over "
-            f"{n} seed(s): {fmt(s['auc'])} (all pairs), {fmt(s['auc_clean'])} (no exception).",
+            f"{n} seed(s): {fmt(s['auc'])} (all pairs), {fmt(s['auc_clean'])} (no exception). "
+            "On the executed programs of its own first collection problems (seen in training): "
+            + ", ".join(f"{fmt1(r.get('training_auc'))} ({r.get('training_pairs')} pairs)"
+                        for r in s["ranking"]) + ".",
             "", f"Setting: RL'd policy = naive GRPO of the learning experiment (one per seed); "
             f"{settings['num_test']} id_test problems, a pool of {settings['pool_size']} samples "
             f"per problem; value model per seed from collection on "
