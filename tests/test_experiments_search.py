@@ -159,6 +159,9 @@ def test_summarize_table_paired_differences_and_curve():
   text = table2.markdown(s, records)
   assert "| VM-MCTS | 0.750 ± 0.354 | 1.5 |" in text and "1.000 (4 pairs)" in text
   assert s["ranking"][1]["training_auc"] == 0.9 and "0.900 (10 pairs)" in text
+  one = table2.markdown(table2.summarize(records[:1], budget=2), records[:1])
+  se = float(np.std([1.0 - 1 / 3, 0.0 - 1 / 3], ddof=1) / np.sqrt(2))  # VM - sampling per problem
+  assert f"| VM-MCTS | 0.500 | 1.5 | " in one and f"+0.167 ± {se:.3f} (SE) |" in one
 
 
 def test_report_writes_docs_between_markers_and_keeps_other_keys(tmp_path):

@@ -325,9 +325,9 @@ def markdown(summary: dict, records: Sequence[dict]) -> str:
            "programs drawn / problem | minus best-of-N (paired) | minus sampling (paired) |",
            "|---|---|---|---|---|"]
   for method, row in s["table"].items():
-    diffs = [fmt(row[k], sign=True) if k in row else "-"
-             for k in ("minus_best_of_n", "minus_sampling")]
-    lines.append(f"| {NAMES[method]} | {fmt(row['strict_accuracy'])} | "
+    diffs = [diff_cell(row, k, n) for k in ("minus_best_of_n", "minus_sampling")]
+    acc = fmt(row["strict_accuracy"]) if n > 1 else f"{row['strict_accuracy'][0]:.3f}"
+    lines.append(f"| {NAMES[method]} | {acc} | "
                  f"{row['samples_per_problem'][0]:.1f} | {diffs[0]} | {diffs[1]} |")
   lines += ["", "| strict accuracy at k programs | " + " | ".join(
       str(b) for b in sorted({b for c in s["curve"].values() for b in c})) + " |"]
@@ -335,7 +335,8 @@ def markdown(summary: dict, records: Sequence[dict]) -> str:
   lines.append("|---|" + "---|" * len(budgets))
   for method, points in s["curve"].items():
     lines.append(f"| {NAMES[method]} | " + " | ".join(
-        fmt(points[b]) if b in points else "" for b in budgets) + " |")
+        ("" if b not in points else fmt(points[b]) if n > 1 else f"{points[b][0]:.3f}")
+        for b in budgets) + " |")
   auc = ", ".join(f"{fmt1(r['auc'])} ({r['pairs']} pairs)" for r in s["ranking"])
   clean = ", ".join(f"{fmt1(r['auc_clean'])} ({r['pairs_clean']})" for r in s["ranking"])
   lines += ["", f"Value model ranking (within-problem AUC on the pools, per seed): {auc}; on "
@@ -353,6 +354,16 @@ def markdown(summary: dict, records: Sequence[dict]) -> str:
             f"{settings['value_learning_rate']}; mean ± std over seeds; paired differences"
             " are per seed the mean over problems of (method - baseline)."]
   return "\n".join(lines) + "\n"
+
+
+def diff_cell(row: dict, key: str, seeds: int) -> str:
+  """A paired difference: ± its std over seeds, or with one seed ± its standard error over
+  problems."""
+  if key not in row:
+    return "-"
+  if seeds > 1:
+    return fmt(row[key], sign=True)
+  return f"{row[key][0]:+.3f} ± {row[key + '_problem_se'][0]:.3f} (SE)"
 
 
 def fmt1(x: float | None) -> str:
