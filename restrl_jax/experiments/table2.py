@@ -222,8 +222,8 @@ def run(args: argparse.Namespace) -> None:
     if not (policy / "config.json").is_file():
       raise FileNotFoundError(f"no RL'd policy for seed {seed} at {policy}: run `python -m "
                               "restrl_jax.experiments.learning run --methods grpo` first")
-    io_utils.atomic_write_json(record, run_seed(settings, seed, policy,
-                                                Path(args.out) / f"seed{seed}"))
+    result = run_seed(settings, seed, policy, Path(args.out) / f"seed{seed}")
+    io_utils.atomic_write_text(record, json.dumps(result, separators=(",", ":")) + "\n")
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -352,7 +352,8 @@ def markdown(summary: dict, records: Sequence[dict]) -> str:
             f"iterations x {settings['collect_samples']} samples, {settings['value_epochs']} "
             f"epochs of batch {settings['value_batch_size']} at LR "
             f"{settings['value_learning_rate']}; mean ± std over seeds; paired differences"
-            " are per seed the mean over problems of (method - baseline)."]
+            " are per seed the mean over problems of (method - baseline); with one seed the ±"
+            " of a difference is its standard error over problems (SE)."]
   return "\n".join(lines) + "\n"
 
 
