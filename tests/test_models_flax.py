@@ -129,3 +129,5 @@ def test_value_head_is_a_module_with_logical_axes():
   vparams = {"backbone": models.init_params(TINY, jax.random.key(0)), "head": head}
   shardings = parallel.tree_shardings(axes, vparams, mesh)
   assert shardings["head"]["kernel"].spec == P("fsdp", None)
+  # what `value.place_value_params` uses: read from the boxed trees of both modules
+  assert models.value_param_shardings(TINY, mesh) == shardings

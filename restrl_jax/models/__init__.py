@@ -10,14 +10,14 @@ from restrl_jax.models.kv_cache import KVCache, init_cache
 from restrl_jax.models.presets import PRESETS, get_preset
 from restrl_jax.models.value_head import (ValueHead, init_value_head, last_real_index,
                                           value_from, value_head_logical_axes,
-                                          value_logical_axes, values)
+                                          value_logical_axes, value_param_shardings,
+                                          values)
 
 __all__ = [
     "ModelConfig", "resolve_cache_layout", "resolve_layer_loop", "Decoder", "abstract_params",
     "KVCache", "forward_step", "hidden_states", "init_cache", "init_boxed_params", "init_params",
-    "logits",
-    "param_logical_axes", "param_shapes", "param_shardings", "decode_params", "PRESETS",
-    "get_preset", "ValueHead", "init_value_head", "last_real_index", "value_from",
-    "value_head_logical_axes", "value_logical_axes", "values", "hf_tensors", "load_hf",
-    "read_hf_config", "save_hf",
+    "logits", "param_logical_axes", "param_shapes", "param_shardings", "decode_params",
+    "PRESETS", "get_preset", "ValueHead", "init_value_head", "last_real_index", "value_from",
+    "value_head_logical_axes", "value_logical_axes", "value_param_shardings", "values",
+    "hf_tensors", "load_hf", "read_hf_config", "save_hf",
 ]

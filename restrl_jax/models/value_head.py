@@ -17,7 +17,7 @@ import numpy as np
 from restrl_jax import parallel
 from restrl_jax.models.blocks import logical_param, normal_init
 from restrl_jax.models.config import ModelConfig
-from restrl_jax.models.decoder import hidden_states, param_logical_axes
+from restrl_jax.models.decoder import abstract_params, hidden_states, param_logical_axes
 
 
 class ValueHead(nn.Module):
@@ -46,15 +46,26 @@ def init_value_head(config: ModelConfig, rng: jax.Array, std: float = 0.02) -> d
   return nn.meta.unbox(_boxed_head(config, rng, std))
 
 
+def _abstract_head(config: ModelConfig) -> dict:
+  """`ValueHead.init`'s boxed params as ShapeDtypeStructs (nothing computed)."""
+  return jax.eval_shape(functools.partial(_boxed_head, config), jax.random.key(0))
+
+
 def value_head_logical_axes(config: ModelConfig) -> dict:
   """The head's logical axes, read from `ValueHead.init`'s boxed tree."""
-  return parallel.logical_axes(jax.eval_shape(functools.partial(_boxed_head, config),
-                                              jax.random.key(0)))
+  return parallel.logical_axes(_abstract_head(config))
 
 
 def value_logical_axes(config: ModelConfig) -> dict:
   """Logical axes of value-model params {"backbone": ..., "head": ...}."""
   return {"backbone": param_logical_axes(config), "head": value_head_logical_axes(config)}
+
+
+def value_param_shardings(config: ModelConfig, mesh: jax.sharding.Mesh) -> dict:
+  """NamedShardings of value-model params {"backbone": ..., "head": ...} on `mesh`, from the
+  boxed trees of `Decoder.init` and `ValueHead.init` (as `decoder.param_shardings`)."""
+  return parallel.boxed_shardings({"backbone": abstract_params(config),
+                                   "head": _abstract_head(config)}, mesh)
 
 
 def last_real_index(attention_mask: jax.Array) -> jax.Array:

@@ -8,7 +8,7 @@ token, scoring `value_model_input(q, state)` texts.
 Scoring is batched: texts are sorted by length, cut into batches of `batch_size`, left-padded to
 power-of-two length buckets (batch rows rounded up to a power of two), so a few compiled programs
 serve every call. With a mesh the parameters are sharded by the logical axes their flax modules
-give them (`models.value_logical_axes`) and batches over the ("data", "fsdp") axes.
+give them (`models.value_param_shardings`) and batches over the ("data", "fsdp") axes.
 
 Saved value models are folders: `params/` (orbax) + `value_model.json` (the backbone's HF folder,
 which supplies the architecture and tokenizer, and the max input length).
@@ -42,11 +42,11 @@ def init_value_params(config: models.ModelConfig, backbone: Any, rng: jax.Array)
 
 def place_value_params(config: models.ModelConfig, params: Any,
                        mesh: jax.sharding.Mesh | None) -> Any:
-  """Value params on the mesh by their logical axes (unchanged without a mesh)."""
+  """Value params on the mesh by the logical axes of their flax modules
+  (`models.value_param_shardings`; unchanged without a mesh)."""
   if mesh is None:
     return params
-  return jax.device_put(params, parallel.tree_shardings(models.value_logical_axes(config),
-                                                       params, mesh))
+  return jax.device_put(params, models.value_param_shardings(config, mesh))
 
 
 # One jitted forward for every ValueModel (the config is static, so models of the same
