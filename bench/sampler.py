@@ -43,7 +43,7 @@ import numpy as np
 from bench import common, train_step
 from bench.model_sizes import bench_config, flops_per_token, matmul_peak_flops
 from restrl_jax import models
-from restrl_jax.models import decoder
+from restrl_jax.models import decode_form, kv_cache
 from restrl_jax.sampling import Buckets, Sampler, SamplingParams
 
 
@@ -93,7 +93,7 @@ def stream_runner(params, config, batch: int, slots: int, steps: int):
   `steps` times with a jitted float32 sum: the step's floor at this machine's streaming rate;
   and that byte count."""
   arrays = jax.tree.leaves(params) + jax.tree.leaves(
-      decoder.unstack_cache(models.init_cache(config, batch, slots)))
+      kv_cache.unstack_cache(models.init_cache(config, batch, slots)))
   total = jax.jit(lambda xs: sum(jnp.sum(x.astype(jnp.float32)) for x in xs))
   total(arrays).block_until_ready()
 
@@ -142,7 +142,7 @@ def _sampler_runner(args, side: str, scratch: str):
     return ours_runner(low, low_params, prompts, args.new, args.decode_transpose_min), {}
   if side == "stream":
     stream, step_bytes = stream_runner(
-        decoder.decode_params(low_params), low, args.batch, args.prompt + args.new, steps=1)
+        decode_form.decode_params(low_params), low, args.batch, args.prompt + args.new, steps=1)
     return stream, {"step_bytes": step_bytes}
   models.save_hf(config, params, scratch)
   return torch_runner(scratch, prompts, args.new, args.dtype), {}

@@ -13,19 +13,17 @@ from restrl_jax import models
 from restrl_jax.training import init_train_state, make_optimizer, make_train_step, sft_loss
 
 
-def _ours_setup(config, batch: int, seq: int, layout: str = "auto"):
-  """Params in `layout` ("auto": the pipeline's, `models.params_layout`), AdamW, one batch."""
+def _ours_setup(config, batch: int, seq: int):
+  """Params, AdamW, one batch."""
   params = models.init_params(config, jax.random.key(0))
-  layout = models.params_layout(config) if layout == "auto" else layout
-  params = jax.tree.map(jnp.copy, models.to_layout(params, layout))  # no shared buffers
   optimizer = make_optimizer(1e-4, 1000, schedule="constant")
   tokens = jax.random.randint(jax.random.key(1), (batch, seq), 3, config.vocab_size)
   data = dict(tokens=tokens, attention_mask=jnp.ones_like(tokens), loss_mask=jnp.ones_like(tokens))
   return params, optimizer, data
 
 
-def ours_step_runner(config, batch: int, seq: int, layout: str = "auto"):
-  params, optimizer, data = _ours_setup(config, batch, seq, layout)
+def ours_step_runner(config, batch: int, seq: int):
+  params, optimizer, data = _ours_setup(config, batch, seq)
   state = init_train_state(params, optimizer)
   step = make_train_step(functools.partial(sft_loss, config), optimizer)
   holder = [state]

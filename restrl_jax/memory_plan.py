@@ -31,6 +31,7 @@ import math
 import time
 from typing import NamedTuple, Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -270,9 +271,8 @@ def _analysis(lowered, start: float) -> Compiled:
 
 
 def _abstract_params(config: models.ModelConfig, mesh: Mesh):
-  shapes = jax.eval_shape(lambda k: models.init_params(config, k), jax.random.key(0))
-  shardings = parallel.tree_shardings(models.param_logical_axes(config), shapes, mesh)
-  return shapes, shardings
+  shapes = nn.meta.unbox(models.abstract_params(config))
+  return shapes, models.param_shardings(config, mesh)
 
 
 def abstract_train_state(config: models.ModelConfig, mesh: Mesh,

@@ -2,7 +2,9 @@
 
 Every parameter and activation dimension carries a *logical* name ("batch", "embed", "heads", ...);
 `LOGICAL_RULES` maps logical names to the mesh axes `data`, `fsdp`, `tensor`. A dimension whose size
-the mesh axes do not divide is left unsharded, so tiny test models run on any mesh.
+the mesh axes do not divide is left unsharded, so tiny test models run on any mesh. Parameters get
+their names where flax creates them (`nn.with_logical_partitioning` in `restrl_jax.models`);
+`logical_axes` and `boxed_shardings` read them from the boxed tree that `Module.init` returns.
 
 Activations are constrained with `constrain(x, names)` inside model code; it is a no-op unless a
 `sharding_context(mesh)` is active while the function is traced, so the same model code runs on one
@@ -15,6 +17,7 @@ import contextvars
 import math
 from typing import Any, Sequence
 
+import flax.linen as nn
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -100,6 +103,21 @@ def tree_shardings(logical_tree, shape_tree, mesh: Mesh, rules=LOGICAL_RULES):
 def _is_axis_names(x) -> bool:
   """A leaf of a logical-axes tree: a tuple of names (not a tuple of subtrees, e.g. layers)."""
   return isinstance(x, tuple) and all(n is None or isinstance(n, str) for n in x)
+
+
+def logical_axes(boxed_tree) -> Any:
+  """The logical axis names (a tuple per leaf) of a tree whose leaves flax boxed with them
+  (`nn.with_logical_partitioning`, as `Module.init` returns parameters); an unboxed leaf gets
+  () (replicated)."""
+  return jax.tree.map(tuple, nn.get_partition_spec(boxed_tree),
+                      is_leaf=lambda x: isinstance(x, PartitionSpec))
+
+
+def boxed_shardings(boxed_tree, mesh: Mesh, rules=LOGICAL_RULES):
+  """NamedShardings for a boxed tree (arrays or ShapeDtypeStructs), from the logical axes in
+  its boxes mapped by `rules` as `logical_to_spec` does (a dim the mesh axes do not divide stays
+  unsharded: unlike `nn.logical_to_mesh_sharding`, so small models run on any mesh)."""
+  return tree_shardings(logical_axes(boxed_tree), nn.meta.unbox(boxed_tree), mesh, rules)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -82,10 +82,10 @@ def test_sampler_floor_reads_the_decode_params_and_the_kv_cache():
 
   from bench import sampler
   from restrl_jax import models
-  from restrl_jax.models import decoder
+  from restrl_jax.models import decode_form
 
   config = dataclasses.replace(models.get_preset("tiny"), num_layers=2)
-  step_params = decoder.decode_params(models.init_params(config, jax.random.key(0)))
+  step_params = decode_form.decode_params(models.init_params(config, jax.random.key(0)))
   run, step_bytes = sampler.stream_runner(step_params, config, batch=2, slots=8, steps=1)
   run()
   cache = models.init_cache(config, 2, 8)

@@ -1,11 +1,12 @@
 """The CPU speed paths of the decoder agree with the reference paths.
 
-- "unroll" (per-layer weights, Python loop) == "scan" (stacked weights, lax.scan), for the full
-  forward, its gradient, and the cached step with a stacked or a per-layer KV cache;
+- "unroll" (the layer scan fully unrolled) == "scan" (a rolled lax.scan), for the full forward,
+  its gradient, and the cached step; decode-form params (per-layer weights, a Python loop) give
+  the same cached step with a stacked or a per-layer KV cache;
 - `grouped_attention`'s hand-written gradient == autodiff of a plain masked-softmax attention
   (incl. fully masked query rows from left padding), float32 and bfloat16;
 - the decode loop on unstacked weights/cache gives the same tokens as on stacked ones;
-- decode params with transposed kernels (`decoder.decode_params`) give the same cached step.
+- decode params with transposed kernels (`decode_form.decode_params`) give the same cached step.
 """
 import dataclasses
 import functools
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from restrl_jax import models as M
-from restrl_jax.models import decoder, layers
+from restrl_jax.models import decode_form, decoder, kv_cache, layers
 from restrl_jax.sampling import decode
 from restrl_jax.sampling.transforms import SamplingMode
 
@@ -64,7 +65,9 @@ def test_unstacked_params_and_cache_step():
   runs = {
       "scan": (params, stacked, "scan"),
       "unroll, stacked cache": (params, stacked, "unroll"),
-      "unroll, per-layer": (decoder.unstack_layers(params), decoder.unstack_cache(stacked), "auto"),
+      "decode form, stacked cache": (decode_form.unstack_layers(params), stacked, "auto"),
+      "decode form, per-layer cache": (decode_form.unstack_layers(params),
+                                       kv_cache.unstack_cache(stacked), "auto"),
   }
   step = jax.jit(functools.partial(M.forward_step, TINY), static_argnames="layer_loop")
   caches = {}
@@ -72,12 +75,14 @@ def test_unstacked_params_and_cache_step():
     out, caches[name] = step(p, tokens, positions, cache, jnp.int32(0), kv_mask, layer_loop=loop)
     np.testing.assert_allclose(np.asarray(out)[np.asarray(mask)], want[np.asarray(mask)],
                                atol=1e-4, rtol=1e-4, err_msg=name)
-  assert isinstance(caches["unroll, per-layer"].k, tuple)
-  assert caches["unroll, stacked cache"].k.shape == stacked.k.shape
-  restacked = decoder.stack_cache(caches["unroll, per-layer"])
+  assert isinstance(caches["decode form, per-layer cache"].k, tuple)
+  for name in ("unroll, stacked cache", "decode form, stacked cache"):
+    assert caches[name].k.shape == stacked.k.shape, name
+    np.testing.assert_allclose(caches[name].k, caches["scan"].k, atol=1e-5, err_msg=name)
+  restacked = kv_cache.stack_cache(caches["decode form, per-layer cache"])
   np.testing.assert_allclose(restacked.k, caches["scan"].k, atol=1e-5)
   np.testing.assert_allclose(restacked.v, caches["scan"].v, atol=1e-5)
-  shapes = jax.eval_shape(decoder.unstack_layers, params)
+  shapes = jax.eval_shape(decode_form.unstack_layers, params)
   with pytest.raises(ValueError, match="layer_loop='scan' needs stacked"):
     jax.eval_shape(functools.partial(M.logits, TINY, layer_loop="scan"), shapes, tokens, mask)
   with pytest.raises(ValueError, match="layer_loop must be one of"):
@@ -143,7 +148,7 @@ def test_decode_loop_same_tokens_stacked_or_unstacked():
                                 mode=SamplingMode(False, 0, False), pad_id=0)
     return state.tokens, state.logprobs
 
-  got = jax.jit(run)(decoder.unstack_layers(params))
+  got = jax.jit(run)(decode_form.unstack_layers(params))
   want = jax.jit(run)(params)
   np.testing.assert_array_equal(got[0], want[0])
   np.testing.assert_allclose(got[1], want[1], atol=1e-5)
@@ -154,14 +159,15 @@ def test_decode_loop_same_tokens_stacked_or_unstacked():
                                        {"family": "qwen3", "qk_norm": True, "attention_bias": False}],
                          ids=["qwen2-untied", "tied", "qwen3-style"])
 def test_decode_params_transposed_kernels_give_the_same_step(overrides):
-  """`decoder.decode_params` (per-layer, kernels stored [N, K] as `kernel_t`) computes the same
+  """`decode_form.decode_params` (per-layer, kernels stored [N, K] as `kernel_t`) computes the same
   cached step as the stacked params, and holds every weight exactly once, transposed."""
   config = dataclasses.replace(TINY, **overrides)
   params = _params(config)
-  untouched = decoder.decode_params(params)  # the tiny kernels stay as they are by default
-  assert all("kernel" in untouched["layers"][0][b][n] for b, n in decoder._PROJECTIONS)
-  prepared = decoder.decode_params(params, min_elements=0)
-  layer0 = prepared["layers"][0]
+  untouched = decode_form.decode_params(params)  # the tiny kernels stay as they are by default
+  assert all("kernel" in untouched["layers_0"][b][n] for b, n in decode_form.PROJECTIONS)
+  prepared = decode_form.decode_params(params, min_elements=0)
+  assert "layers" not in prepared and decode_form.num_layers(prepared) == config.num_layers
+  layer0 = prepared["layers_0"]
   assert "kernel" not in layer0["mlp"]["gate"] and "kernel" not in layer0["attn"]["o"]
   np.testing.assert_array_equal(layer0["attn"]["o"]["kernel_t"],
                                 params["layers"]["attn"]["o"]["kernel"][0].reshape(-1, 128).T)
@@ -177,4 +183,4 @@ def test_decode_params_transposed_kernels_give_the_same_step(overrides):
   (want, want_cache), (got, got_cache) = jax.jit(step)(params), jax.jit(step)(prepared)
   np.testing.assert_allclose(np.asarray(got)[np.asarray(mask)], np.asarray(want)[np.asarray(mask)],
                              atol=1e-5, rtol=1e-5)
-  np.testing.assert_allclose(decoder.stack_cache(got_cache).k, want_cache.k, atol=1e-5)
+  np.testing.assert_allclose(kv_cache.stack_cache(got_cache).k, want_cache.k, atol=1e-5)

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flat_init import flat_init_params  # tests/ is on sys.path under pytest
 
-from restrl_jax import models
 from restrl_jax.data.prompts import value_model_input
 from restrl_jax.data.synthetic import load_synthetic
 from restrl_jax.execution.spec import ExecResult
@@ -58,7 +58,7 @@ def hash_scorer(problems, states):
 
 def newline_policy(tok):
   cfg = policy_config(tok)
-  params = models.init_params(cfg, jax.random.key(0))
+  params = flat_init_params(cfg, jax.random.key(0))  # the draws the search tests were built on
   u = jax.random.normal(jax.random.key(7), (cfg.hidden_size,))
   u = u / jnp.linalg.norm(u)
   nl = np.array([i for i in range(len(tok)) if "\n" in tok.decode([i])])

@@ -13,7 +13,8 @@ P-1 .. P+N-2, i.e. the states whose logits score completion tokens 0 .. N-1. It 
 run the prompt on B rows instead of R: the completion's queries attend to the group's prompt
 keys/values (repeated over the group; their gradient sums over it) and to their own. A GRPO
 group (one prompt, G completions) computes its prompt once instead of G times, and nothing is
-computed for a prompt position beyond what the completion reads from it.
+computed for a prompt position beyond what the completion reads from it. The layers are the
+decoder's own (`Decoder.completion_states`, each layer's `DecoderLayer.shared_prompt`).
 """
 from __future__ import annotations
 
@@ -22,8 +23,7 @@ import jax.numpy as jnp
 
 from restrl_jax.models import layers
 from restrl_jax.models.config import ModelConfig
-from restrl_jax.models.decoder import (Params, _attention_inputs, _embed, _is_unstacked,
-                                       _layer_output, _loop_params, hidden_states)
+from restrl_jax.models.decoder import Params, _decoder, hidden_states
 
 
 def completion_hidden_states(config: ModelConfig, params: Params, tokens: jax.Array,
@@ -42,7 +42,6 @@ def completion_hidden_states(config: ModelConfig, params: Params, tokens: jax.Ar
     raise ValueError(f"share={share} must be >= 1 and divide the {r} rows")
   if share == 1:
     return hidden_states(config, params, tokens, attention_mask, remat, layer_loop)[:, p - 1:t - 1]
-  params = _loop_params(config, params, layer_loop)
   mask = attention_mask.astype(bool)                                       # [R, P+N]
   positions = jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=1) - 1, 0)   # [R, P+N]
   first = lambda x: x.reshape((r // share, share) + x.shape[1:])[:, 0]     # [R, ...] -> [B, ...]
@@ -56,27 +55,7 @@ def completion_hidden_states(config: ModelConfig, params: Params, tokens: jax.Ar
   cross_mask = jnp.concatenate(                                            # [R, N, P+N]
       [jnp.broadcast_to(jnp.repeat(prompt_mask, share, axis=0)[:, None, :], (r, n, p)),
        causal_c[None] & mask[:, None, p:]], axis=-1)
-  x_p = _embed(config, params, first(tokens[:, :p]))                       # [B, P, D]
-  x_c = _embed(config, params, tokens[:, p:])                              # [R, N, D]
-  heads = lambda a: jnp.swapaxes(a, 1, 2)                                  # [., S, KVH, Dh] -> [., KVH, S, Dh]
-
-  def body(carry, lp):
-    x_p, x_c = carry
-    q_p, k_p, v_p = _attention_inputs(config, lp, x_p, cos_p, sin_p)
-    attn_p = layers.attend(q_p, heads(k_p), heads(v_p), self_mask, "bhsd", causal=True)
-    q_c, k_c, v_c = _attention_inputs(config, lp, x_c, cos_c, sin_c)
-    k = jnp.concatenate([jnp.repeat(heads(k_p), share, axis=0), heads(k_c)], axis=2)  # [R,KVH,P+N,Dh]
-    v = jnp.concatenate([jnp.repeat(heads(v_p), share, axis=0), heads(v_c)], axis=2)
-    attn_c = layers.attend(q_c, k, v, cross_mask, "bhsd")
-    return (_layer_output(config, lp, x_p, attn_p), _layer_output(config, lp, x_c, attn_c)), None
-
-  if remat:
-    body = jax.checkpoint(body)
-  if _is_unstacked(params):
-    for lp in params["layers"]:
-      (x_p, x_c), _ = body((x_p, x_c), lp)
-  else:
-    (x_p, x_c), _ = jax.lax.scan(body, (x_p, x_c), params["layers"])
-  last_prompt = jnp.repeat(x_p[:, -1:], share, axis=0)                     # [R, 1, D]
-  x = jnp.concatenate([last_prompt, x_c[:, :-1]], axis=1)                  # [R, N, D]
-  return layers.rms_norm(x, params["final_norm"]["scale"], config.rms_norm_eps)
+  model = _decoder(config, params, layer_loop, remat)
+  return model.apply({"params": params}, first(tokens[:, :p]), tokens[:, p:],
+                     (cos_p, sin_p, cos_c, sin_c), self_mask, cross_mask,
+                     method="completion_states")

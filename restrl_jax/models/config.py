@@ -46,7 +46,7 @@ class ModelConfig:
   dtype: str = "float32"
   param_dtype: str = "float32"
   cache_layout: str = "auto"
-  layer_loop: str = "auto"   # how the layers run: `models.decoder.resolve_layer_loop`
+  layer_loop: str = "auto"   # how the layers run: `resolve_layer_loop`
 
   def __post_init__(self):
     if self.family not in FAMILIES:
@@ -118,6 +118,22 @@ def resolve_cache_layout(config: ModelConfig) -> str:
   if config.cache_layout != "auto":
     return config.cache_layout
   return "bhsd_kt" if jax.default_backend() == "cpu" else "bshd"
+
+
+def resolve_layer_loop(layer_loop: str = "auto", config: ModelConfig | None = None) -> str:
+  """How the decoder's stacked layers run: "scan" (a rolled `jax.lax.scan`: one compiled layer
+  body, fast compiles for 7B models on TPU/GPU) or "unroll" (the same scan fully unrolled: each
+  layer's weights a static slice). `layer_loop` if it is not "auto", else `config.layer_loop`
+  if that is not, else "unroll" on CPU and "scan" on TPU/GPU: inside a rolled scan XLA:CPU
+  copies each layer's weight slice and keeps the saved activations in stacked [L, ...] buffers
+  (dynamic slices/updates and their zero fills in the backward pass)."""
+  if layer_loop not in LAYER_LOOPS:
+    raise ValueError(f"layer_loop must be one of {LAYER_LOOPS}, got {layer_loop!r}")
+  if layer_loop == "auto" and config is not None:
+    layer_loop = config.layer_loop
+  if layer_loop != "auto":
+    return layer_loop
+  return "unroll" if jax.default_backend() == "cpu" else "scan"
 
 
 def _family_of(hf: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from restrl_jax.models import hf_maps, layer_layout
+from restrl_jax.models import hf_maps
 from restrl_jax.models.config import ModelConfig
 from restrl_jax.models.decoder import param_shapes
 
@@ -165,8 +165,7 @@ def _parse_size(size: int | str) -> int:
 
 
 def hf_tensors(config: ModelConfig, params: dict) -> dict[str, np.ndarray]:
-  """All HF tensors (key -> numpy array) for `params` (stacked or per-layer), in table order."""
-  params = layer_layout.to_layout(params, "stacked")
+  """All HF tensors (key -> numpy array) for `params`, in table order."""
   out = {}
   for row in hf_maps.rows_for(config):
     value = np.asarray(jax.device_get(_get_path(params, row.path)))

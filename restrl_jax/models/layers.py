@@ -1,8 +1,9 @@
-"""Decoder building blocks as pure functions over parameter dicts.
+"""The decoder's parameter-free arithmetic as pure functions (the flax modules in `blocks` and
+`decoder_layer` hold the parameters and call these).
 
 RMSNorm, rotary position embeddings (default / linear / llama3 scaling, HF "rotate_half"
-convention), grouped-query attention over a masked key set, and the SwiGLU MLP. Norms, RoPE and
-softmax are computed in float32; matmuls run in the config's compute dtype.
+convention) and grouped-query attention over a masked key set. Norms, RoPE and softmax are
+computed in float32; matmuls run in the config's compute dtype.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import numpy as np
 
 from restrl_jax.models import matmul
 from restrl_jax.models.config import ModelConfig
-from restrl_jax.parallel import constrain
 
 MASK_VALUE = -0.7 * float(np.finfo(np.float32).max)  # finite: fully masked rows stay NaN-free
 
@@ -80,48 +80,6 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
   rotated = jnp.concatenate([-x32[..., half:], x32[..., :half]], axis=-1)
   out = x32 * cos[:, :, None, :] + rotated * sin[:, :, None, :]
   return out.astype(x.dtype)
-
-
-def dense(x: jax.Array, kernel: jax.Array, dtype, bias: jax.Array | None = None) -> jax.Array:
-  """x [..., K] @ kernel [K, N] -> [..., N] as ONE 2-D matmul [M, K] @ [K, N]: on CPU a
-  contraction over several leading dims (e.g. "btd,df->btf") made XLA transpose the activations
-  for the weight gradient, ~2x the cost of the whole backward pass of the MLP. Low-precision
-  compute accumulates in float32 (`matmul.linear`)."""
-  y = matmul.linear(x.reshape(-1, x.shape[-1]), kernel, dtype, bias=bias)  # [M, N]
-  return y.reshape(*x.shape[:-1], kernel.shape[-1])
-
-
-def project(p: dict, x: jax.Array, dtype, bias: jax.Array | None = None) -> jax.Array:
-  """x [..., K] through one projection's params (plus `bias` [N] if given) -> [..., N].
-
-  `p["kernel"]` is used as [K, N] (its leading dims flattened: q's [D, H, Dh] as [D, H * Dh],
-  o's [H, Dh, D] as [H * Dh, D]; free reshapes). Decode params on CPU
-  (`decoder.decode_params`) hold `p["kernel_t"]` [N, K] instead, used in an NT matmul: at a
-  decode step's few rows XLA:CPU streams the weights faster that way (bench/sampler.py).
-  """
-  if "kernel_t" in p:
-    kernel_t = p["kernel_t"]  # [N, K]
-    y = matmul.linear(x.reshape(-1, x.shape[-1]), kernel_t, dtype, layout="nk", bias=bias)
-    return y.reshape(*x.shape[:-1], kernel_t.shape[0])
-  return dense(x, p["kernel"].reshape(x.shape[-1], -1), dtype, bias)
-
-
-def qkv_projection(config: ModelConfig, p: dict, h: jax.Array, dtype):
-  """q [B, T, H, Dh], k/v [B, T, KVH, Dh] from the normed hidden state h [B, T, D]."""
-  out = []
-  heads = {"q": config.num_heads, "k": config.num_kv_heads, "v": config.num_kv_heads}
-  for name in ("q", "k", "v"):
-    bias = p[name]["bias"].reshape(-1) if config.attention_bias else None  # [N]
-    y = project(p[name], h, dtype, bias).reshape(*h.shape[:2], heads[name], config.head_dim)
-    out.append(y)
-  q, k, v = out
-  if config.qk_norm:
-    q = rms_norm(q, p["q_norm"]["scale"], config.rms_norm_eps)
-    k = rms_norm(k, p["k_norm"]["scale"], config.rms_norm_eps)
-  q = constrain(q, ("batch", "seq", "heads", "head_dim"))
-  k = constrain(k, ("batch", "seq", "kv_heads", "head_dim"))
-  v = constrain(v, ("batch", "seq", "kv_heads", "head_dim"))
-  return q, k, v
 
 
 def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, layout: str,
@@ -261,18 +219,3 @@ def _contract_queries(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 grouped_attention.defvjp(_grouped_attention_fwd, _grouped_attention_bwd)
-
-
-def attention_output(p: dict, attn: jax.Array, dtype) -> jax.Array:
-  """[B, T, H, Dh] -> [B, T, D], as ONE contraction over H * Dh: contracting (H, Dh) as two
-  dims let XLA on CPU reorder them and transpose the kernel on every call."""
-  b, t, h, dh = attn.shape
-  return project(p["o"], attn.reshape(b, t, h * dh), dtype)  # kernel [H, Dh, D]
-
-
-def swiglu_mlp(p: dict, h: jax.Array, dtype) -> jax.Array:
-  """down(silu(gate(h)) * up(h)) for h [B, T, D]."""
-  gate = project(p["gate"], h, dtype)
-  up = project(p["up"], h, dtype)
-  act = constrain(jax.nn.silu(gate) * up, ("batch", "seq", "mlp"))
-  return project(p["down"], act, dtype)

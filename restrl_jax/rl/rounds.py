@@ -37,7 +37,7 @@ import jax
 import numpy as np
 import optax
 
-from restrl_jax import distributed, io_utils, models, parallel, training
+from restrl_jax import distributed, io_utils, models, training
 from restrl_jax.checkpoint import Checkpointer
 from restrl_jax.data.problem import Problem
 from restrl_jax.data.prompts import state_token_ends
@@ -127,19 +127,16 @@ class Setup:
 
 # -- params --------------------------------------------------------------------------------------
 
-def place_params(config: models.ModelConfig, host_params: Any, mesh,
-                 layout: str | None = None) -> Any:
-  """A fresh device copy of host (numpy) params, sharded by logical axes on `mesh` (committed to
-  the first device without one: committed and uncommitted inputs compile separately), with the
-  layers in `layout` (default: as given; see `models.layer_layout`)."""
-  if layout is not None:
-    host_params = models.to_layout(host_params, layout)
+def place_params(config: models.ModelConfig, host_params: Any, mesh) -> Any:
+  """A fresh device copy of host (numpy) params, sharded on `mesh` by the logical axes of the
+  decoder's flax modules (`models.param_shardings`; committed to the first device without a
+  mesh: committed and uncommitted inputs compile separately)."""
   if mesh is None:
     return jax.device_put(host_params, jax.devices()[0])
-  axes = models.param_logical_axes(config, like=host_params)
+  shardings = models.param_shardings(config, mesh)
   if host_rounds.multi_host():
-    return host_rounds.place(host_params, parallel.tree_shardings(axes, host_params, mesh))
-  return parallel.shard_tree(host_params, axes, mesh)
+    return host_rounds.place(host_params, shardings)
+  return jax.device_put(host_params, shardings)
 
 
 def export_from_all_processes(config: models.ModelConfig, params: Any, tokenizer: Any,
@@ -355,13 +352,12 @@ def train_round(runtime: Runtime, host_params, rows: list, round_index: int, rou
   """Train one round (resuming from its checkpoints); returns (params, facts)."""
   setup, cfg, model_config = runtime.setup, runtime.setup.cfg, runtime.model_config
   steps = num_steps(cfg, len(rows), runtime.batch_size)
-  layout = models.params_layout(model_config)  # per layer on CPU: no slicing in any step
-  ref = place_params(model_config, host_params, setup.mesh, layout)
+  ref = place_params(model_config, host_params, setup.mesh)
   if steps == 0:
     return ref, {"steps": 0, "resumed_from": 0}
   schedule = training.optim.make_schedule(cfg.learning_rate, steps, cfg.warmup_steps,
                                           cfg.schedule)
-  state = training.init_train_state(place_params(model_config, host_params, setup.mesh, layout),
+  state = training.init_train_state(place_params(model_config, host_params, setup.mesh),
                                     runtime.optimizer, setup.mesh)
   if setup.mesh is None:   # the step counter as committed as the train step's outputs
     state = jax.device_put(state, jax.devices()[0])

@@ -7,10 +7,11 @@ the same one-token `decode_body`, fed the last prompt token first. `decode_chunk
 step reaches `chunk_end` (the host-side stop-string check runs between chunks). All state is one
 `DecodeState` pytree, donated to `decode_chunk` so the cache is updated in place.
 
-How the layers run: on CPU (`models.decoder.resolve_layer_loop`) the weights and the KV cache
-are used per layer (`unstack_layers` / `unstack_cache`), unstacked before the while loop (the
-`Sampler` unstacks the weights once per call): slicing layer i out of stacked [L, ...] arrays
-inside the loop would copy every layer's weights on every generated token.
+How the layers run: on CPU (`models.resolve_layer_loop`) the weights and the KV cache are used
+per layer (`decode_form.unstack_layers` / `kv_cache.unstack_cache`), unstacked before the while
+loop (the `Sampler` prepares the decode form of the weights once per call): slicing layer i out
+of stacked [L, ...] arrays inside the loop would copy every layer's weights on every generated
+token.
 
 Cache slots: [0, P) hold the left-padded prompt, slot P-1+i the i-th generated token.
 Row states: `finish` is RUNNING until the row emits an end-of-sequence id (EOS, kept in `tokens`)
@@ -27,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from restrl_jax import models
-from restrl_jax.models import decoder
+from restrl_jax.models import decode_form, kv_cache
 from restrl_jax.parallel import constrain
 from restrl_jax.sampling.transforms import SamplingMode, draw, row_keys
 
@@ -56,7 +57,7 @@ class DecodeState(NamedTuple):
 
 def _constrain_cache(config: models.ModelConfig, cache: models.KVCache) -> models.KVCache:
   layout = models.resolve_cache_layout(config)
-  k_names, v_names = (decoder.cache_axes(layout, kind) for kind in ("k", "v"))
+  k_names, v_names = (kv_cache.cache_axes(layout, kind) for kind in ("k", "v"))
   if isinstance(cache.k, (tuple, list)):
     per_layer = lambda xs, names: tuple(constrain(x, names[1:]) for x in xs)
     return models.KVCache(per_layer(cache.k, k_names), per_layer(cache.v, v_names))
@@ -64,7 +65,7 @@ def _constrain_cache(config: models.ModelConfig, cache: models.KVCache) -> model
 
 
 def _unrolled(config: models.ModelConfig) -> bool:
-  return decoder.resolve_layer_loop(config=config) == "unroll"
+  return models.resolve_layer_loop(config=config) == "unroll"
 
 
 def _constrain_state(config: models.ModelConfig, s: DecodeState) -> DecodeState:
@@ -93,7 +94,7 @@ def prefill(config: models.ModelConfig, params, prompt_tokens: jax.Array,
   kv_mask = jnp.zeros((u, p + num_new), bool).at[:, :p].set(mask)          # [U, S]
   cache = models.init_cache(config, u, p + num_new)
   if _unrolled(config):
-    params, cache = decoder.unstack_layers(params), decoder.unstack_cache(cache)
+    params, cache = decode_form.unstack_layers(params), kv_cache.unstack_cache(cache)
   cache = _constrain_cache(config, cache)
   if p > 1:
     _, cache = models.forward_step(config, params, prompt_tokens[:, :-1], positions[:, :-1],
@@ -178,8 +179,8 @@ def decode_chunk(config: models.ModelConfig, params, state: DecodeState, chunk_e
   """Run decode steps until all rows are done or the step reaches min(chunk_end, max_new)."""
   limit = jnp.minimum(jnp.asarray(chunk_end, jnp.int32), state.max_new)
   if _unrolled(config):  # loop-invariant per-layer views: hoisted here, not sliced on every step
-    params = decoder.unstack_layers(params)
-    state = state._replace(cache=_constrain_cache(config, decoder.unstack_cache(state.cache)))
+    params = decode_form.unstack_layers(params)
+    state = state._replace(cache=_constrain_cache(config, kv_cache.unstack_cache(state.cache)))
 
   def cond(s: DecodeState):
     return (s.step < limit) & ~jnp.all(s.done)

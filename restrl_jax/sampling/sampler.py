@@ -14,7 +14,7 @@ text in between, marking rows that hit a stop string as done (see `stops.py` for
 Rows with the same prompt (n samples of one prompt) share one prefill, and when the rows still
 running after a stop check fit a smaller power-of-two batch, the finished ones leave the batch
 (`share_prefill`, `compact`; both keep every row's draws, which depend on its row id only).
-With a `mesh`, params are sharded by `param_logical_axes`, the batch over ("data", "fsdp"), and
+With a `mesh`, params are sharded by `models.param_shardings`, the batch over ("data", "fsdp"), and
 tracing happens inside `parallel.sharding_context(mesh)`. Rows enter and leave the mesh through
 `feed` (`distributed.RowFeed`: this process holds every row); with `rl.host_shard.HostRowFeed`
 each process of a multi-host run passes and gets back only its own rows, which draw with their
@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from restrl_jax import distributed, models, parallel
-from restrl_jax.models import decoder
+from restrl_jax.models import decode_form
 from restrl_jax.sampling import decode
 from restrl_jax.sampling.buckets import Buckets, left_pad, repad
 from restrl_jax.sampling.params import SamplingParams, eos_ids as merge_eos_ids
@@ -103,7 +103,7 @@ class Sampler:
                *, mesh: jax.sharding.Mesh | None = None, buckets: Buckets | None = None,
                max_batch: int | None = None, feed: distributed.RowFeed | None = None,
                share_prefill: bool = True, compact: bool = True,
-               transpose_min_elements: int = decoder.TRANSPOSE_MIN_ELEMENTS):
+               transpose_min_elements: int = decode_form.TRANSPOSE_MIN_ELEMENTS):
     if max_batch is not None and max_batch < 1:
       raise ValueError(f"Sampler.max_batch must be >= 1 or None, got {max_batch}")
     self.config = config
@@ -126,7 +126,7 @@ class Sampler:
         self._counted("decode", functools.partial(decode.decode_chunk, config)),
         static_argnames=("mode", "pad_id"), donate_argnames=("state",))
     self._take = jax.jit(functools.partial(decode.take_rows, config))
-    self._decode_params = jax.jit(functools.partial(decoder.decode_params,
+    self._decode_params = jax.jit(functools.partial(decode_form.decode_params,
                                                     min_elements=transpose_min_elements))
     self.params = None if params is None else self._prepare(params)
 
@@ -155,11 +155,11 @@ class Sampler:
     return self.feed.local_multiple(self.mesh)
 
   def place_params(self, params):
-    """Params on the mesh by their logical axes (unchanged without a mesh)."""
+    """Params on the mesh by their logical axes (`models.param_shardings`; unchanged without
+    a mesh)."""
     if self.mesh is None:
       return params
-    axes = models.param_logical_axes(self.config, like=params)
-    return jax.device_put(params, parallel.tree_shardings(axes, params, self.mesh))
+    return jax.device_put(params, models.param_shardings(self.config, self.mesh))
 
   # Without a mesh, inputs are committed to the first device like the params and the jitted
   # calls' outputs: a mix of committed and uncommitted arguments compiles a second program for
@@ -175,11 +175,11 @@ class Sampler:
     return self.feed.replicate(x, self.mesh)
 
   def _prepare(self, params):
-    """Placed params; on CPU `decoder.decode_params` (per-layer weight arrays, transposed
-    kernels; one copy, made once here, instead of slicing the stacked arrays on every decode
-    step)."""
+    """Placed params; on CPU their decode form (`decode_form.decode_params`: per-layer weight
+    arrays, transposed kernels; one copy, made once here, instead of slicing the stacked arrays
+    on every decode step)."""
     params = self.place_params(params)
-    if decoder.resolve_layer_loop(config=self.config) == "unroll":
+    if models.resolve_layer_loop(config=self.config) == "unroll":
       with self._context():
         params = self._decode_params(params)
     return params

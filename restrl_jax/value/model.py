@@ -7,8 +7,8 @@ token, scoring `value_model_input(q, state)` texts.
 
 Scoring is batched: texts are sorted by length, cut into batches of `batch_size`, left-padded to
 power-of-two length buckets (batch rows rounded up to a power of two), so a few compiled programs
-serve every call. With a mesh the parameters are sharded like the policy (`param_logical_axes`)
-and batches over the ("data", "fsdp") axes.
+serve every call. With a mesh the parameters are sharded by the logical axes their flax modules
+give them (`models.value_param_shardings`) and batches over the ("data", "fsdp") axes.
 
 Saved value models are folders: `params/` (orbax) + `value_model.json` (the backbone's HF folder,
 which supplies the architecture and tokenizer, and the max input length).
@@ -40,20 +40,13 @@ def init_value_params(config: models.ModelConfig, backbone: Any, rng: jax.Array)
   return {"backbone": backbone, "head": models.init_value_head(config, rng)}
 
 
-def value_logical_axes(config: models.ModelConfig, like: Any = None) -> dict:
-  """Logical axes of value params (of `like`'s layer layout when given)."""
-  backbone = None if like is None else like["backbone"]
-  return {"backbone": models.param_logical_axes(config, like=backbone),
-          "head": models.value_head_logical_axes(config)}
-
-
 def place_value_params(config: models.ModelConfig, params: Any,
                        mesh: jax.sharding.Mesh | None) -> Any:
-  """Value params on the mesh by their logical axes (unchanged without a mesh)."""
+  """Value params on the mesh by the logical axes of their flax modules
+  (`models.value_param_shardings`; unchanged without a mesh)."""
   if mesh is None:
     return params
-  return jax.device_put(params, parallel.tree_shardings(value_logical_axes(config, params),
-                                                       params, mesh))
+  return jax.device_put(params, models.value_param_shardings(config, mesh))
 
 
 # One jitted forward for every ValueModel (the config is static, so models of the same
@@ -141,8 +134,8 @@ def save_value_model(path: str | os.PathLike, params: Any, backbone_path: str | 
   meta = {"backbone_path": str(Path(backbone_path).absolute()), "max_length": int(max_length),
           **(extra or {})}
   with io_utils.atomic_dir(path) as tmp:
-    with ocp.StandardCheckpointer() as ckpt:  # layers stacked, as `load_value_model` reads them
-      ckpt.save(tmp / PARAMS_DIR, models.to_layout(params, "stacked"))
+    with ocp.StandardCheckpointer() as ckpt:
+      ckpt.save(tmp / PARAMS_DIR, params)
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
   return path
 
@@ -165,9 +158,6 @@ def load_value_model(path: str | os.PathLike, dtype: str = "float32", batch_size
       config, models.init_params(config, jax.random.key(0)), jax.random.key(0)))
   with ocp.StandardCheckpointer() as ckpt:
     params = ckpt.restore(Path(path).absolute() / PARAMS_DIR, like)
-  # the layer layout the model's loop consumes (per layer on CPU), as in training: the same
-  # compiled forward as the training run's scoring
-  params = models.to_layout(params, models.params_layout(config))
   tokenizer = tokenizer or load_tokenizer(meta["backbone_path"])
   return ValueModel(config, params, tokenizer, meta["max_length"], batch_size, pad_multiple,
                     mesh)

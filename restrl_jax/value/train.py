@@ -115,7 +115,6 @@ class _Run:
     self.held_y = np.array([e.target for e in held], np.float32)
     self.steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     self.total = self.steps_per_epoch * cfg.epochs
-    backbone = models.to_layout(backbone, models.params_layout(self.config))  # CPU: per layer
     params = place_value_params(
         self.config, init_value_params(self.config, backbone, jax.random.key(cfg.seed)), mesh)
     optimizer = value_optimizer(cfg, self.total, params)

@@ -113,15 +113,9 @@ def _resume(ckpt: Checkpointer, state: training.TrainState, metrics_path: Path):
   return state, step
 
 
-def _train_layout(config: models.ModelConfig, params: Any) -> Any:
-  """Params in the layer layout the train step consumes as is (per layer on CPU)."""
-  return models.to_layout(params, models.params_layout(config))
-
-
 def restore_params(cfg: WarmstartConfig, config: models.ModelConfig,
                    out_dir: str | Path, step: int | None = None) -> tuple[Any, int]:
-  """(params, step) of a warm-start checkpoint under `out_dir` (default: the newest), layers
-  stacked whatever layout the run trained in (checkpoints hold them stacked)."""
+  """(params, step) of a warm-start checkpoint under `out_dir` (default: the newest)."""
   like = training.init_train_state(models.init_params(config, jax.random.key(0)),
                                    make_optimizer(cfg))
   with Checkpointer(Path(out_dir) / CHECKPOINT_DIR, max_to_keep=cfg.keep_checkpoints) as ckpt:
@@ -147,7 +141,6 @@ def train_policy(cfg: WarmstartConfig, out_dir: str | Path,
   problems = load_synthetic("train", cfg.num_train_problems, cfg.data_seed, cfg.difficulty)
   examples, dropped = data.make_examples(problems, tokenizer, cfg.max_len)
   optimizer = make_optimizer(cfg)
-  params = _train_layout(config, jax.device_get(params))
   state = training.init_train_state(params, optimizer)
   step_fn = training.make_train_step(functools.partial(training.sft_loss, config), optimizer)
   start_time = time.time()
