@@ -106,3 +106,17 @@ def apply(config: ml_collections.ConfigDict) -> dict[str, str | tuple[str, ...]]
     _set_field(config, paths_key, paths)
     filled[paths_key] = paths
   return filled
+
+
+def paired_files(section: str, names_key: str, paths_key: str, names, paths
+                 ) -> list[tuple[str, str]]:
+  """(benchmark, file) pairs of a config list of problem sets and its list of files, in order;
+  unequal lengths are a ConfigError naming both keys."""
+  names, paths = tuple(names), tuple(paths)
+  if len(names) != len(paths):
+    raise ConfigError(
+        f"config.{section}.{paths_key} has {len(paths)} file(s) for the {len(names)} "
+        f"benchmark(s) of config.{section}.{names_key} {list(names)}: give one file per "
+        "benchmark, or a data root (--config.data_dir=DIR, built with python -m "
+        "restrl_jax.data.prepare) to take each one's file from")
+  return list(zip(names, paths))

@@ -20,6 +20,7 @@ from typing import Any
 from restrl_jax import io_utils
 from restrl_jax.config_checks import ConfigError
 from restrl_jax.evaluation.table1 import COLUMNS, table1_markdown, table1_row
+from restrl_jax.pipeline.data_paths import paired_files
 from restrl_jax.pipeline.policy_source import resolve_policy, weights_digest
 from restrl_jax.pipeline.registry import StageContext, register_stage
 from restrl_jax.pipeline.sections import section
@@ -40,12 +41,7 @@ def benchmark_files(suite) -> list[tuple[str, str]]:
   if unknown:
     raise ConfigError(f"config.suite.benchmarks names {unknown}, not benchmarks of Table 1; "
                       f"known: {list(COLUMNS)}")
-  if len(paths) != len(names):
-    raise ConfigError(
-        f"config.suite.data_paths has {len(paths)} file(s) for the {len(names)} benchmark(s) of "
-        f"config.suite.benchmarks {list(names)}: give a data root (--config.data_dir=DIR, built "
-        "with python -m restrl_jax.data.prepare) or one file per benchmark")
-  return list(zip(names, paths))
+  return paired_files("suite", "benchmarks", "data_paths", names, paths)
 
 
 def problem_limit(suite, benchmark: str) -> int | None:

@@ -30,6 +30,7 @@ import ml_collections
 
 from restrl_jax import parallel
 from restrl_jax.config_checks import ConfigError
+from restrl_jax.pipeline.data_paths import paired_files
 from restrl_jax.data.holdout import drop_held_out
 from restrl_jax.data.registry import load_problems
 from restrl_jax.pipeline.policy_source import policy_tokenizer, resolve_policy, weights_digest
@@ -141,14 +142,7 @@ def _summary(result: dict) -> dict:
 
 def _paired(rest: ml_collections.ConfigDict, names_key: str, paths_key: str
             ) -> list[tuple[str, str]]:
-  """(benchmark, file) pairs of a list of problem sets of `rest` (names and files in order)."""
-  names, paths = tuple(rest[names_key]), tuple(rest[paths_key])
-  if len(names) != len(paths):
-    raise ConfigError(
-        f"config.rest.{paths_key} has {len(paths)} file(s) for the {len(names)} benchmark(s) of "
-        f"config.rest.{names_key} {list(names)}: give one file per benchmark, or a data root "
-        "(--config.data_dir=DIR) to take each one's file from")
-  return list(zip(names, paths))
+  return paired_files("rest", names_key, paths_key, rest[names_key], rest[paths_key])
 
 
 def training_problems(rest: ml_collections.ConfigDict) -> tuple[tuple, dict[str, Any]]:
