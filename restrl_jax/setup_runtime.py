@@ -24,7 +24,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for name in config_defaults.SEED_FIELDS:   # recorded as resolved: a finished stage's seeds
     if config.get(name) is not None:         # are compared on a rerun
       config_defaults.fill_seeds(config, name, config[name])
-  check_required(config, REQUIRED + tuple(config.get("required_fields", ())))
+  # every unset field at once, local paths included (data paths may still come from data_dir)
+  paths = tuple(p for p in config.get("required_paths", ()) if not p.endswith("data_path"))
+  check_required(config, REQUIRED + tuple(config.get("required_fields", ())) + paths)
   if not config.stages:
     raise ConfigError("config.stages is empty: name at least one stage")
   if isinstance(config.stages, str):

@@ -91,8 +91,11 @@ def test_overlap_and_accumulation_give_the_same_step(setup):
   d3 = jax.tree.map(lambda a, b: np.asarray(a - b), s3.params, params)
   scale = max(float(np.abs(x).max()) for x in jax.tree.leaves(d1))
   assert scale > 0.0
-  for a, b in zip(jax.tree.leaves(d1), jax.tree.leaves(d3)):
-    np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * scale)
+  for a, b, p in zip(jax.tree.leaves(d1), jax.tree.leaves(d3), jax.tree.leaves(params)):
+    # new params are rounded to float32 before the difference is taken: one ulp of the
+    # parameter's magnitude on top of the 1e-5 relative tolerance on the update itself
+    ulp = float(np.spacing(np.abs(np.asarray(p, np.float32))).max())
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * scale + ulp)
   for key in ("loss", "kl", "grad_norm", "num_tokens", "entropy"):   # loss ~ 0: Σ A = 0 per group
     assert m3[key] == pytest.approx(m1[key], rel=1e-5, abs=1e-6), key
 
