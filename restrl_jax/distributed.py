@@ -15,6 +15,12 @@ process's contiguous block, which it samples, runs in its own sandbox workers an
 process, matching `local_slice`. Only `is_writer()` (process 0) writes summaries and files;
 orbax checkpoints are saved by every process (`restrl_jax.checkpoint`).
 
+Work that needs no collective per step (the MCTS searches of the pipeline) is split by problem:
+`round_shares` gives each process its block of every round of problems, which it works on with
+its own devices and sandbox pool; `gather_lists` (pickles exchanged with JAX's
+`multihost_utils.process_allgather`) then hands every process the round's results in problem
+order, and process 0 writes them.
+
 `RowFeed` is how a batch's rows reach the mesh and come back to the host (the `Sampler` and the
 GRPO trainer go through one): this default has every process hold every row;
 `restrl_jax.rl.host_shard.HostRowFeed` has each process feed and read back only its own rows.
@@ -24,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import pickle
 from typing import Any, Mapping, Sequence, TypeVar
 
 import jax
@@ -139,6 +146,23 @@ def local_slice(items: Sequence[T], process_index: int | None = None,
   return items[start:stop]
 
 
+def round_shares(n: int, block: int, process_index: int | None = None,
+                 process_count: int | None = None) -> list[range]:
+  """This process's share of each round when n items (problems) are worked on `block` at a time
+  by every process: round r covers items [r * block * P, (r + 1) * block * P) and process p takes
+  its p-th block of `block` items (shorter or empty at the end). Every process gets the same
+  number of rounds (a round may end in a collective such as `gather_lists`); with one process
+  the shares are the consecutive blocks, so P processes work on exactly the blocks one process
+  would, round r's blocks being one process's blocks r * P .. r * P + P - 1."""
+  if block < 1:
+    raise ValueError(f"round_shares: block must be >= 1, got {block}")
+  index = jax.process_index() if process_index is None else process_index
+  count = jax.process_count() if process_count is None else process_count
+  start = index * block
+  return [range(min(s + start, n), min(s + start + block, n))
+          for s in range(0, n, block * count)]
+
+
 def is_writer() -> bool:
   """True on the one process that writes summaries, logs and exported files."""
   return jax.process_index() == 0
@@ -155,12 +179,51 @@ def global_batch(local: Mapping[str, np.ndarray], sharding: jax.sharding.Shardin
           for k, v in local.items()}
 
 
+def place(tree: Any, shardings: Any) -> Any:
+  """Leaves every process holds alike (numpy, or arrays on this process's devices) -> global
+  arrays laid out by `shardings` (each process fills its own devices' shards; a plain device_put
+  refuses committed arrays across hosts). Leaves that already span processes are resharded."""
+  def one(x, sharding):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      return jax.device_put(x, sharding)
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda i: host[i])
+  return jax.tree.map(one, tree, shardings)
+
+
 def gather(tree: Any) -> Any:
-  """Every leaf as a host numpy array of its full global value, on every process."""
+  """Every leaf as a host numpy array of its full global value, on every process (a leaf on this
+  process's devices alone is its own value: nothing is exchanged for it)."""
   if jax.process_count() == 1:
     return jax.tree.map(np.asarray, jax.device_get(tree))
   from jax.experimental import multihost_utils
-  return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+
+  def one(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
+  return jax.tree.map(one, tree)
+
+
+def gather_objects(obj: Any) -> list[Any]:
+  """[obj of process 0, obj of process 1, ...] on every process (picklable objects: records,
+  answers). Each process's pickle is padded to a power-of-two number of bytes (few distinct
+  shapes) and exchanged with `multihost_utils.process_allgather`."""
+  if jax.process_count() == 1:
+    return [obj]
+  from jax.experimental import multihost_utils
+  data = np.frombuffer(pickle.dumps(obj), np.uint8)
+  sizes = np.asarray(multihost_utils.process_allgather(np.int64(len(data)))).reshape(-1)  # [P]
+  buf = np.zeros(1 << int(sizes.max() - 1).bit_length(), np.uint8)
+  buf[:len(data)] = data
+  every = np.asarray(multihost_utils.process_allgather(buf))             # [P, padded size]
+  return [pickle.loads(every[p, :sizes[p]].tobytes()) for p in range(len(sizes))]
+
+
+def gather_lists(local: Sequence[T]) -> list[T]:
+  """Every process's list, concatenated in process order, on every process (one process: a
+  copy of `local`). With `round_shares`, a round's items come back in item order."""
+  return [item for part in gather_objects(list(local)) for item in part]
 
 
 def replicated_value(x: jax.Array) -> np.ndarray:

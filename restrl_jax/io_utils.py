@@ -86,6 +86,12 @@ def _aside(path: Path) -> Path:
   return path.with_name(path.name + ".old")
 
 
+def staging_dir(path: str | os.PathLike) -> Path:
+  """The temporary folder `atomic_dir` fills before it replaces `path`."""
+  path = Path(path)
+  return path.with_name(path.name + ".tmp")
+
+
 def recover_dir(path: str | os.PathLike) -> None:
   """Put back the previous folder that `atomic_dir` moved aside, when a crash came before the
   new one was in place."""
@@ -94,20 +100,34 @@ def recover_dir(path: str | os.PathLike) -> None:
     _aside(path).rename(path)
 
 
+def begin_atomic_dir(path: str | os.PathLike) -> Path:
+  """The first half of `atomic_dir`: an empty `staging_dir(path)` (leftovers of an earlier
+  attempt removed, a folder moved aside put back) -> that folder."""
+  path = Path(path)
+  recover_dir(path)
+  tmp = staging_dir(path)
+  shutil.rmtree(tmp, ignore_errors=True)
+  shutil.rmtree(_aside(path), ignore_errors=True)
+  tmp.mkdir(parents=True)
+  return tmp
+
+
+def commit_atomic_dir(path: str | os.PathLike) -> None:
+  """The second half of `atomic_dir`: the filled temporary folder replaces `path`."""
+  path = Path(path)
+  crash_points.reached("atomic_dir", path)
+  if path.exists():
+    path.rename(_aside(path))
+  staging_dir(path).rename(path)
+  shutil.rmtree(_aside(path), ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
   """Yields an empty temporary folder to fill; on success it replaces `path` (the old folder is
   moved aside, the new one renamed in, the old one removed), so a crash leaves the old folder
-  (back in place after `recover_dir`) or the new one, never a part."""
-  path = Path(path)
-  recover_dir(path)
-  tmp = path.with_name(path.name + ".tmp")
-  shutil.rmtree(tmp, ignore_errors=True)
-  shutil.rmtree(_aside(path), ignore_errors=True)
-  tmp.mkdir(parents=True)
+  (back in place after `recover_dir`) or the new one, never a part. (Its two halves,
+  `begin_atomic_dir` and `commit_atomic_dir`, let several processes fill one folder.)"""
+  tmp = begin_atomic_dir(path)
   yield tmp
-  crash_points.reached("atomic_dir", path)
-  if path.exists():
-    path.rename(_aside(path))
-  tmp.rename(path)
-  shutil.rmtree(_aside(path), ignore_errors=True)
+  commit_atomic_dir(path)

@@ -1,6 +1,7 @@
 """Multi-host helpers, and a two-process rest_grpo round (2 x 4 CPU devices, coordinator on
 localhost, each process sampling and executing its own rows) through the pipeline runner that must
-match one process with 8 devices, with only process 0 writing files."""
+match one process with 8 devices, with only process 0 writing files; then, in the same processes,
+the search stages (each process searching its share of the problems) compared the same way."""
 import json
 import os
 import socket
@@ -71,6 +72,42 @@ def test_local_slice_partitions_in_process_order():
     distributed.local_slice(list(range(10)), 0, 4)
 
 
+def test_round_shares_give_each_process_one_process_batches():
+  """n problems, `block` trees at a time per process: round r is blocks r*P .. r*P+P-1 of the
+  one-process batches, process p taking the p-th; every process gets as many rounds."""
+  one = distributed.round_shares(7, 2, 0, 1)
+  assert one == [range(0, 2), range(2, 4), range(4, 6), range(6, 7)]
+  assert [distributed.round_shares(7, 2, p, 2) for p in range(2)] == [
+      [range(0, 2), range(4, 6)], [range(2, 4), range(6, 7)]]
+  shares = [distributed.round_shares(7, 2, p, 3) for p in range(3)]
+  assert shares == [[range(0, 2), range(6, 7)], [range(2, 4), range(7, 7)],
+                    [range(4, 6), range(7, 7)]]               # an empty block: nothing to do
+  assert [b for blocks in zip(*shares) for b in blocks if b] == one
+  assert distributed.round_shares(7, 2) == one                # one process here
+  assert distributed.round_shares(0, 2) == []
+  with pytest.raises(ValueError, match="block must be >= 1"):
+    distributed.round_shares(3, 0)
+
+
+def test_gather_lists_concatenates_in_process_order(monkeypatch):
+  assert distributed.gather_objects({"k": 1}) == [{"k": 1}]   # one process: its own object
+  assert distributed.gather_lists(({"a": 1}, {"b": 2})) == [{"a": 1}, {"b": 2}]
+  parts = [[{"p": 0, "i": 0}, {"p": 0, "i": 1}], [], [{"p": 2, "i": 0}]]
+  monkeypatch.setattr(distributed, "gather_objects", lambda obj: parts)  # three processes
+  assert distributed.gather_lists([]) == parts[0] + parts[2]
+
+
+def test_place_fills_shards_from_host_values():
+  from restrl_jax import parallel
+  mesh = parallel.make_mesh((1, -1, 1))
+  host = {"w": np.arange(16.0).reshape(8, 2), "b": np.float32(3.0)}
+  shardings = {"w": parallel.batch_sharding(mesh, 2), "b": parallel.replicated(mesh)}
+  placed = distributed.place(host, shardings)
+  assert placed["w"].sharding == shardings["w"] and len(placed["w"].addressable_shards) == 8
+  np.testing.assert_array_equal(distributed.gather(placed)["w"], host["w"])
+  assert float(distributed.replicated_value(placed["b"])) == 3.0
+
+
 # -- mesh presets -----------------------------------------------------------------------------
 
 def test_presets_tensor_within_host_and_device_counts():
@@ -95,7 +132,8 @@ def test_preset_applies_to_config_and_checks_devices():
 # -- two processes vs one -----------------------------------------------------------------------
 #
 # Three subprocesses at once: the reference (one process, 8 devices) and two workers (4 devices
-# each, coordinator on localhost) run the `rest` job of test_distributed_worker.py: the pipeline
+# each, coordinator on localhost) run the `rest` job of test_distributed_worker.py (and then the
+# `search` job, tested at the end of this file): the pipeline
 # runner with one `rest_grpo` round (collect -> assemble -> STEPS GRPO steps -> export) from the
 # same start policy. Two processes collect split by host and gathered, train with
 # rl.host_grpo.HostGRPO (each host samples, runs and scores its own prompts), save orbax
@@ -115,28 +153,37 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _start(out: str, jobs: str, n: int, devices: int, policy: str) -> list[subprocess.Popen]:
+def _start(out: str, jobs: str, n: int, devices: int,
+           policy: str | None = None) -> list[subprocess.Popen]:
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO,
              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}")
   port, procs = _free_port(), []
   for i in range(n):
     cmd = [sys.executable, os.path.join(HERE, "test_distributed_worker.py"), "--process-id",
            str(i), "--num-processes", str(n), "--port", str(port), "--out", out, "--jobs", jobs,
-           "--steps", str(STEPS), "--policy", policy]
+           "--steps", str(STEPS)] + (["--policy", policy] if policy else [])
     with open(os.path.join(out, f"log.{i}"), "w") as log:
       procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
   return procs
 
 
 def _wait(runs: list[tuple[str, list[subprocess.Popen]]], timeout: float) -> None:
-  for out, procs in runs:
-    for p in procs:
-      p.wait(timeout=timeout)
-    codes = [p.returncode for p in procs]
-    if codes != [0] * len(procs):
-      logs = "\n".join(open(os.path.join(out, f"log.{i}")).read()[-3000:]
-                       for i in range(len(procs)))
-      raise AssertionError(f"workers exited with {codes}:\n{logs}")
+  """Wait for every worker; AssertionError with the logs if one failed. None is left running."""
+  try:
+    for out, procs in runs:
+      for p in procs:
+        p.wait(timeout=timeout)
+      codes = [p.returncode for p in procs]
+      if codes != [0] * len(procs):
+        logs = "\n".join(open(os.path.join(out, f"log.{i}")).read()[-3000:]
+                         for i in range(len(procs)))
+        raise AssertionError(f"workers exited with {codes}:\n{logs}")
+  finally:
+    for _, procs in runs:                          # never leave a worker behind
+      for p in procs:
+        if p.poll() is None:
+          p.kill()
+          p.wait()
 
 
 @pytest.fixture(scope="module")
@@ -152,18 +199,12 @@ def start_policy(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, start_policy):
-  """(two-process dir, one-process dir), both finished."""
+  """(two-process dir, one-process dir), both finished: the `rest` job, then in the same
+  processes the `search` job (the search stages' tests below)."""
   two, one = (str(tmp_path_factory.mktemp(name)) for name in ("two_processes", "one_process"))
-  policy = start_policy[0]
-  started = [(one, _start(one, "rest", 1, 8, policy)), (two, _start(two, "rest", 2, 4, policy))]
-  try:
-    _wait(started, timeout=900)
-  finally:
-    for _, procs in started:                          # never leave a worker behind
-      for p in procs:
-        if p.poll() is None:
-          p.kill()
-          p.wait()
+  policy, jobs = start_policy[0], "rest,search"
+  started = [(one, _start(one, jobs, 1, 8, policy)), (two, _start(two, jobs, 2, 4, policy))]
+  _wait(started, timeout=900)
   for i in range(2):  # each worker saw 2 processes, 8 global and 4 local devices
     assert open(os.path.join(two, f"done.{i}")).read().split() == [str(i), "2", "8", "4"]
   assert open(os.path.join(one, "done.0")).read().split() == ["0", "1", "8", "8"]
@@ -251,3 +292,78 @@ def test_only_process_zero_writes_files_and_every_process_checkpoints(runs):
   exported = worker.flat_params(params)
   for k, v in worker.flat_params(tree["train"].params).items():
     np.testing.assert_array_equal(np.asarray(v), np.asarray(exported[k]), err_msg=k)
+
+
+# -- the search stages on two processes -----------------------------------------------------------
+#
+# The `search` job of test_distributed_worker.py, run by the same processes after `rest` (`runs`):
+# collect_values -> train_value -> decode through the pipeline runner at the demo config's quick
+# settings, cut to 4 problems searched 2 trees at a time, so that in each round process 0 searches
+# problems 0-1 and process 1 problems 2-3, each with its own sandbox pool; the value model trains
+# on the mesh over both processes' devices. Reference: the same job in one process, 8 devices.
+
+SEARCH = "work_search"
+
+
+def _stage_file(out: str, stage: str, name: str) -> list[dict] | dict:
+  path = os.path.join(out, SEARCH, stage, name)
+  if name.endswith(".jsonl"):
+    return [json.loads(line) for line in open(path)]
+  return json.load(open(path))
+
+
+def _assert_records_close(two: list[dict] | dict, one: list[dict] | dict) -> None:
+  """Same records in the same order, floats equal to 1e-5 (the value model trained on another
+  device layout), everything else exactly."""
+  two, one = (x if isinstance(x, list) else [x] for x in (two, one))
+  assert len(two) == len(one)
+  for k, (a, b) in enumerate(zip(two, one)):
+    assert sorted(a) == sorted(b), k
+    for key, value in b.items():
+      if isinstance(value, float):
+        assert a[key] == pytest.approx(value, rel=1e-5, abs=1e-6), (k, key)
+      else:
+        assert a[key] == value, (k, key)
+
+
+def test_two_processes_match_one_process_search_stages(runs):
+  """Each process searches its share of the problems; the gathered records process 0 wrote are
+  the one-process records: value targets, the value model's held-out scores, the answers."""
+  two, one = runs
+  values = _stage_file(one, "collect_values", "values.jsonl")
+  assert _stage_file(two, "collect_values", "values.jsonl") == values   # programs, rewards
+  assert _stage_file(two, "collect_values", "progress.json") == _stage_file(
+      one, "collect_values", "progress.json")
+  ids = list(dict.fromkeys(r["problem_id"] for r in values))
+  assert len(ids) == worker.SEARCH_PROBLEMS
+  assert 0 < np.mean([r["value"] for r in values if r["kind"] == "program"]) < 1
+  summary = {s: (_stage_file(two, s, "DONE.json")["summary"],
+                 _stage_file(one, s, "DONE.json")["summary"])
+             for s in worker.SEARCH_STAGES}
+  for key in ("num_records", "num_programs", "expansions"):   # counted over both processes
+    assert summary["collect_values"][0][key] == summary["collect_values"][1][key], key
+  trained = [{k: v for k, v in s.items() if k.startswith("best_") or k.startswith("num_")}
+             for s in summary["train_value"]]
+  _assert_records_close(*trained)
+  for method in worker.SEARCH_METHODS:
+    answers = _stage_file(one, "decode", f"{method}.jsonl")
+    assert len({a["problem_id"] for a in answers}) == worker.SEARCH_PROBLEMS
+    _assert_records_close(_stage_file(two, "decode", f"{method}.jsonl"), answers)
+    _assert_records_close(_stage_file(two, "decode", f"{method}.json"),
+                          _stage_file(one, "decode", f"{method}.json"))
+  # every program ran in the sandbox pool of the process that searched it
+  ran = [json.load(open(os.path.join(d, f"search.{i}.json")))["programs"]
+         for d, i in ((two, 0), (two, 1), (one, 0))]
+  assert ran[0] > 0 and ran[1] > 0 and ran[0] + ran[1] == ran[2]
+
+
+def test_only_process_zero_writes_the_search_stages_files(runs):
+  two, one = runs
+  writes = [json.load(open(os.path.join(two, f"search_writes.{i}.json"))) for i in range(2)]
+  assert writes[1] == []                             # process 1 wrote none of its own
+  assert writes[0] == json.load(open(os.path.join(one, "search_writes.0.json")))
+  for name in ("collect_values/values.jsonl", "collect_values/progress.json", "train_value/best",
+               *(f"decode/{m}.{ext}" for m in worker.SEARCH_METHODS for ext in ("json", "jsonl")),
+               *(f"{s}/DONE.json" for s in worker.SEARCH_STAGES), "summary.md"):
+    assert os.path.join(*name.split("/")) in writes[0], name
+  assert os.path.isfile(os.path.join(two, SEARCH, "train_value", "best", "value_model.json"))

@@ -1,7 +1,7 @@
 """One process of the multi-process test (no tests here; `test_distributed.py` runs it).
 
     python tests/test_distributed_worker.py --process-id 0 --num-processes 2 --port 12345 \
-        --out DIR [--jobs sft,grpo,rest] [--steps 3] [--policy HF_DIR]
+        --out DIR [--jobs sft,grpo,rest,search] [--steps 3] [--policy HF_DIR]
 
 Joins the cluster (coordinator on localhost), builds a mesh over every process's devices and
 runs each job: a few training steps where every process feeds only its own rows, an orbax
@@ -21,6 +21,12 @@ calls `rl.rounds.run_rounds`): collection split by host and gathered, HostGRPO s
 process: the plain path), export through `distributed.gather`. It writes DIR/rest.npz (the
 exported policy's params, process 0), DIR/rest.<pid>.json (per-step metrics, rollouts executed
 here) and DIR/rest_writes.<pid>.json (the files this process wrote itself).
+
+`search` is a pipeline run of the search stages (`run_search`): collect_values -> train_value ->
+decode on `search_config` (the demo config's quick settings, tiny) in DIR/work_search: each
+process searches its share of the problems in its own sandbox pool, the value model trains on the
+mesh. It writes DIR/search.<pid>.json (programs run in this process's pools) and
+DIR/search_writes.<pid>.json.
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ import time
 from typing import Any, Callable, NamedTuple
 
 GLOBAL_BATCH, SEQ_LEN, VOCAB = 16, 24, 128
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Job(NamedTuple):
@@ -210,6 +217,7 @@ def _record_writes(log: list[str], root: str) -> None:
     setattr(module, name, logged)
   wrap(io_utils, "atomic_write_text", 0)
   wrap(io_utils, "append_jsonl", 0)
+  wrap(io_utils, "commit_atomic_dir", 0)
   wrap(models, "save_hf", 2)
 
 
@@ -260,6 +268,66 @@ def run_rest(steps: int, out: str, policy: str):
   with open(os.path.join(out, f"rest_writes.{jax.process_index()}.json"), "w") as f:
     json.dump(sorted(set(writes)), f)
   return jax.tree.map(np.asarray, jax.device_get(params)), history
+
+
+SEARCH_STAGES = ("collect_values", "train_value", "decode")
+SEARCH_PROBLEMS, SEARCH_TREES = 4, 2
+SEARCH_METHODS = ("best_of_n", "vm_mcts")
+
+
+def search_config(workdir: str):
+  """configs/demo.py with its quick settings, cut to the search stages at a tiny size: the shipped
+  demo policy, 4 problems searched 2 trees at a time (two processes: one batch each per round),
+  3 samples per expansion, 48 new tokens, one sandbox worker per process, two of the decoding
+  methods (best-of-N and VM-MCTS: both score with the value model); the value model trained on
+  the mesh (one evaluation) in every run."""
+  import importlib.util
+  from restrl_jax import setup_runtime
+  from restrl_jax.warmstart.shipped import shipped_policy_path
+  spec = importlib.util.spec_from_file_location(
+      "demo_config", os.path.join(REPO, "configs", "demo.py"))
+  demo = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(demo)
+  c = demo.get_config()
+  c.quick = True
+  setup_runtime.apply_quick(c)
+  c.workdir, c.stages = workdir, SEARCH_STAGES
+  c.model.hf_path = str(shipped_policy_path())
+  c.sampling.max_new_tokens = 48
+  c.execution.num_workers = 1
+  c.mcts.update(dict(batch_trees=SEARCH_TREES, collect_num_problems=SEARCH_PROBLEMS,
+                     decode_num_problems=SEARCH_PROBLEMS, collect_samples=3, decode_samples=3,
+                     decode_methods=SEARCH_METHODS))
+  c.value.update(dict(shard=True, min_eval=8, evals=1))
+  return c
+
+
+def run_search(out: str) -> dict[str, int]:
+  """collect_values -> train_value -> decode through the pipeline runner (`search_config`).
+  Writes DIR/search_writes.<pid>.json (the files this process wrote itself) and returns the
+  number of programs each sandbox pool of this process ran."""
+  import json
+  import jax
+  from restrl_jax.execution import ExecutionPool
+  from restrl_jax.pipeline import runner
+
+  workdir = os.path.join(out, "work_search")
+  writes: list[str] = []
+  _record_writes(writes, workdir)
+  ran = {"programs": 0}
+  submit = ExecutionPool.submit
+
+  def counted(self, programs, suites):
+    ran["programs"] += len(programs)
+    return submit(self, programs, suites)
+  ExecutionPool.submit = counted
+  try:
+    runner.run_pipeline(search_config(workdir))
+  finally:
+    ExecutionPool.submit = submit
+  with open(os.path.join(out, f"search_writes.{jax.process_index()}.json"), "w") as f:
+    json.dump(sorted(set(writes)), f)
+  return ran
 
 
 JOBS: dict[str, Callable[[Any], Job]] = {
@@ -321,6 +389,10 @@ def main() -> None:
     distributed.initialize({"enabled": True, "coordinator_address": f"localhost:{args.port}",
                             "num_processes": args.num_processes, "process_id": args.process_id})
   for job in args.jobs.split(","):
+    if job == "search":
+      with open(os.path.join(args.out, f"search.{args.process_id}.json"), "w") as f:
+        json.dump(run_search(args.out), f)
+      continue
     if job == "rest":
       params, history = run_rest(args.steps, args.out, args.policy)
     else:

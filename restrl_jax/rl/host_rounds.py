@@ -81,9 +81,9 @@ def collect_split(sampler: Sampler) -> HostSplit | None:
 # -- arrays --------------------------------------------------------------------------------------
 
 def place(host_tree: Any, shardings: Any) -> Any:
-  """Host (numpy) leaves, the same on every process -> global arrays laid out by `shardings`."""
-  return jax.tree.map(lambda h, s: jax.make_array_from_callback(
-      np.shape(h), s, lambda i, h=h: np.asarray(h)[i]), host_tree, shardings)
+  """Host (numpy) leaves, the same on every process -> global arrays laid out by `shardings`
+  (`distributed.place`)."""
+  return distributed.place(host_tree, shardings)
 
 
 def put_like(value: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:

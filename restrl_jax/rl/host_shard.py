@@ -20,7 +20,6 @@ indices (so each sample draws the same random numbers as in a one-process run), 
 from __future__ import annotations
 
 import dataclasses
-import pickle
 from typing import Any, Sequence, TypeVar
 
 import jax
@@ -196,16 +195,8 @@ class HostRowFeed(distributed.RowFeed):
   # -- gathering to every process --------------------------------------------------------------
 
   def gather_objects(self, obj: Any) -> list[Any]:
-    """[obj of process 0, obj of process 1, ...] on every process (pickled; small objects)."""
-    if jax.process_count() == 1:
-      return [obj]
-    from jax.experimental import multihost_utils
-    data = np.frombuffer(pickle.dumps(obj), np.uint8)
-    sizes = np.asarray(multihost_utils.process_allgather(np.int64(len(data)))).reshape(-1)
-    buf = np.zeros(1 << int(sizes.max() - 1).bit_length(), np.uint8)  # few distinct shapes
-    buf[:len(data)] = data
-    every = np.asarray(multihost_utils.process_allgather(buf))             # [P, max size]
-    return [pickle.loads(every[p, :sizes[p]].tobytes()) for p in range(len(sizes))]
+    """[obj of process 0, obj of process 1, ...] on every process (`distributed.gather_objects`)."""
+    return distributed.gather_objects(obj)
 
   def gather_rows(self, local: Sequence[T], total: int) -> list[T]:
     """This process's rows of a `total`-row batch -> all `total` rows, on every process."""

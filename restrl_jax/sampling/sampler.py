@@ -161,17 +161,18 @@ class Sampler:
       return params
     return jax.device_put(params, models.param_shardings(self.config, self.mesh))
 
-  # Without a mesh, inputs are committed to the first device like the params and the jitted
-  # calls' outputs: a mix of committed and uncommitted arguments compiles a second program for
-  # the same shapes (e.g. the decode chunk after a stop check replaced `done`).
+  # Without a mesh, inputs are committed to this process's first device like the params and the
+  # jitted calls' outputs (each process of a multi-host run samples there on its own): a mix of
+  # committed and uncommitted arguments compiles a second program for the same shapes (e.g. the
+  # decode chunk after a stop check replaced `done`).
   def _place_rows(self, x: np.ndarray) -> jax.Array:
     if self.mesh is None:
-      return jax.device_put(x, jax.devices()[0])
+      return jax.device_put(x, jax.local_devices()[0])
     return self.feed.put(x, self.mesh)
 
   def _place_scalar(self, x) -> jax.Array:
     if self.mesh is None:
-      return jax.device_put(x, jax.devices()[0])
+      return jax.device_put(x, jax.local_devices()[0])
     return self.feed.replicate(x, self.mesh)
 
   def _prepare(self, params):

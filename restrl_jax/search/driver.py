@@ -193,7 +193,7 @@ class _Search:
     self.table = LineTable()
     # committed like `_update`'s outputs, so the first update does not compile a second program
     self.tree = jax.device_put(tree_lib.init_tree(b, tree_lib.capacity_for(config.iterations, n),
-                                                  max(n, config.width)), jax.devices()[0])
+                                                  max(n, config.width)), jax.local_devices()[0])
     self.expanded_states: list[dict[int, str]] = [{} for _ in problems]
     # per tree: node state -> the text the policy continues it from (`lines.sampling_state`)
     self.continue_from: list[dict[str, str]] = [{p.starter_code: p.starter_code}

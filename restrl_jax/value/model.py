@@ -12,6 +12,10 @@ give them (`models.value_param_shardings`) and batches over the ("data", "fsdp")
 
 Saved value models are folders: `params/` (orbax) + `value_model.json` (the backbone's HF folder,
 which supplies the architecture and tokenizer, and the max input length).
+
+Across processes: a ValueModel on a mesh over every process's devices scores the same texts on
+every process (outputs gathered back with `distributed.gather`); without a mesh each process
+scores its own texts on its first device (what the MCTS stages do with their share of problems).
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from restrl_jax import io_utils, models, parallel
+from restrl_jax import distributed, io_utils, models, parallel
 from restrl_jax.data.problem import Problem
 from restrl_jax.data.prompts import value_model_input
 from restrl_jax.sampling.buckets import Buckets
@@ -43,10 +47,14 @@ def init_value_params(config: models.ModelConfig, backbone: Any, rng: jax.Array)
 def place_value_params(config: models.ModelConfig, params: Any,
                        mesh: jax.sharding.Mesh | None) -> Any:
   """Value params on the mesh by the logical axes of their flax modules
-  (`models.value_param_shardings`; unchanged without a mesh)."""
+  (`models.value_param_shardings`; unchanged without a mesh). Across processes every process
+  passes the same values (`distributed.place`)."""
   if mesh is None:
     return params
-  return jax.device_put(params, models.value_param_shardings(config, mesh))
+  shardings = models.value_param_shardings(config, mesh)
+  if jax.process_count() > 1:  # every process holds the same values
+    return distributed.place(params, shardings)
+  return jax.device_put(params, shardings)
 
 
 # One jitted forward for every ValueModel (the config is static, so models of the same
@@ -103,7 +111,7 @@ class ValueModel:
       with self._context():
         v = _forward(self.config, self.params, self._place(batch["tokens"]),
                      self._place(batch["mask"]))
-      out[rows] = np.asarray(jax.device_get(v))[:len(rows)]
+      out[rows] = distributed.gather(v)[:len(rows)]  # [size], all of it on every process
     return out
 
   def predict(self, texts: Sequence[str]) -> np.ndarray:
@@ -129,14 +137,21 @@ class ValueModel:
 def save_value_model(path: str | os.PathLike, params: Any, backbone_path: str | os.PathLike,
                      max_length: int, extra: dict | None = None) -> Path:
   """Writes `params/` (orbax) and `value_model.json` under `path`, replacing an old save whole
-  (`io_utils.atomic_dir`: a crash leaves the old or the new one)."""
+  (`io_utils.atomic_dir`: a crash leaves the old or the new one). Every process calls it: each
+  writes its shards of `params` through orbax, process 0 the folders and the JSON."""
   path = Path(path).absolute()
   meta = {"backbone_path": str(Path(backbone_path).absolute()), "max_length": int(max_length),
           **(extra or {})}
-  with io_utils.atomic_dir(path) as tmp:
-    with ocp.StandardCheckpointer() as ckpt:
-      ckpt.save(tmp / PARAMS_DIR, params)
+  writer = distributed.is_writer()
+  tmp = io_utils.begin_atomic_dir(path) if writer else io_utils.staging_dir(path)
+  distributed.sync(f"value model {path}: staged")
+  with ocp.StandardCheckpointer() as ckpt:
+    ckpt.save(tmp / PARAMS_DIR, params)
+  distributed.sync(f"value model {path}: params saved")
+  if writer:
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    io_utils.commit_atomic_dir(path)
+  distributed.sync(f"value model {path}: in place")
   return path
 
 
@@ -156,6 +171,13 @@ def load_value_model(path: str | os.PathLike, dtype: str = "float32", batch_size
   config = models.read_hf_config(meta["backbone_path"], dtype=dtype, param_dtype=dtype)
   like = jax.eval_shape(lambda: init_value_params(
       config, models.init_params(config, jax.random.key(0)), jax.random.key(0)))
+  # restored where it will score: on the mesh, else on this process's first device (not where
+  # the saving processes held it)
+  shardings = (models.value_param_shardings(config, mesh) if mesh is not None else
+               jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.local_devices()[0]),
+                            like))
+  like = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), like,
+                      shardings)
   with ocp.StandardCheckpointer() as ckpt:
     params = ckpt.restore(Path(path).absolute() / PARAMS_DIR, like)
   tokenizer = tokenizer or load_tokenizer(meta["backbone_path"])

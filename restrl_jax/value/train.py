@@ -9,6 +9,11 @@ resumable orbax train state at every evaluation under `out_dir/checkpoints`, and
 to `out_dir/metrics.jsonl`. Re-running resumes from the newest checkpoint; batches are a function
 of (seed, step), so a resumed run matches an uninterrupted one.
 
+Several processes train one model on a mesh over all their devices: every process runs the same
+steps on the same batches (each places its devices' rows), evaluates the same held-out set, and
+saves checkpoints and the best model together through orbax; process 0 writes the metrics and
+the JSON.
+
 Held-out metrics: `eval_loss` = MSE of the raw outputs (what the trainer minimises),
 `eval_accuracy` = share of items with |clip(pred, 0, 1) - y| < `accuracy_tol` (0.05, docs/method.md §6).
 """
@@ -26,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from restrl_jax import io_utils, models, training
+from restrl_jax import distributed, io_utils, models, parallel, training
 from restrl_jax.checkpoint import Checkpointer
 from restrl_jax.metrics_writer import MetricsWriter
 from restrl_jax.tokenizer import load_tokenizer
@@ -125,14 +130,20 @@ class _Run:
     self.model = ValueModel(self.config, self.state.params, tokenizer, cfg.max_length,
                             cfg.score_batch_size, cfg.pad_multiple, mesh)
     self.pad_id = self.model.pad_id
+    self.batch_sharding = (None if mesh is None else
+                           parallel.logical_to_sharding(("batch",), None, mesh))
 
   def batch(self, step: int) -> dict:
+    """The step's batch (every process builds all of it), on the mesh's batch axes if any."""
     epoch, index = divmod(step, self.steps_per_epoch)
     order = data.epoch_order(len(self.train_seqs), epoch, self.cfg.seed)
     rows = order[index * self.cfg.batch_size:(index + 1) * self.cfg.batch_size]
-    return data.make_batch([self.train_seqs[i] for i in rows], self.train_y[rows],
-                           self.cfg.batch_size, self.pad_id, self.cfg.pad_multiple,
-                           self.cfg.max_length)
+    batch = data.make_batch([self.train_seqs[i] for i in rows], self.train_y[rows],
+                            self.cfg.batch_size, self.pad_id, self.cfg.pad_multiple,
+                            self.cfg.max_length)
+    if self.batch_sharding is None:
+      return batch
+    return jax.device_put(batch, self.batch_sharding)  # each process places its devices' rows
 
   def evaluate(self) -> dict[str, float]:
     self.model.params = self.state.params
@@ -151,19 +162,22 @@ def train_value(cfg: ValueTrainConfig, examples: Sequence[data.ValueExample],
   evals = eval_steps(run.total, cfg.evals)
   meta = {"best_loss": None, "best_step": None, "best": {}}
   start_time, first_loss, last_loss = time.time(), None, None
-  io_utils.recover_dir(out_dir / BEST_DIR)
+  if distributed.is_writer():
+    io_utils.recover_dir(out_dir / BEST_DIR)
+  distributed.sync(f"{out_dir}: recovered")
   with Checkpointer(out_dir / CHECKPOINT_DIR, max_to_keep=cfg.keep_checkpoints) as ckpt, \
       MetricsWriter(out_dir, tensorboard=False) as writer:
     restored = ckpt.restore_latest(run.state)
     first = 0
     if restored is not None:
       run.state, meta, first = restored
-      io_utils.trim_jsonl(out_dir / "metrics.jsonl", first)
+      if distributed.is_writer():
+        io_utils.trim_jsonl(out_dir / "metrics.jsonl", first)
     for step in range(first, run.total):
       run.state, metrics = run.step_fn(run.state, run.batch(step))
       done = step + 1
       if done == 1 or done in evals or done % cfg.log_every == 0:
-        last_loss = float(jax.device_get(metrics["loss"]))
+        last_loss = float(distributed.replicated_value(metrics["loss"]))
         first_loss = last_loss if first_loss is None else first_loss
         writer.write(done, {"loss": last_loss, "epoch": step / run.steps_per_epoch})
       if done in evals:

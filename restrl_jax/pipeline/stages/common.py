@@ -1,12 +1,12 @@
 """What several stage adapters build from the config the same way: the policy's sampler and its
-sampling settings, the sandbox pool, a benchmark's problems, batches of trees."""
+sampling settings, the sandbox pool, a benchmark's problems, this process's batches of trees."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import ml_collections
 
-from restrl_jax import models
+from restrl_jax import distributed, models
 from restrl_jax.data.registry import load_problems
 from restrl_jax.execution import ExecutionPool
 from restrl_jax.pipeline.policy_source import policy_tokenizer, resolve_policy
@@ -46,7 +46,9 @@ def benchmark_problems(benchmark: str, path: str | None, split: str, limit: int 
 
 
 def batches(n: int, size: int) -> list[range]:
-  """Index ranges of `size` (config.mcts.batch_trees) covering `n` items."""
+  """The index ranges of up to `size` (config.mcts.batch_trees) of `n` items this process
+  searches, one per round (`distributed.round_shares`; one process: consecutive ranges covering
+  all n). A range may be empty on some processes in the last round."""
   if size < 1:
     raise ValueError(f"config.mcts.batch_trees must be >= 1, got {size}")
-  return [range(s, min(s + size, n)) for s in range(0, n, size)]
+  return distributed.round_shares(n, size)

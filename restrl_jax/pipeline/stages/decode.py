@@ -5,6 +5,11 @@ best-of-N, ORM-MCTS, VM-MCTS), B trees at a time, with the newest policy and the
 `train_value`; every answer runs in the sandbox. Per method `<stage_dir>/<method>.jsonl` (the
 answers and their rewards) and `<method>.json` (its scores; a rerun skips finished methods), and a
 summary row "<method> (<budget> samples)".
+
+With several processes each decodes its batch of every round of B x processes problems
+(`common.batches`) on its own devices, with its own copy of the value model, and runs its answers
+in its own sandbox pool; the answers are gathered in problem order and process 0 writes them. The
+searches draw their randomness from the problems' indices, so the answers equal one process's.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from restrl_jax import io_utils
+from restrl_jax import distributed, io_utils
 from restrl_jax.pipeline.policy_source import weights_digest
 from restrl_jax.pipeline.registry import StageContext, register_stage
 from restrl_jax.pipeline.sections import section
@@ -33,6 +38,47 @@ def _answer_rows(answers, rewards) -> list[dict]:
           for a, r in zip(answers, rewards)]
 
 
+@dataclasses.dataclass(frozen=True)
+class Decoding:
+  """What decoding every method uses: the test problems, the policy's sampler and settings, this
+  process's sandbox pool, the value model's scorer, the `mcts` section and the sample budget."""
+  problems: list
+  sampler: Any
+  sampling: Any       # SamplingParams
+  pool: Any
+  scorer: Any
+  cfg: Any            # the `mcts` section
+  budget: int
+
+  def share(self, method: str, rows: range) -> list[tuple]:
+    """This process's problems `rows` (maybe none) decoded with `method`, their answers run in
+    its sandbox pool -> [(answer, its rewards)]."""
+    if not rows:
+      return []
+    cfg, batch = self.cfg, [self.problems[i] for i in rows]
+    answers = decode_lib.decode(method, batch, self.sampler, self.sampling, self.budget,
+                                self.scorer, cfg.decode_samples, cfg.decode_width, cfg.decode_c,
+                                cfg.eps, cfg.seed, tree_ids=list(rows),
+                                max_steps_factor=cfg.max_steps_factor)
+    return list(zip(answers, decode_lib.execute_answers(self.pool, batch, answers)))
+
+
+def _decode_method(method: str, decoding: Decoding, stage_dir: Path) -> dict:
+  """Every problem decoded with `method`, round by round over the processes (answers gathered in
+  problem order); process 0 writes `<method>.jsonl` and `<method>.json`. -> the method's scores
+  (keys sorted, as read back from that file)."""
+  answered = []
+  for rows in batches(len(decoding.problems), decoding.cfg.batch_trees):
+    answered += distributed.gather_lists(decoding.share(method, rows))
+  answers, rewards = [a for a, _ in answered], [r for _, r in answered]
+  scores = dict(sorted(decode_lib.answer_metrics(answers, rewards).items()))
+  if distributed.is_writer():
+    io_utils.atomic_write_text(stage_dir / f"{method}.jsonl", "".join(
+        json.dumps(r) + "\n" for r in _answer_rows(answers, rewards)))
+    io_utils.atomic_write_json(stage_dir / f"{method}.json", scores)
+  return scores
+
+
 @register_stage(STAGE, reads=READS)
 def run(ctx: StageContext) -> dict[str, Any]:
   """Summary: one row per method, the budget, the policy and value model used."""
@@ -48,21 +94,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
   rows = []
   with execution_pool(config) as pool:
     isolation = pool.isolation
+    decoding = Decoding(problems, sampler, sampling_params(config.sampling), pool, vm.scorer(),
+                        cfg, budget)
     for method in cfg.decode_methods:
       out = stage_dir / f"{method}.json"
-      if not out.exists():
-        answers = []
-        for ids in batches(len(problems), cfg.batch_trees):
-          answers += decode_lib.decode(
-              method, [problems[i] for i in ids], sampler, sampling_params(config.sampling),
-              budget,
-              vm.scorer(), cfg.decode_samples, cfg.decode_width, cfg.decode_c, cfg.eps,
-              cfg.seed, tree_ids=list(ids), max_steps_factor=cfg.max_steps_factor)
-        rewards = decode_lib.execute_answers(pool, problems, answers)
-        io_utils.atomic_write_text(stage_dir / f"{method}.jsonl", "".join(
-            json.dumps(r) + "\n" for r in _answer_rows(answers, rewards)))
-        io_utils.atomic_write_json(out, decode_lib.answer_metrics(answers, rewards))
-      scores = json.loads(out.read_text())
+      scores = (json.loads(out.read_text()) if out.exists()
+                else _decode_method(method, decoding, stage_dir))
       rows.append({"method": f"{method} ({budget} samples)", "benchmark": cfg.decode_benchmark,
                    **scores})
   return {"policy": str(policy), "policy_sha256": weights_digest(policy),

@@ -4,12 +4,16 @@ Reads `<workdir>/collect_values/values.jsonl` (the record kinds in `config.value
 example per distinct text with `dedupe`), trains from the newest policy's backbone with
 `value.train_value` (resumable) and keeps the best model at `<stage_dir>/best`. `config.value`
 (over `config_defaults.value()`) fills `value.ValueTrainConfig`; its dtype None means
-`config.model.dtype`; `shard` trains on the `config.mesh.shape` mesh.
+`config.model.dtype`; `shard` trains on the `config.mesh.shape` mesh, which a run of several
+processes always does: every process reads the same records and runs the same steps on the mesh
+over all their devices (`value.train`), process 0 writes the files.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import jax
 
 from restrl_jax import parallel
 from restrl_jax.pipeline.policy_source import resolve_policy, weights_digest
@@ -34,7 +38,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
   if cfg.dedupe:
     examples = value_data.dedupe_examples(examples)
   policy = resolve_policy(config, ctx.workdir)
-  mesh = parallel.make_mesh(tuple(config.mesh.shape)) if cfg.shard else None
+  # several processes train one model over all their devices (each alone would write the same
+  # files); one process shards only when asked
+  shard = cfg.shard or jax.process_count() > 1
+  mesh = parallel.make_mesh(tuple(config.mesh.shape)) if shard else None
   summary = train_value(dataclass_from(cfg, ValueTrainConfig, dtype=dtype), examples, policy,
                         stage_dir, mesh=mesh)
-  return {"policy": str(policy), "policy_sha256": weights_digest(policy), "records": str(records), **summary}
+  return {"policy": str(policy), "policy_sha256": weights_digest(policy), "records": str(records),
+          **summary}
