@@ -6,6 +6,18 @@ if _FLAG not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+# One persistent XLA cache for the session, inherited by the subprocesses tests start: a program
+# many tests build (the demo policy's sampler, train steps at the same shapes) compiles once.
+# A run that sets its own JAX_COMPILATION_CACHE_DIR keeps it.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  import atexit
+  import shutil
+  import tempfile
+  _cache = tempfile.mkdtemp(prefix="restrl_xla_cache_")
+  atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
 
 # ---- CI: a skipped test fails the run ------------------------------------------------------------
 # A green CI must not hide a missing sandbox, reference implementation or data file behind a skip.
