@@ -35,10 +35,9 @@ import jax.numpy as jnp
 
 from bench import common
 from bench.model_sizes import bench_config, num_params
-from restrl_jax import config_defaults, models
+from restrl_jax import models
 from restrl_jax.data.synthetic import load_synthetic
 from restrl_jax.execution import ExecutionPool
-from restrl_jax.pipeline.stages import rest_grpo
 from restrl_jax.rl import rounds
 from restrl_jax.rl.trainer import GRPOTrainer, Request, encode_prompt
 from restrl_jax.tokenizer import load_tokenizer
@@ -60,6 +59,7 @@ def _model(size: str, tokenizer):
 
 
 def _grpo_section(size: str):
+  from restrl_jax import config_defaults  # ml_collections: bench/accelerator.py imports this file
   grpo = config_defaults.demo_grpo()
   if size == "100m":
     grpo.update(dict(group_size=2, prompts_per_step=2, max_new_tokens=32))
@@ -115,6 +115,7 @@ def one_bucket(requests: list[Request], tokenizer, trainer: GRPOTrainer) -> list
 
 
 def bench_size(report: common.Report, size: str, steps: int, chunks: int, pool) -> None:
+  from restrl_jax.pipeline.stages import rest_grpo  # ml_collections, as in _grpo_section
   tokenizer = load_tokenizer(shipped_policy_path())
   config, params = _model(size, tokenizer)
   grpo = rest_grpo.grpo_config(_grpo_section(size))

@@ -12,6 +12,11 @@ from restrl_jax import models
 # ~100M parameters: Qwen2-style, 12 layers of width 768, 32k vocabulary (tied).
 _100M = dict(vocab_size=32000, hidden_size=768, num_layers=12, num_heads=12, num_kv_heads=4,
              head_dim=64, intermediate_size=2048, tie_word_embeddings=True)
+# ~1B parameters (0.98B), Qwen2-shaped: Qwen2.5-1.5B's layer (width 1536, 12 query and 2 KV heads
+# of 128, MLP 8960, q/k/v biases) and its 151936-token vocabulary (tied), 16 of its 28 layers.
+_1B = dict(vocab_size=151936, hidden_size=1536, num_layers=16, num_heads=12, num_kv_heads=2,
+           head_dim=128, intermediate_size=8960, rope_theta=1e6, tie_word_embeddings=True,
+           max_position_embeddings=32768)
 
 
 def bench_config(size: str) -> models.ModelConfig:
@@ -20,7 +25,9 @@ def bench_config(size: str) -> models.ModelConfig:
     return tiny
   if size == "100m":
     return dataclasses.replace(tiny, **_100M)
-  raise ValueError(f"unknown bench size {size!r}; choose tiny or 100m")
+  if size == "1b":
+    return dataclasses.replace(tiny, **_1B)
+  raise ValueError(f"unknown bench size {size!r}; choose tiny, 100m or 1b")
 
 
 def num_params(config: models.ModelConfig) -> int:

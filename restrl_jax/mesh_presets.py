@@ -22,6 +22,7 @@ import dataclasses
 
 import ml_collections
 
+from restrl_jax import chip_specs
 from restrl_jax.config_checks import ConfigError
 
 GIB = 1024**3
@@ -45,8 +46,8 @@ class Hardware:
   mesh_shape: tuple[int, int, int]
   accelerator_type: str = ""     # gcloud --accelerator-type
   runtime_version: str = ""      # gcloud --version (TPU software image)
-  peak_bf16_tflops: float = 0.0  # per device, for MFU estimates
-  hbm_gbps: float = 0.0          # memory bandwidth per device, GB/s (vendor spec; time_plan)
+  peak_bf16_tflops: float = 0.0  # per device, for MFU estimates (chip_specs)
+  hbm_gbps: float = 0.0          # memory bandwidth per device, GB/s (chip_specs; time_plan)
   # rows of one GRPO forward/backward per batch shard (data x fsdp) that the memory per device
   # takes for a 7-8B model at 1024 + 1024 tokens (memory_plan); None: the whole update at once
   train_rows_per_shard: int | None = None
@@ -69,29 +70,33 @@ class Hardware:
     return int(self.hbm_gib * GIB)
 
 
-_HBM_GBPS = {"v4": 1200, "v5e": 819, "v5p": 2765}   # Cloud TPU system architecture pages
+def _chip_figures(chip: str) -> dict[str, float]:
+  """Hardware's peak and bandwidth fields from `chip_specs` (TFLOP/s, GB/s)."""
+  spec = chip_specs.CHIPS[chip]
+  return dict(peak_bf16_tflops=spec.peak_bf16_flops / 1e12, hbm_gbps=spec.hbm_bytes_per_s / 1e9)
 
 
-def _tpu(name, devices, hosts, hbm, tflops, accel, version, rows_per_shard=None) -> Hardware:
+def _tpu(name, devices, hosts, hbm, accel, version, rows_per_shard=None) -> Hardware:
   per_host = devices // hosts
   mesh = (1, devices, 1) if hosts == 1 else (1, hosts, per_host)
-  return Hardware(name, "tpu", devices, hosts, hbm, mesh, accel, version, tflops,
-                  _HBM_GBPS[name.split("-")[0]], rows_per_shard)
+  chip = "TPU " + name.split("-")[0]
+  return Hardware(name, "tpu", devices, hosts, hbm, mesh, accel, version,
+                  train_rows_per_shard=rows_per_shard, **_chip_figures(chip))
 
 
 PRESETS: dict[str, Hardware] = {h.name: h for h in (
-    _tpu("v4-8", 4, 1, 32, 275, "v4-8", "tpu-ubuntu2204-base"),
-    _tpu("v5e-8", 8, 1, 16, 197, "v5litepod-8", "v2-alpha-tpuv5-lite"),
+    _tpu("v4-8", 4, 1, 32, "v4-8", "tpu-ubuntu2204-base"),
+    _tpu("v5e-8", 8, 1, 16, "v5litepod-8", "v2-alpha-tpuv5-lite"),
     # 16 GiB chips: one sequence per chip row-shard per forward/backward (4 micro-batches of the
     # paper's 16-row update), the largest the 7-8B models' step fits in
-    _tpu("v5e-16", 16, 4, 16, 197, "v5litepod-16", "v2-alpha-tpuv5-lite", rows_per_shard=1),
-    _tpu("v5e-64", 64, 16, 16, 197, "v5litepod-64", "v2-alpha-tpuv5-lite"),
-    _tpu("v5p-8", 4, 1, 95, 459, "v5p-8", "v2-alpha-tpuv5", rows_per_shard=4),
-    _tpu("v5p-128", 64, 16, 95, 459, "v5p-128", "v2-alpha-tpuv5"),
-    # H100 SXM 80GB: 989 dense bf16 TFLOP/s, 3.35 TB/s HBM3
-    Hardware("gpu-1", "gpu", 1, 1, 80, (1, 1, 1), peak_bf16_tflops=989, hbm_gbps=3350),
-    Hardware("gpu-8", "gpu", 8, 1, 80, (1, 8, 1), peak_bf16_tflops=989, hbm_gbps=3350,
-             train_rows_per_shard=2),                                     # one 8xH100 host
+    _tpu("v5e-16", 16, 4, 16, "v5litepod-16", "v2-alpha-tpuv5-lite", rows_per_shard=1),
+    _tpu("v5e-64", 64, 16, 16, "v5litepod-64", "v2-alpha-tpuv5-lite"),
+    _tpu("v5p-8", 4, 1, 95, "v5p-8", "v2-alpha-tpuv5", rows_per_shard=4),
+    _tpu("v5p-128", 64, 16, 95, "v5p-128", "v2-alpha-tpuv5"),
+    # H100 SXM 80GB
+    Hardware("gpu-1", "gpu", 1, 1, 80, (1, 1, 1), **_chip_figures("H100 SXM")),
+    Hardware("gpu-8", "gpu", 8, 1, 80, (1, 8, 1), train_rows_per_shard=2,   # one 8xH100 host
+             **_chip_figures("H100 SXM")),
 )}
 
 
