@@ -21,9 +21,7 @@ its own devices and sandbox pool; `gather_lists` (pickles exchanged with JAX's
 `multihost_utils.process_allgather`) then hands every process the round's results in problem
 order, and process 0 writes them.
 
-`RowFeed` is how a batch's rows reach the mesh and come back to the host (the `Sampler` and the
-GRPO trainer go through one): this default has every process hold every row;
-`restrl_jax.rl.host_shard.HostRowFeed` has each process feed and read back only its own rows.
+How a batch's rows reach the mesh and come back, per process, is `restrl_jax.sampling.row_feed`.
 """
 from __future__ import annotations
 
@@ -232,46 +230,6 @@ def replicated_value(x: jax.Array) -> np.ndarray:
     raise ValueError(f"replicated_value: array of shape {x.shape} is sharded ({x.sharding}); "
                      f"use gather()")
   return np.asarray(x.addressable_data(0))
-
-
-class RowFeed:
-  """Rows of a batch <-> the mesh, when the host holds the whole batch (one process, or the same
-  rows on every process). The per-host version is `rl.host_shard.HostRowFeed`."""
-
-  # The host holds every row, so a sampler may regroup rows (share a prompt's prefill, drop
-  # finished rows from the batch) on its own.
-  rows_are_global = True
-
-  def local_multiple(self, mesh: jax.sharding.Mesh) -> int:
-    """A local batch is padded to a multiple of this (the batch shards it spans)."""
-    return int(mesh.shape["data"] * mesh.shape["fsdp"])
-
-  def row_ids(self, n: int) -> np.ndarray:
-    """[n] global row index of each of n local rows (sampling draws row r with id r)."""
-    return np.arange(n)
-
-  def put(self, x: np.ndarray, mesh: jax.sharding.Mesh) -> jax.Array:
-    """Host rows [b, ...] -> an array on the mesh, dim 0 over ("data", "fsdp") where it divides."""
-    from restrl_jax import parallel
-    names = ("batch",) + (None,) * (np.ndim(x) - 1)
-    return jax.device_put(x, parallel.logical_to_sharding(names, np.shape(x), mesh))
-
-  def replicate(self, x: Any, mesh: jax.sharding.Mesh) -> jax.Array:
-    """A value every process holds alike (scalar, PRNG key) -> replicated over the mesh."""
-    from restrl_jax import parallel
-    return jax.device_put(x, parallel.replicated(mesh))
-
-  def get(self, x: jax.Array) -> np.ndarray:
-    """The rows of `x` this host holds, as numpy."""
-    return np.asarray(jax.device_get(x))
-
-  def agree_max(self, x: Any) -> Any:
-    """Elementwise max of `x` over the processes that feed rows (here: `x`)."""
-    return x
-
-  def agree_all(self, flag: bool) -> bool:
-    """True iff `flag` holds on every process (here: `flag`)."""
-    return bool(flag)
 
 
 def sync(name: str) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 
 from restrl_jax import training
 from restrl_jax.rl.advantages import compute_advantages
-from restrl_jax.rl.host_shard import HostRowFeed
+from restrl_jax.sampling.row_feed import HostRowFeed
 from restrl_jax.rl.trainer import GRPOTrainer, Request, Rollouts, rollout_metrics
 from restrl_jax.sampling import Sampler
 

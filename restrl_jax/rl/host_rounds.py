@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from restrl_jax import distributed, io_utils, parallel
-from restrl_jax.rl.host_shard import HostRowFeed
+from restrl_jax.sampling.row_feed import HostRowFeed
 from restrl_jax.sampling import Sampler
 
 

@@ -152,7 +152,7 @@ class GRPOTrainer:
         model_config, tokenizer, cfg, pool, mesh)
     self.pad_id = int(model_config.pad_token_id or 0)
     self.sampler = sampler or Sampler(model_config, None, tokenizer, mesh=mesh)
-    self.feed = self.sampler.feed       # this host's rows <-> the mesh (rl/host_shard.py)
+    self.feed = self.sampler.feed       # this host's rows <-> the mesh (sampling/row_feed.py)
     self.buckets = Buckets()
     self._check_batch()
     objective = functools.partial(grpo_step.grpo_objective, model_config, _fixed_norm(cfg),
