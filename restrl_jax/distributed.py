@@ -13,7 +13,9 @@ Data: every process holds the same list of prompts (same seed); `local_slice(ite
 process's contiguous block, which it samples, runs in its own sandbox workers and scores.
 `global_batch` assembles the per-process rows into one array over the mesh; rows are ordered by
 process, matching `local_slice`. Only `is_writer()` (process 0) writes summaries and files;
-orbax checkpoints are saved by every process (`restrl_jax.checkpoint`).
+orbax checkpoints are saved by every process (`restrl_jax.checkpoint`). `write_text`,
+`write_json`, `write_jsonl` and `append_jsonl` write on the writer only (atomic, `io_utils`);
+`sync` keeps the others from reading a file before it exists.
 
 Work that needs no collective per step (the MCTS searches of the pipeline) is split by problem:
 `round_shares` gives each process its block of every round of problems, which it works on with
@@ -26,13 +28,17 @@ How a batch's rows reach the mesh and come back, per process, is `restrl_jax.sam
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import pickle
-from typing import Any, Mapping, Sequence, TypeVar
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 import jax
 import numpy as np
+
+from restrl_jax import io_utils
 
 T = TypeVar("T")
 
@@ -237,3 +243,24 @@ def sync(name: str) -> None:
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices(name)
+
+
+# -- files, written by the writer only ------------------------------------------------------
+
+def write_text(path: Path, text: str) -> None:
+  if is_writer():
+    io_utils.atomic_write_text(path, text)
+
+
+def write_json(path: Path, obj: Any) -> None:
+  if is_writer():
+    io_utils.atomic_write_json(path, obj)
+
+
+def write_jsonl(path: Path, rows: Iterable[Any]) -> None:
+  write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def append_jsonl(path: Path, rows: list[dict]) -> None:
+  if is_writer():
+    io_utils.append_jsonl(path, rows)

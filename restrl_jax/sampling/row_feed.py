@@ -46,7 +46,7 @@ class RowFeed:
   rows on every process). The per-host version is `HostRowFeed`."""
 
   # The host holds every row, so a sampler may regroup rows (share a prompt's prefill, drop
-  # finished rows from the batch) on its own.
+  # finished rows from the batch) on its own, and a caller has nothing to gather.
   rows_are_global = True
 
   def local_multiple(self, mesh: jax.sharding.Mesh) -> int:
