@@ -13,7 +13,9 @@ Data: every process holds the same list of prompts (same seed); `local_slice(ite
 process's contiguous block, which it samples, runs in its own sandbox workers and scores.
 `global_batch` assembles the per-process rows into one array over the mesh; rows are ordered by
 process, matching `local_slice`. Only `is_writer()` (process 0) writes summaries and files;
-orbax checkpoints are saved by every process (`restrl_jax.checkpoint`).
+orbax checkpoints are saved by every process (`restrl_jax.checkpoint`). `write_text`,
+`write_json`, `write_jsonl` and `append_jsonl` write on the writer only (atomic, `io_utils`);
+`sync` keeps the others from reading a file before it exists.
 
 Work that needs no collective per step (the MCTS searches of the pipeline) is split by problem:
 `round_shares` gives each process its block of every round of problems, which it works on with
@@ -21,20 +23,22 @@ its own devices and sandbox pool; `gather_lists` (pickles exchanged with JAX's
 `multihost_utils.process_allgather`) then hands every process the round's results in problem
 order, and process 0 writes them.
 
-`RowFeed` is how a batch's rows reach the mesh and come back to the host (the `Sampler` and the
-GRPO trainer go through one): this default has every process hold every row;
-`restrl_jax.rl.host_shard.HostRowFeed` has each process feed and read back only its own rows.
+How a batch's rows reach the mesh and come back, per process, is `restrl_jax.sampling.row_feed`.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import pickle
-from typing import Any, Mapping, Sequence, TypeVar
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 import jax
 import numpy as np
+
+from restrl_jax import io_utils
 
 T = TypeVar("T")
 
@@ -234,48 +238,29 @@ def replicated_value(x: jax.Array) -> np.ndarray:
   return np.asarray(x.addressable_data(0))
 
 
-class RowFeed:
-  """Rows of a batch <-> the mesh, when the host holds the whole batch (one process, or the same
-  rows on every process). The per-host version is `rl.host_shard.HostRowFeed`."""
-
-  # The host holds every row, so a sampler may regroup rows (share a prompt's prefill, drop
-  # finished rows from the batch) on its own.
-  rows_are_global = True
-
-  def local_multiple(self, mesh: jax.sharding.Mesh) -> int:
-    """A local batch is padded to a multiple of this (the batch shards it spans)."""
-    return int(mesh.shape["data"] * mesh.shape["fsdp"])
-
-  def row_ids(self, n: int) -> np.ndarray:
-    """[n] global row index of each of n local rows (sampling draws row r with id r)."""
-    return np.arange(n)
-
-  def put(self, x: np.ndarray, mesh: jax.sharding.Mesh) -> jax.Array:
-    """Host rows [b, ...] -> an array on the mesh, dim 0 over ("data", "fsdp") where it divides."""
-    from restrl_jax import parallel
-    names = ("batch",) + (None,) * (np.ndim(x) - 1)
-    return jax.device_put(x, parallel.logical_to_sharding(names, np.shape(x), mesh))
-
-  def replicate(self, x: Any, mesh: jax.sharding.Mesh) -> jax.Array:
-    """A value every process holds alike (scalar, PRNG key) -> replicated over the mesh."""
-    from restrl_jax import parallel
-    return jax.device_put(x, parallel.replicated(mesh))
-
-  def get(self, x: jax.Array) -> np.ndarray:
-    """The rows of `x` this host holds, as numpy."""
-    return np.asarray(jax.device_get(x))
-
-  def agree_max(self, x: Any) -> Any:
-    """Elementwise max of `x` over the processes that feed rows (here: `x`)."""
-    return x
-
-  def agree_all(self, flag: bool) -> bool:
-    """True iff `flag` holds on every process (here: `flag`)."""
-    return bool(flag)
-
-
 def sync(name: str) -> None:
   """Barrier across processes (no-op for one process)."""
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices(name)
+
+
+# -- files, written by the writer only ------------------------------------------------------
+
+def write_text(path: Path, text: str) -> None:
+  if is_writer():
+    io_utils.atomic_write_text(path, text)
+
+
+def write_json(path: Path, obj: Any) -> None:
+  if is_writer():
+    io_utils.atomic_write_json(path, obj)
+
+
+def write_jsonl(path: Path, rows: Iterable[Any]) -> None:
+  write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def append_jsonl(path: Path, rows: list[dict]) -> None:
+  if is_writer():
+    io_utils.append_jsonl(path, rows)

@@ -13,8 +13,10 @@ next chunk's decoding. Requests whose templates have different end markers are s
 separately with their own stop strings. Records come back in request order, samples of one
 request adjacent (`group_records` regroups them, e.g. for GRPO).
 
-Across hosts, `split` (`rl.host_rounds.HostSplit`) has each process sample and execute only its
-block of every chunk (same row ids, so the same draws as one process) and gathers the records.
+Which rows of each chunk this process samples and executes is the sampler's feed's choice
+(`sampling.row_feed`): all of them with a `RowFeed`; with a `HostRowFeed` (several processes) its
+block of the chunk, padded to the mesh's batch shards, drawn with the rows' ids in the chunk (the
+draws of one process), after which the records are gathered to every process.
 """
 from __future__ import annotations
 
@@ -85,13 +87,9 @@ def _record(row: tuple[int, int], problem: Problem, state: str, stops: tuple[str
       detail=result.detail)
 
 
-def _fed_rows(chunk: list[tuple[int, int]], split: Any) -> tuple[list, np.ndarray | None,
-                                                                   list[int]]:
-  """(rows this process samples, their row ids in the chunk or None for the default, which of
-  them are real): everything with no `split`; this host's padded block with one."""
-  if split is None:
-    return chunk, None, list(range(len(chunk)))
-  pos = split.positions(len(chunk))
+def _fed_rows(chunk: list[tuple[int, int]], feed: Any) -> tuple[list, np.ndarray, list[int]]:
+  """(rows this process samples, their row ids in the chunk, which of them are real)."""
+  pos = feed.chunk_positions(len(chunk))
   fed = [chunk[min(int(p), len(chunk) - 1)] for p in pos]
   return fed, pos, [k for k, p in enumerate(pos) if p < len(chunk)]
 
@@ -100,8 +98,7 @@ def rollout(sampler: Sampler, pool: Any, problems: Sequence[Problem],
             sampling_params: SamplingParams, num_samples: int = 1,
             states: Sequence[str] | None = None, rng: Any = None,
             chunk_size: int = DEFAULT_CHUNK, params: Any = None,
-            request_ids: Sequence[int] | None = None,
-            split: Any = None) -> list[RolloutRecord]:
+            request_ids: Sequence[int] | None = None) -> list[RolloutRecord]:
   """Sample `num_samples` continuations of each (problem, state), run and score them.
 
   `states[i]` is the partial program for `problems[i]` (default: its starter code); `rng` a JAX
@@ -109,7 +106,8 @@ def rollout(sampler: Sampler, pool: Any, problems: Sequence[Problem],
   `request_ids[i]` (optional, distinct): a global id of request i; sample j then draws with row
   id `request_ids[i] * num_samples + j` under `rng` itself, so its draws do not depend on the
   other requests of the call (batched MCTS trees sample as they would alone).
-  `split` (several processes): see the module docstring.
+  Rows this process samples, and the gather of the records: the sampler's feed (module
+  docstring).
   """
   if num_samples < 1 or chunk_size < 1:
     raise ValueError(f"rollout: num_samples and chunk_size must be >= 1, got {num_samples}, "
@@ -129,7 +127,7 @@ def rollout(sampler: Sampler, pool: Any, problems: Sequence[Problem],
                                                         sampler.tokenizer)) for i in members}
     rows = [(i, j) for i in members for j in range(num_samples)]
     for start in range(0, len(rows), chunk_size):
-      fed, ids, real = _fed_rows(rows[start:start + chunk_size], split)
+      fed, ids, real = _fed_rows(rows[start:start + chunk_size], sampler.feed)
       if request_ids is None:
         outs = sampler.generate([encoded[i] for i, _ in fed], sp,
                                 rng=jax.random.fold_in(key, chunk_id), params=params, row_ids=ids)
@@ -146,7 +144,7 @@ def rollout(sampler: Sampler, pool: Any, problems: Sequence[Problem],
   for chunk, stops, outs, future in pending:
     for (i, j), c, result in zip(chunk, outs, future.result()):
       records[i * num_samples + j] = _record((i, j), problems[i], states[i], stops, c, result)
-  return records if split is None else split.gather(records)
+  return sampler.feed.gather_filled(records)
 
 
 def group_records(records: Sequence[RolloutRecord]) -> list[list[RolloutRecord]]:

@@ -136,7 +136,7 @@ def test_preset_applies_to_config_and_checks_devices():
 # `search` job, tested at the end of this file): the pipeline
 # runner with one `rest_grpo` round (collect -> assemble -> STEPS GRPO steps -> export) from the
 # same start policy. Two processes collect split by host and gathered, train with
-# rl.host_grpo.HostGRPO (each host samples, runs and scores its own prompts), save orbax
+# GRPOTrainer on a HostRowFeed (each host samples, runs and scores its own prompts), save orbax
 # checkpoints from every process and export through distributed.gather; only process 0 writes
 # files. All three compile with the same cheap XLA CPU settings (most of the time here is
 # compilation; the comparison stays like for like). `--jobs sft,grpo` still run by hand.

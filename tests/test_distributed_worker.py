@@ -11,14 +11,14 @@ DIR/<job>.<process id>.json. With --num-processes 1 (8 devices) it is the refere
 
 A job is `JOBS[name](mesh) -> Job`: its initial state on the mesh and `run_step(state, i)`.
   sft        : this process's `local_slice` of a fixed global batch -> `global_batch` -> update;
-  grpo       : `rl.host_grpo.HostGRPO` - this host's prompts sampled, run in its own sandbox
-               pool and scored here, the update on the global batch;
+  grpo       : `GRPOTrainer` whose sampler has a `HostRowFeed` - this host's prompts sampled,
+               run in its own sandbox pool and scored here, the update on the global batch;
   grpo_plain : the plain `GRPOTrainer` (every row on this process): the one-process reference.
 
 `rest` is a whole pipeline run instead (`run_rest`, what test_distributed.py runs): one `rest_grpo` round of `--steps` steps
 from the HF policy `--policy`, through `pipeline.runner.run_pipeline` (a registered stage that
-calls `rl.rounds.run_rounds`): collection split by host and gathered, HostGRPO steps (one
-process: the plain path), export through `distributed.gather`. It writes DIR/rest.npz (the
+calls `rl.rounds.run_rounds`): collection split by host and gathered, GRPO steps on each
+host's rows (one process: every row here), export through `distributed.gather`. It writes DIR/rest.npz (the
 exported policy's params, process 0), DIR/rest.<pid>.json (per-step metrics, rollouts executed
 here) and DIR/rest_writes.<pid>.json (the files this process wrote itself).
 
@@ -106,9 +106,10 @@ def _grpo_job(mesh, per_host: bool = True) -> Job:
   from restrl_jax.data.synthetic import load_synthetic
   from restrl_jax.execution.jobs import Limits
   from restrl_jax.execution.pool import ExecutionPool
-  from restrl_jax.rl import host_grpo
   from restrl_jax.rl.losses import GRPOLossConfig
   from restrl_jax.rl.trainer import GRPOConfig, GRPOTrainer, Request
+  from restrl_jax.sampling import Sampler
+  from restrl_jax.sampling.row_feed import HostRowFeed
 
   tok, config, optimizer, state, shardings = grpo_init(mesh)
   # beta_kl=0: no reference policy, one compile less (its log-probs are global arrays anyway);
@@ -123,8 +124,8 @@ def _grpo_job(mesh, per_host: bool = True) -> Job:
               for p in load_synthetic("train", 2 * GRPO_PROMPTS, verify=False)]
   requests = [Request(p, p.starter_code) for p in problems]
   if per_host:
-    step = host_grpo.HostGRPO(host_grpo.make_trainer(config, tok, cfg, optimizer, pool, mesh,
-                                                     shardings))
+    sampler = Sampler(config, None, tok, mesh=mesh, feed=HostRowFeed(mesh))
+    step = GRPOTrainer(config, tok, cfg, optimizer, pool, mesh, shardings, sampler=sampler).step
   else:
     step = GRPOTrainer(config, tok, cfg, optimizer, pool, mesh, shardings).step
   key = jax.random.key(7)

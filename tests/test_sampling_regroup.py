@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from restrl_jax import models, parallel
-from restrl_jax.rl.host_shard import HostRowFeed
+from restrl_jax.sampling.row_feed import HostRowFeed
 from restrl_jax.sampling import Buckets, Sampler, SamplingParams
 from restrl_jax.sampling.sampler import RowBook, shared_prompts
 from test_sampling_units import CharTokenizer

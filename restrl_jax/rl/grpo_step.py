@@ -168,7 +168,7 @@ def make_sequence_logp_fn(config: models.ModelConfig, mesh: jax.sharding.Mesh | 
 
 def place_batch(batch: dict, mesh: jax.sharding.Mesh | None, feed: Any = None) -> dict:
   """Batch arrays on the devices, the leading (batch) dim over ("data", "fsdp"); with a
-  `distributed.RowFeed` `feed`, the arrays are this host's rows (`rl.host_shard`)."""
+  `sampling.row_feed.RowFeed` `feed`, the arrays are this host's rows."""
   if mesh is None:
     return {k: jnp.asarray(v) for k, v in batch.items()}
   if feed is not None:

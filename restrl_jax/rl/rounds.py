@@ -19,9 +19,11 @@ The next round starts from that folder; the last one is copied to `<out_dir>/pol
 whose policy exists is skipped, so a killed run resumes where it stopped and (on CPU, fixed seed)
 ends with bitwise the same parameters as an uninterrupted one.
 
-Several processes (`jax.process_count() > 1`): collection is split by host and its records
-gathered, the train step is `host_grpo.HostGRPO`, and only process 0 writes files
-(`rl.host_rounds`); orbax checkpoints are saved by every process.
+Several processes (`jax.process_count() > 1`): the Sampler feeds rows through
+`row_feed.for_processes` (a `HostRowFeed`), so collection and the GRPO steps each sample, run and
+score this process's rows and gather the results to every process (`rollout`,
+`GRPOTrainer.step`); only process 0 writes files (`distributed.write_json` ...); orbax
+checkpoints are saved by every process.
 """
 from __future__ import annotations
 
@@ -37,17 +39,17 @@ import jax
 import numpy as np
 import optax
 
-from restrl_jax import distributed, io_utils, models, training
+from restrl_jax import distributed, io_utils, models, parallel, training
 from restrl_jax.checkpoint import Checkpointer
 from restrl_jax.data.problem import Problem
 from restrl_jax.data.prompts import state_token_ends
 from restrl_jax.metrics_writer import MetricsWriter
 from restrl_jax.policy_folder import export_policy
-from restrl_jax.rl import dpo, host_rounds, rest_data
-from restrl_jax.rl.host_grpo import HostGRPO
+from restrl_jax.rl import dpo, rest_data
 from restrl_jax.rl.trainer import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, Request
 from restrl_jax.rollout import rollout, summarize_records
 from restrl_jax.sampling import Sampler, SamplingParams
+from restrl_jax.sampling import row_feed
 from restrl_jax.training import master_weights
 
 METHODS = ("rest_grpo", "grpo", "dapo", "rest_dpo")
@@ -134,8 +136,8 @@ def place_params(config: models.ModelConfig, host_params: Any, mesh) -> Any:
   if mesh is None:
     return jax.device_put(host_params, jax.devices()[0])
   shardings = models.param_shardings(config, mesh)
-  if host_rounds.multi_host():
-    return host_rounds.place(host_params, shardings)
+  if jax.process_count() > 1:
+    return distributed.place(host_params, shardings)
   return jax.device_put(host_params, shardings)
 
 
@@ -146,7 +148,7 @@ def export_from_all_processes(config: models.ModelConfig, params: Any, tokenizer
   host = distributed.gather(params)
   if distributed.is_writer():
     export_policy(config, host, tokenizer, path)
-  host_rounds.barrier(f"export {path}")
+  distributed.sync(f"export {path}")
   return path
 
 
@@ -173,8 +175,7 @@ def collect(setup: Setup, sampler: Sampler, params: Any, round_dir: Path,
                                      tuple(r["rewards"])) for r in rows], meta
   chunk = setup.cfg.collect_batch or setup.grpo.prompts_per_step * setup.grpo.group_size
   records = rollout(sampler, setup.pool, setup.problems, setup.cfg.collect,
-                    setup.cfg.num_samples, rng=key, chunk_size=chunk, params=params,
-                    split=host_rounds.collect_split(sampler))
+                    setup.cfg.num_samples, rng=key, chunk_size=chunk, params=params)
   by_problem: dict[str, list] = {}
   for r in records:
     by_problem.setdefault(r.problem_id, []).append(r)
@@ -182,9 +183,9 @@ def collect(setup: Setup, sampler: Sampler, params: Any, round_dir: Path,
       p.id, p.starter_code, tuple(r.program[len(r.state):] for r in by_problem[p.id]),
       tuple(float(r.reward) for r in by_problem[p.id])) for p in setup.problems]
   summary = summarize_records(records, ks=(1,), std_threshold=setup.cfg.data.sigma0)
-  host_rounds.write_jsonl(round_dir / "samples.jsonl", [_sample_row(r) for r in records])
-  host_rounds.write_json(round_dir / "collect_summary.json", summary)
-  host_rounds.write_jsonl(path, [dataclasses.asdict(s) for s in samples])
+  distributed.write_jsonl(round_dir / "samples.jsonl", [_sample_row(r) for r in records])
+  distributed.write_json(round_dir / "collect_summary.json", summary)
+  distributed.write_jsonl(path, [dataclasses.asdict(s) for s in samples])
   return samples, summary
 
 
@@ -210,7 +211,7 @@ def assemble(setup: Setup, samples: Sequence[rest_data.ProblemSamples], round_in
     facts = rest_data.summarize(rows)
   order = np.random.default_rng([cfg.shuffle_seed, round_index]).permutation(len(rows))
   rows = [rows[i] for i in order]
-  host_rounds.write_jsonl(round_dir / "rows.jsonl", [dataclasses.asdict(r) for r in rows])
+  distributed.write_jsonl(round_dir / "rows.jsonl", [dataclasses.asdict(r) for r in rows])
   return rows, facts
 
 
@@ -259,13 +260,12 @@ def score_curve_point(runtime: "Runtime", params: Any, round_index: int, step: i
   setup, curve = runtime.setup, runtime.setup.curve
   records = rollout(runtime.sampler, setup.pool, curve.problems, curve.sampling,
                     curve.num_samples, rng=curve.seed, params=params,
-                    chunk_size=setup.cfg.collect_batch or runtime.collect_chunk,
-                    split=host_rounds.collect_split(runtime.sampler))
+                    chunk_size=setup.cfg.collect_batch or runtime.collect_chunk)
   scores = summarize_records(records, ks=(1,))
   row = {"step": step, "round": round_index,
          **{k: scores[k] for k in ("strict_accuracy", "test_case_average", "num_problems",
                                    "num_samples")}}
-  host_rounds.append_jsonl(round_dir / CURVE_FILE, [row])
+  distributed.append_jsonl(round_dir / CURVE_FILE, [row])
   logging.info("round %d step %d: held-out strict %.3f, test-case average %.3f", round_index,
                step, row["strict_accuracy"], row["test_case_average"])
   return row
@@ -293,10 +293,40 @@ def with_learning_rate(state: training.TrainState, lr: float) -> training.TrainS
     opt = list(chain_state)
     inject = opt[-1]
     old = inject.hyperparams["learning_rate"]
-    new = host_rounds.put_like(np.asarray(lr, old.dtype), old.sharding)
+    new = _put_like(np.asarray(lr, old.dtype), old.sharding)
     opt[-1] = inject._replace(hyperparams={**inject.hyperparams, "learning_rate": new})
     return tuple(opt)
   return state._replace(opt_state=master_weights.replace_inner(state.opt_state, set_lr))
+
+
+def check_method_runs_here(method: str) -> None:
+  """rest_dpo builds its batches on one host: refused with several processes."""
+  if jax.process_count() > 1 and method == "rest_dpo":
+    raise ValueError("rest.method='rest_dpo' is not supported with several processes (its "
+                     "batches are built on one host); run it as one process")
+
+
+def _put_like(value: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:
+  """`value` (the same on every process) placed with `sharding`."""
+  if jax.process_count() == 1:
+    return jax.device_put(value, sharding)
+  return distributed.place(value, sharding)
+
+
+def _key_leaf(key: jax.Array, mesh: jax.sharding.Mesh | None) -> jax.Array:
+  """A PRNG key as a checkpoint leaf: its key data (replicated over the mesh across processes:
+  orbax does not save a process-local array from several processes)."""
+  data = jax.random.key_data(key)
+  if jax.process_count() == 1:
+    return data
+  return distributed.place(np.asarray(data), parallel.replicated(mesh))
+
+
+def _key_from_leaf(leaf: jax.Array) -> jax.Array:
+  """The PRNG key of a (restored) `_key_leaf`, local to this process."""
+  if jax.process_count() == 1:
+    return jax.random.wrap_key_data(leaf)
+  return jax.random.wrap_key_data(distributed.replicated_value(leaf))
 
 
 class Runtime:
@@ -305,8 +335,9 @@ class Runtime:
 
   def __init__(self, setup: Setup, model_config: models.ModelConfig):
     self.setup, self.model_config = setup, model_config
-    host_rounds.check_method(setup.cfg.method)
-    self.sampler = host_rounds.make_sampler(model_config, setup.tokenizer, setup.mesh)
+    check_method_runs_here(setup.cfg.method)
+    self.sampler = Sampler(model_config, None, setup.tokenizer, mesh=setup.mesh,
+                           feed=row_feed.for_processes(setup.mesh))
     self.optimizer = round_optimizer(setup.cfg)
     self._step_fn: Callable | None = None
 
@@ -339,11 +370,10 @@ class Runtime:
     gcfg = dataclasses.replace(s.grpo, dynamic_sampling=s.cfg.method == "dapo")
     trainer = GRPOTrainer(self.model_config, s.tokenizer, gcfg, self.optimizer, s.pool, s.mesh,
                           shardings, sampler=self.sampler)
-    step = HostGRPO(trainer) if host_rounds.multi_host() else trainer.step
 
     def grpo_step(state, ref, stream, key):
       requests = lambda n: [Request(by_id[r.problem_id], r.state) for r in stream.take(n)]
-      return step(state, ref, requests, key)
+      return trainer.step(state, ref, requests, key)
     return grpo_step
 
 
@@ -366,10 +396,10 @@ def train_round(runtime: Runtime, host_params, rows: list, round_index: int, rou
   first, position = 0, 0
   with Checkpointer(round_dir / "checkpoints", cfg.keep_checkpoints) as ckpt:
     restored = ckpt.restore_latest({"train": state,
-                                    "rng": host_rounds.key_leaf(key, setup.mesh)})
+                                    "rng": _key_leaf(key, setup.mesh)})
     if restored is not None:
       tree, meta, first = restored
-      state, key = tree["train"], host_rounds.key_from_leaf(tree["rng"])
+      state, key = tree["train"], _key_from_leaf(tree["rng"])
       position = int(meta["data_pos"])
       logging.info("round %d: resuming from step %d", round_index, first)
     for name in ("metrics.jsonl", "train_samples.jsonl", CURVE_FILE):   # rows past the
@@ -386,14 +416,14 @@ def train_round(runtime: Runtime, host_params, rows: list, round_index: int, rou
         metrics = dict(metrics, round=round_index, data_pos=stream.position, learning_rate=lr)
         writer.write(done, metrics)
         if ro is not None:
-          host_rounds.append_jsonl(round_dir / "train_samples.jsonl",
+          distributed.append_jsonl(round_dir / "train_samples.jsonl",
                                    _train_sample_rows(done, ro))
         if on_step is not None:
           on_step(round_index, done, metrics)
         if _curve_due(setup.curve, done, steps):
           score_curve_point(runtime, state.params, round_index, done, round_dir)
         if done % cfg.checkpoint_every == 0 or done == steps:
-          ckpt.save(done, {"train": state, "rng": host_rounds.key_leaf(key, setup.mesh)},
+          ckpt.save(done, {"train": state, "rng": _key_leaf(key, setup.mesh)},
                     {"round": round_index, "data_pos": stream.position, "steps": steps})
   return state.params, {"steps": steps, "resumed_from": first}
 
@@ -417,8 +447,8 @@ def run_round(runtime: Runtime, policy: Path, round_index: int, out_dir: Path,
   facts = {"round": round_index, "start_policy": str(policy),
            **{f"collect/{k}": v for k, v in collected.items()},
            **{f"data/{k}": v for k, v in assembled.items()}, **trained}
-  host_rounds.write_json(round_dir / "round.json", facts)
-  host_rounds.barrier(f"round {round_index} done")
+  distributed.write_json(round_dir / "round.json", facts)
+  distributed.sync(f"round {round_index} done")
   return facts
 
 
@@ -440,8 +470,8 @@ def run_rounds(setup: Setup, start_policy: Path, out_dir: Path,
   if not has_policy(final) and distributed.is_writer():
     with io_utils.atomic_dir(final) as tmp:
       shutil.copytree(policy, tmp, dirs_exist_ok=True)
-  host_rounds.write_text(out_dir / "rounds.jsonl",
+  distributed.write_text(out_dir / "rounds.jsonl",
                          "".join(json.dumps(f, default=str) + "\n" for f in per_round))
-  host_rounds.barrier("rounds done")
+  distributed.sync("rounds done")
   return {"method": setup.cfg.method, "rounds": setup.cfg.rounds, "policy_path": str(final),
           "steps": sum(f.get("steps", 0) for f in per_round), "per_round": per_round}

@@ -152,9 +152,11 @@ class GRPOTrainer:
         model_config, tokenizer, cfg, pool, mesh)
     self.pad_id = int(model_config.pad_token_id or 0)
     self.sampler = sampler or Sampler(model_config, None, tokenizer, mesh=mesh)
-    self.feed = self.sampler.feed       # this host's rows <-> the mesh (rl/host_shard.py)
+    self.feed = self.sampler.feed       # this host's rows <-> the mesh (sampling/row_feed.py)
     self.buckets = Buckets()
     self._check_batch()
+    if not self.feed.rows_are_global:
+      check_rows_per_host(cfg, mesh, self.feed)
     objective = functools.partial(grpo_step.grpo_objective, model_config, _fixed_norm(cfg),
                                   cfg.temperature, cfg.remat,
                                   micro_batch_share(cfg.group_size, cfg.grad_accum_steps))
@@ -239,7 +241,27 @@ class GRPOTrainer:
   def step(self, state: training.TrainState, ref_params: Any,
            next_requests: Callable[[int], list[Request]], key: jax.Array
            ) -> tuple[training.TrainState, dict, Rollouts]:
-    """One GRPO step; `next_requests(n)` hands out the next n prompts of the data stream."""
+    """One GRPO step; `next_requests(n)` hands out the next n prompts of the data stream (the
+    same on every process). This process samples, runs and scores the groups its feed holds
+    (all of them with a `RowFeed`); the rollouts and metrics returned cover every process's rows.
+    """
+    g, asked = self.cfg.group_size, []
+
+    def held(n: int) -> list[Request]:
+      requests = list(next_requests(n))
+      asked.append(requests)
+      return [requests[i] for i in self.feed.groups(n * g, g)]
+
+    state, metrics, ro = self._step_on_rows(state, ref_params, held, key)
+    if self.feed.rows_are_global:                  # every row is here: nothing to gather
+      return state, metrics, ro
+    full = gather_rollouts(self.feed, asked[-1], ro, g)
+    return state, whole_batch_metrics(self.feed, self.cfg, metrics, full), full
+
+  def _step_on_rows(self, state: training.TrainState, ref_params: Any,
+                    next_requests: Callable[[int], list[Request]], key: jax.Array
+                    ) -> tuple[training.TrainState, dict, Rollouts]:
+    """The step on the rows this process holds: sample, score, update."""
     t0 = time.perf_counter()
     if self.cfg.dynamic_sampling:
       ro, valid, extra = self.dynamic_rollouts(state.params, next_requests, key)
@@ -394,6 +416,53 @@ def gather_groups(candidates: Sequence[Rollouts], batch: np.ndarray, row: np.nda
       prompts=pick("prompts"), completions=pick("completions"), logps=pick("logps"),
       texts=pick("texts"), programs=pick("programs"), bonus=arr("bonus"), closed=arr("closed"),
       finish=arr("finish"), exec_reward=arr("exec_reward"))
+
+
+def check_rows_per_host(cfg: GRPOConfig, mesh: jax.sharding.Mesh | None, feed: Any) -> None:
+  """A step on per-host rows (`row_feed.HostRowFeed`): what it cannot do, refused by name, and
+  every process holding whole groups of the step's rows."""
+  if mesh is None:
+    raise ValueError("per-host rows (HostRowFeed) need the trainer's mesh over every process")
+  if cfg.dynamic_sampling:
+    raise ValueError("GRPOConfig.dynamic_sampling (DAPO) is not supported across hosts: each "
+                     "host would stop drawing candidate batches at a different time")
+  if not cfg.loss.kl_in_loss and cfg.loss.beta_kl > 0.0:
+    raise ValueError("GRPOConfig.loss.kl_in_loss=False (KL in the reward) is not supported "
+                     "across hosts; keep the KL in the loss")
+  for p in range(feed.num_processes):
+    feed.rows(cfg.prompts_per_step * cfg.group_size, cfg.group_size, process_index=p)
+
+
+ROW_FIELDS = ("prompts", "completions", "logps", "texts", "programs", "bonus", "closed",
+              "finish", "exec_reward")
+ROW_ARRAYS = {"bonus": np.float64, "closed": bool, "finish": np.int32, "exec_reward": np.float64}
+TIMINGS = ("sample_s", "ref_s", "exec_wait_s", "exec_s", "train_s", "step_s")
+
+
+def gather_rollouts(feed: Any, requests: Sequence[Request], local: Rollouts,
+                    group_size: int) -> Rollouts:
+  """This process's rollouts of a step on `requests` (`group_size` rows each) -> every process's
+  rollouts, rows in global order, on every process."""
+  rows = feed.gather_rows(list(zip(*(getattr(local, f) for f in ROW_FIELDS))),
+                          len(requests) * group_size)
+  cols = dict(zip(ROW_FIELDS, zip(*rows)))
+  return Rollouts(requests=tuple(requests),
+                  **{f: np.asarray(cols[f], ROW_ARRAYS[f]) if f in ROW_ARRAYS else tuple(cols[f])
+                     for f in ROW_FIELDS})
+
+
+def whole_batch_metrics(feed: Any, cfg: GRPOConfig, metrics: dict, full: Rollouts) -> dict:
+  """A step's metrics with rollout statistics over the whole batch and the slowest process's
+  timings (the update's own metrics are global already)."""
+  g = cfg.group_size
+  adv = _advantages(jnp.asarray(full.reward, jnp.float32), g, cfg.advantage)
+  out = dict(metrics, **rollout_metrics(full, np.ones(len(full.prompts), bool), g,
+                                        np.asarray(adv)))
+  names = [k for k in TIMINGS if k in metrics]
+  slowest = feed.agree_max(np.asarray([metrics[k] for k in names], np.float64))
+  out.update({k: float(v) for k, v in zip(names, slowest)})
+  out["tokens_per_s"] = sum(len(c) for c in full.completions) / max(out.get("step_s", 0.0), 1e-9)
+  return out
 
 
 def rollout_metrics(ro: Rollouts, valid: np.ndarray, g: int, adv: np.ndarray) -> dict[str, float]:

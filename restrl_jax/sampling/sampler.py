@@ -16,7 +16,7 @@ running after a stop check fit a smaller power-of-two batch, the finished ones l
 (`share_prefill`, `compact`; both keep every row's draws, which depend on its row id only).
 With a `mesh`, params are sharded by `models.param_shardings`, the batch over ("data", "fsdp"), and
 tracing happens inside `parallel.sharding_context(mesh)`. Rows enter and leave the mesh through
-`feed` (`distributed.RowFeed`: this process holds every row); with `rl.host_shard.HostRowFeed`
+`feed` (`row_feed.RowFeed`: this process holds every row); with `row_feed.HostRowFeed`
 each process of a multi-host run passes and gets back only its own rows, which draw with their
 global row ids.
 """
@@ -31,11 +31,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from restrl_jax import distributed, models, parallel
+from restrl_jax import models, parallel
 from restrl_jax.models import decode_form
 from restrl_jax.sampling import decode
 from restrl_jax.sampling.buckets import Buckets, left_pad, repad
 from restrl_jax.sampling.params import SamplingParams, eos_ids as merge_eos_ids
+from restrl_jax.sampling.row_feed import RowFeed
 from restrl_jax.sampling.stops import CONTEXT_TOKENS, StopWatcher, Tokenizer, detokenize
 from restrl_jax.sampling.transforms import mode_of
 
@@ -101,7 +102,7 @@ class Sampler:
 
   def __init__(self, config: models.ModelConfig, params=None, tokenizer: Tokenizer | None = None,
                *, mesh: jax.sharding.Mesh | None = None, buckets: Buckets | None = None,
-               max_batch: int | None = None, feed: distributed.RowFeed | None = None,
+               max_batch: int | None = None, feed: RowFeed | None = None,
                share_prefill: bool = True, compact: bool = True,
                transpose_min_elements: int = decode_form.TRANSPOSE_MIN_ELEMENTS):
     if max_batch is not None and max_batch < 1:
@@ -111,7 +112,7 @@ class Sampler:
     self.tokenizer = tokenizer
     self.mesh = mesh
     self.buckets = buckets or Buckets()
-    self.feed = feed or distributed.RowFeed()  # rows <-> mesh; per host: rl.host_shard
+    self.feed = feed or RowFeed()  # rows <-> mesh; per host: row_feed.HostRowFeed
     # rows may be regrouped (shared prefill, compaction) only when this host holds them all
     self.share_prefill = share_prefill and self.feed.rows_are_global
     self.compact = compact and self.feed.rows_are_global

@@ -28,7 +28,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from restrl_jax import parallel
+from restrl_jax import distributed, parallel
 from restrl_jax.config_checks import ConfigError
 from restrl_jax.pipeline.data_paths import paired_files
 from restrl_jax.data.holdout import drop_held_out
@@ -38,7 +38,7 @@ from restrl_jax.pipeline.registry import StageContext, register_stage
 from restrl_jax.pipeline.sections import section
 from restrl_jax.pipeline.stages.common import execution_pool
 from restrl_jax.pipeline.stages.learning_curve import plot_curve
-from restrl_jax.rl import host_rounds, rest_data
+from restrl_jax.rl import rest_data
 from restrl_jax.rl.advantages import AdvantageConfig
 from restrl_jax.rl.losses import GRPOLossConfig
 from restrl_jax.rl.rounds import CurveEval, RoundsConfig, Setup, run_rounds
@@ -120,7 +120,7 @@ def start_policy(ctx: StageContext) -> Path:
   if record.is_file():
     return Path(json.loads(record.read_text())["path"])
   policy = resolve_policy(ctx.config, Path(ctx.workdir))
-  host_rounds.write_json(record, {"path": str(policy)})   # process 0 only
+  distributed.write_json(record, {"path": str(policy)})   # process 0 only
   return policy
 
 

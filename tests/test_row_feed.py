@@ -1,5 +1,5 @@
-"""Which rows each process feeds (host_shard), on fake multi-process device grids, and the
-HostRowFeed on this process's 8 devices."""
+"""Row feeds (sampling/row_feed.py): which rows each process feeds, on fake multi-process device
+grids, the HostRowFeed on this process's 8 devices, and what RowFeed and HostRowFeed share."""
 import types
 from typing import NamedTuple
 
@@ -7,9 +7,9 @@ import jax
 import numpy as np
 import pytest
 
-from restrl_jax import distributed, parallel
-from restrl_jax.rl import host_shard
-from restrl_jax.rl.host_shard import HostRowFeed, batch_shard_owners, host_rows
+from restrl_jax import parallel
+from restrl_jax.sampling import row_feed
+from restrl_jax.sampling.row_feed import HostRowFeed, RowFeed, batch_shard_owners, host_rows
 
 
 class FakeDevice(NamedTuple):
@@ -122,19 +122,19 @@ def test_rows_from_shards():
   full = np.arange(16 * 3).reshape(16, 3)
   shards = [((slice(a, a + 4), slice(None)), full[a:a + 4]) for a in (4, 12)]   # two blocks
   want = np.array([4, 5, 6, 7, 12, 13, 14, 15])
-  np.testing.assert_array_equal(host_shard.rows_from_shards(shards, full.shape, want), full[want])
+  np.testing.assert_array_equal(row_feed.rows_from_shards(shards, full.shape, want), full[want])
   replicated = [((slice(None), slice(None)), full)] * 2
-  np.testing.assert_array_equal(host_shard.rows_from_shards(replicated, full.shape, want),
+  np.testing.assert_array_equal(row_feed.rows_from_shards(replicated, full.shape, want),
                                 full[want])
   with pytest.raises(ValueError, match=r"rows \[0\] of an array \(16, 3\) are not on this"):
-    host_shard.rows_from_shards(shards, full.shape, np.array([0, 4]))
+    row_feed.rows_from_shards(shards, full.shape, np.array([0, 4]))
   with pytest.raises(ValueError, match="split beyond its batch axis"):
-    host_shard.rows_from_shards([((slice(0, 4), slice(0, 2)), full[:4, :2])], full.shape, want)
+    row_feed.rows_from_shards([((slice(0, 4), slice(0, 2)), full[:4, :2])], full.shape, want)
 
 
 def test_feed_on_one_process_is_the_plain_path():
   mesh = parallel.make_mesh((2, 2, 2))
-  feed, plain = HostRowFeed(mesh), distributed.RowFeed()
+  feed, plain = HostRowFeed(mesh), RowFeed()
   x = np.arange(8 * 5, dtype=np.float32).reshape(8, 5)
   placed = feed.put(x, mesh)
   assert placed.shape == (8, 5) and placed.sharding.is_equivalent_to(
@@ -147,7 +147,9 @@ def test_feed_on_one_process_is_the_plain_path():
   assert jax.process_count() == 1
 
 
-# -- HostGRPO: checks, prompt selection and the merge of per-host rollouts ----------------------
+
+
+# -- a process's rows and the gathers, on process 1 of a fake two-process mesh ---------------
 
 class TwoHostFeed(HostRowFeed):
   """Process 1 of a fake 2 x 4-device mesh; `gather_objects` returns canned per-process parts."""
@@ -163,25 +165,50 @@ class TwoHostFeed(HostRowFeed):
     return x
 
 
-def fake_trainer(feed, **cfg):
+def test_a_feed_holding_every_row_selects_all_and_gathers_nothing():
+  feed = RowFeed()
+  assert feed.groups(8, 2).tolist() == [0, 1, 2, 3]
+  assert feed.chunk_positions(5).tolist() == [0, 1, 2, 3, 4]
+  assert feed.gather_rows(["a", "b"], 2) == ["a", "b"]
+  assert feed.gather_filled(["a", None]) == ["a", None]
+  assert row_feed.for_processes(None).rows_are_global      # one process here
+
+
+def test_a_host_feed_selects_its_rows_and_gathers_every_process_s():
+  feed = TwoHostFeed([(0, "r0"), (1, "r1")])               # process 1 of 2; 8 batch shards
+  assert feed.groups(16, 2).tolist() == [4, 5, 6, 7]
+  assert feed.chunk_positions(5).tolist() == [4, 5, 6, 7]  # 5 rows padded to 8: 5..7 are padding
+  with pytest.raises(ValueError, match=r"no process returned entries \[3\]"):
+    feed.gather_filled([None, None, "m2", None])
+  assert feed.gather_filled([None, None, "m2", "m3"]) == ["r0", "r1", "m2", "m3"]
+  feed.part0 = list("abcdefgh")
+  assert feed.gather_rows(list("ijklmnop"), 16) == list("abcdefghijklmnop")
+  feed.part0 = ["a", "b"]
+  with pytest.raises(ValueError, match="process 0 sent 2 rows, expected 8"):
+    feed.gather_rows(list("ijklmnop"), 16)
+
+
+# -- GRPO steps on per-host rows: checks, the trainer's selection and gather ---------------------
+
+def grpo_config(**cfg):
   from restrl_jax.rl.losses import GRPOLossConfig
   from restrl_jax.rl.trainer import GRPOConfig
   loss = GRPOLossConfig(beta_kl=cfg.pop("beta_kl", 0.0), kl_in_loss=cfg.pop("kl_in_loss", True))
-  cfg = GRPOConfig(**dict(dict(group_size=2, prompts_per_step=4), **cfg), loss=loss)
-  return types.SimpleNamespace(cfg=cfg, mesh=feed.mesh, feed=feed)
+  return GRPOConfig(**dict(dict(group_size=2, prompts_per_step=4), **cfg), loss=loss)
 
 
-def test_host_grpo_refuses_what_it_cannot_do():
-  from restrl_jax.rl.host_grpo import HostGRPO
-  feed = TwoHostFeed()
+def test_a_step_on_per_host_rows_refuses_what_it_cannot_do():
+  from restrl_jax.rl.trainer import check_rows_per_host
+  feed, mesh = TwoHostFeed(), TwoHostFeed().mesh
+  check_rows_per_host(grpo_config(), mesh, feed)
   with pytest.raises(ValueError, match="dynamic_sampling"):
-    HostGRPO(fake_trainer(feed, dynamic_sampling=True))
+    check_rows_per_host(grpo_config(dynamic_sampling=True), mesh, feed)
   with pytest.raises(ValueError, match="kl_in_loss=False"):
-    HostGRPO(fake_trainer(feed, beta_kl=0.1, kl_in_loss=False))
-  with pytest.raises(ValueError, match="HostRowFeed"):
-    HostGRPO(types.SimpleNamespace(cfg=fake_trainer(feed).cfg, mesh=None, feed=feed))
+    check_rows_per_host(grpo_config(beta_kl=0.1, kl_in_loss=False), mesh, feed)
+  with pytest.raises(ValueError, match="need the trainer's mesh"):
+    check_rows_per_host(grpo_config(), None, feed)
   with pytest.raises(ValueError, match=r"group_size=8 rows would be split .* process 0"):
-    HostGRPO(fake_trainer(feed, group_size=8, prompts_per_step=1))
+    check_rows_per_host(grpo_config(group_size=8, prompts_per_step=1), mesh, feed)
 
 
 def rollouts(rows, reward):
@@ -195,24 +222,22 @@ def rollouts(rows, reward):
                   exec_reward=np.asarray(reward, np.float64))
 
 
-def test_host_grpo_takes_its_groups_and_merges_every_hosts_rows():
-  from restrl_jax.rl.host_grpo import HostGRPO
-  from restrl_jax.rl.trainer import rollout_metrics
+def test_the_trainer_takes_its_groups_and_gathers_every_host_s_rows():
+  from restrl_jax.rl.trainer import ROW_FIELDS, gather_rollouts, rollout_metrics
+  from restrl_jax.rl.trainer import whole_batch_metrics
   reward = np.array([0, 1, 1, 1, 0, 0, 1, 0], np.float64)        # [B*G], B=4 groups of G=2
-  part0 = list(zip(*(getattr(rollouts(range(4), reward[:4]), f) for f in
-                     ("prompts", "completions", "logps", "texts", "programs", "bonus", "closed",
-                      "finish", "exec_reward"))))
-  host = HostGRPO(fake_trainer(TwoHostFeed(part0)))
+  part0 = list(zip(*(getattr(rollouts(range(4), reward[:4]), f) for f in ROW_FIELDS)))
+  feed = TwoHostFeed(part0)
   requests = [f"r{i}" for i in range(4)]
-  assert host.local_requests(requests) == ["r2", "r3"]           # process 1: groups 2 and 3
-  with pytest.raises(ValueError, match="got 3 prompts for prompts_per_step=4"):
-    host.local_requests(requests[:3])
-  full = host.gather_rollouts(requests, rollouts(range(4, 8), reward[4:]))
+  assert [requests[i] for i in feed.groups(8, 2)] == ["r2", "r3"]  # process 1: groups 2 and 3
+  with pytest.raises(ValueError, match="6 rows does not split over the mesh's 8 batch shards"):
+    feed.groups(6, 2)
+  full = gather_rollouts(feed, requests, rollouts(range(4, 8), reward[4:]), 2)
   assert full.requests == tuple(requests) and full.texts == tuple(f"t{r}" for r in range(8))
   np.testing.assert_array_equal(full.exec_reward, reward)
   assert full.exec_reward.dtype == np.float64 and full.closed.dtype == bool
   assert [len(c) for c in full.completions] == [r % 3 + 1 for r in range(8)]
-  metrics = host.global_metrics({"loss": 0.5, "step_s": 2.0}, full)
+  metrics = whole_batch_metrics(feed, grpo_config(), {"loss": 0.5, "step_s": 2.0}, full)
   expected = rollout_metrics(rollouts(range(8), reward), np.ones(8, bool), 2, np.zeros(8))
   assert metrics["loss"] == 0.5
   for k, v in expected.items():

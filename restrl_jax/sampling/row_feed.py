@@ -1,21 +1,32 @@
-"""Which rows of a global batch each process feeds, and `HostRowFeed`, the per-host row path.
+"""Row feeds: how the rows of a batch reach the mesh, come back, and are gathered to every process.
 
-The batch axis is split over the mesh axes ("data", "fsdp") (`parallel.LOGICAL_RULES`) into
-S = data * fsdp equal shards; shard s = data_index * fsdp + fsdp_index holds global rows
-[s * R/S, (s+1) * R/S) of an R-row batch. The processes that feed shard s are those owning the
-devices at mesh position [data_index, fsdp_index, :]. With `parallel.make_mesh` over
-`jax.devices()` (listed process by process) and the tensor axis inside a host, every process
-owns one contiguous block; other device orders give several blocks, and a batch axis that is not
-split across hosts (e.g. mesh (1, 1, 8)) gives every process all rows. This is the layout
-`jax.make_array_from_process_local_data` assumes: a process's local rows are its blocks in order.
+Samplers, rollouts and trainers see a batch as the rows this process holds. A feed says which
+rows those are and moves them:
+
+* `RowFeed`: this process holds every row (one process, or the same rows on every process): the
+  selection is all rows and every gather is the identity;
+* `HostRowFeed`: each process of a multi-host run holds only its own rows of a global batch. It
+  feeds them into the global program (`put`), reads them back (`get`), draws them with their
+  global row ids (`row_ids`, so a sample draws what it draws in a one-process run), makes host-side
+  shape and loop decisions identical on every process (`agree_max` / `agree_all`) and gathers
+  row-wise results to every process (`gather_rows`, `gather_filled`).
+
+The operations both share: `groups` (the prompts of a GRPO step this process samples),
+`chunk_positions` (the rows of a rollout chunk it samples), `put` / `replicate` / `get`,
+`gather_rows` and `gather_filled`. `for_processes(mesh)` is the feed of this run.
+
+Which rows a process holds: the batch axis is split over the mesh axes ("data", "fsdp")
+(`parallel.LOGICAL_RULES`) into S = data * fsdp equal shards; shard s = data_index * fsdp +
+fsdp_index holds global rows [s * R/S, (s+1) * R/S) of an R-row batch. The processes that feed
+shard s are those owning the devices at mesh position [data_index, fsdp_index, :]. With
+`parallel.make_mesh` over `jax.devices()` (listed process by process) and the tensor axis inside
+a host, every process owns one contiguous block; other device orders give several blocks, and a
+batch axis that is not split across hosts (e.g. mesh (1, 1, 8)) gives every process all rows.
+This is the layout `jax.make_array_from_process_local_data` assumes: a process's local rows are
+its blocks in order.
 
 GRPO shards by prompt: advantages are normalised within a group of G completions of one prompt,
 so every block a process holds must consist of whole groups (`host_rows(..., group_size=G)`).
-
-`HostRowFeed` implements `distributed.RowFeed` for per-host rows: `put` assembles the global
-array from each process's rows, `get` returns this process's rows, `row_ids` gives their global
-indices (so each sample draws the same random numbers as in a one-process run), and
-`agree_max` / `agree_all` make host-side shape and loop decisions identical on every process.
 """
 from __future__ import annotations
 
@@ -28,6 +39,62 @@ import numpy as np
 from restrl_jax import distributed, parallel
 
 T = TypeVar("T")
+
+
+class RowFeed:
+  """Rows of a batch <-> the mesh, when the host holds the whole batch (one process, or the same
+  rows on every process). The per-host version is `HostRowFeed`."""
+
+  # The host holds every row, so a sampler may regroup rows (share a prompt's prefill, drop
+  # finished rows from the batch) on its own, and a caller has nothing to gather.
+  rows_are_global = True
+
+  def local_multiple(self, mesh: jax.sharding.Mesh) -> int:
+    """A local batch is padded to a multiple of this (the batch shards it spans)."""
+    return int(mesh.shape["data"] * mesh.shape["fsdp"])
+
+  def row_ids(self, n: int) -> np.ndarray:
+    """[n] global row index of each of n local rows (sampling draws row r with id r)."""
+    return np.arange(n)
+
+  def put(self, x: np.ndarray, mesh: jax.sharding.Mesh) -> jax.Array:
+    """Host rows [b, ...] -> an array on the mesh, dim 0 over ("data", "fsdp") where it divides."""
+    names = ("batch",) + (None,) * (np.ndim(x) - 1)
+    return jax.device_put(x, parallel.logical_to_sharding(names, np.shape(x), mesh))
+
+  def replicate(self, x: Any, mesh: jax.sharding.Mesh) -> jax.Array:
+    """A value every process holds alike (scalar, PRNG key) -> replicated over the mesh."""
+    return jax.device_put(x, parallel.replicated(mesh))
+
+  def get(self, x: jax.Array) -> np.ndarray:
+    """The rows of `x` this host holds, as numpy."""
+    return np.asarray(jax.device_get(x))
+
+  def agree_max(self, x: Any) -> Any:
+    """Elementwise max of `x` over the processes that feed rows (here: `x`)."""
+    return x
+
+  def agree_all(self, flag: bool) -> bool:
+    """True iff `flag` holds on every process (here: `flag`)."""
+    return bool(flag)
+
+  # -- which rows this process holds, and gathering them to every process ---------------------
+
+  def groups(self, total: int, group_size: int) -> np.ndarray:
+    """Indices of the groups (prompts) of `group_size` rows of a `total`-row batch held here."""
+    return np.arange(total // group_size)
+
+  def chunk_positions(self, n: int) -> np.ndarray:
+    """[k] positions in an n-row chunk this process samples; positions >= n are padding."""
+    return np.arange(n)
+
+  def gather_rows(self, local: Sequence[T], total: int) -> list[T]:
+    """This process's rows of a `total`-row batch -> all `total` rows, on every process."""
+    return list(local)
+
+  def gather_filled(self, entries: Sequence[Any]) -> list[Any]:
+    """Entries with this process's filled (others None) -> every entry, on every process."""
+    return list(entries)
 
 
 def batch_shard_owners(devices: np.ndarray) -> tuple[frozenset[int], ...]:
@@ -125,7 +192,7 @@ def rows_from_shards(shards: Sequence[tuple[tuple[slice, ...], np.ndarray]], sha
   return out
 
 
-class HostRowFeed(distributed.RowFeed):
+class HostRowFeed(RowFeed):
   """`RowFeed` where each process passes and gets back only its own rows of a batch."""
 
   rows_are_global = False  # regrouping rows would need every process to agree on it
@@ -192,14 +259,22 @@ class HostRowFeed(distributed.RowFeed):
   def agree_all(self, flag: bool) -> bool:
     return not bool(self.agree_max(np.int32(not flag)))
 
-  # -- gathering to every process --------------------------------------------------------------
+  # -- which rows this process holds, and gathering them to every process ---------------------
+
+  def groups(self, total: int, group_size: int) -> np.ndarray:
+    return self.rows(total, group_size).groups(group_size)
+
+  def chunk_positions(self, n: int) -> np.ndarray:
+    """The chunk is padded to a multiple of the mesh's batch shards (padding is sampled, then
+    dropped); this process samples its block of it."""
+    shards = len(self.owners)
+    return self.rows(-(-n // shards) * shards).indices
 
   def gather_objects(self, obj: Any) -> list[Any]:
     """[obj of process 0, obj of process 1, ...] on every process (`distributed.gather_objects`)."""
     return distributed.gather_objects(obj)
 
   def gather_rows(self, local: Sequence[T], total: int) -> list[T]:
-    """This process's rows of a `total`-row batch -> all `total` rows, on every process."""
     out: list[Any] = [None] * total
     for p, part in enumerate(self.gather_objects(list(local))):
       idx = self.rows(total, process_index=p).indices
@@ -208,3 +283,23 @@ class HostRowFeed(distributed.RowFeed):
       for i, item in zip(idx, part):
         out[i] = item
     return out
+
+  def gather_filled(self, entries: Sequence[Any]) -> list[Any]:
+    out = list(entries)
+    for part in self.gather_objects([(k, e) for k, e in enumerate(entries) if e is not None]):
+      for k, e in part:
+        out[k] = e
+    missing = [k for k, e in enumerate(out) if e is None]
+    if missing:
+      raise ValueError(f"gather_filled: no process returned entries {missing[:10]}")
+    return out
+
+
+def for_processes(mesh: jax.sharding.Mesh | None) -> RowFeed:
+  """The feed of this run: every row here with one process, this process's rows with several."""
+  if jax.process_count() == 1:
+    return RowFeed()
+  if mesh is None:
+    raise ValueError("several processes feed rows only through a mesh over every process's "
+                     "devices; give the run a mesh")
+  return HostRowFeed(mesh)
