@@ -37,10 +37,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   data_paths.apply(config)   # unset data paths from config.data_dir; DataError if a file is bad
   for path in config.get("required_paths", ()):
     value = get_field(config, path)
-    if value is None:
-      also = " (or a data root with --config.data_dir=DIR)" if path.endswith("data_path") else ""
+    if value is None:   # only data paths get here unset (the others were checked above)
       raise ConfigError(f"config field {path} is not set: give a local path with "
-                        f"--config.{path}=...{also}")
+                        f"--config.{path}=... (or a data root with --config.data_dir=DIR)")
     if not os.path.exists(os.path.expanduser(str(value))):
       raise ConfigError(f"config field {path}={value!r}: no such file or folder")
 
