@@ -17,8 +17,12 @@ def model() -> ml_collections.ConfigDict:
 
 def mesh() -> ml_collections.ConfigDict:
   # (data, fsdp, tensor); -1 takes the remaining devices. `preset` (restrl_jax.mesh_presets, e.g.
-  # "v5e-16") replaces the shape and turns on remat and bf16 weights.
-  return ml_collections.ConfigDict(dict(shape=(1, -1, 1), preset=config_dict.placeholder(str)))
+  # "v5e-16") replaces the shape and turns on remat and bf16 weights. `host_shape`: the mesh over
+  # each process's own devices on which evaluate, evaluate_suite, collect_values and decode
+  # hold the policy and the value model (each process samples and searches its own problems);
+  # None: one device. A preset sets it (tensor over the host's chips).
+  return ml_collections.ConfigDict(dict(shape=(1, -1, 1), preset=config_dict.placeholder(str),
+                                        host_shape=config_dict.placeholder(tuple)))
 
 
 def sampling() -> ml_collections.ConfigDict:

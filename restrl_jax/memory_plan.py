@@ -29,6 +29,7 @@ import dataclasses
 import functools
 import math
 import time
+from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import flax.linen as nn
@@ -151,11 +152,11 @@ def sample_activation_bytes(config: models.ModelConfig, mesh, wl: Workload) -> i
 TRAIN_PEAK = "peak: train step"
 SAMPLE_PEAK = "peak: sample step (train state resident)"
 VALUE_PEAK = "peak: value model train step"
-ONE_DEVICE_SAMPLE_PEAK = "peak: one-device sampling (evaluate, collect)"
-ONE_DEVICE_DECODE_PEAK = "peak: one-device search + value model (decode)"
+HOST_SAMPLE_PEAK = "peak: host-mesh sampling (evaluate, collect)"
+HOST_DECODE_PEAK = "peak: host-mesh search + value model (decode)"
 SHARDED_PEAKS = (TRAIN_PEAK, SAMPLE_PEAK, VALUE_PEAK)
-ONE_DEVICE_PEAKS = (ONE_DEVICE_SAMPLE_PEAK, ONE_DEVICE_DECODE_PEAK)
-PEAKS = SHARDED_PEAKS + ONE_DEVICE_PEAKS
+HOST_PEAKS = (HOST_SAMPLE_PEAK, HOST_DECODE_PEAK)
+PEAKS = SHARDED_PEAKS + HOST_PEAKS
 STATE_ROWS = ("params (bf16)", "reference params (bf16, KL)", "fp32 master copy",
               "Adam mu + nu (fp32)")
 TRAIN_ROWS = ("grads + fp32 update temporaries", "fp32 gradient accumulator",
@@ -164,8 +165,9 @@ SAMPLE_ROWS = ("KV cache (sampling)", "weights gathered over fsdp (sampling)",
                "sample activations (prefill)")
 VALUE_ROWS = ("value model: params + master + Adam", "value model: grads + update temporaries",
               "value model: activations (remat)")
-ONE_DEVICE_ROWS = ("one device: policy (bf16)", "one device: value model (bf16)",
-                   "one device: KV cache + prefill", "one device: value scoring forward")
+HOST_ROWS = ("host mesh: policy (bf16)", "host mesh: value model (bf16)",
+             "host mesh: weights gathered over fsdp", "host mesh: KV cache + prefill",
+             "host mesh: value scoring forward")
 
 
 def scoring_activation_bytes(config: models.ModelConfig, mesh, rows: int, t: int) -> int:
@@ -179,25 +181,31 @@ def scoring_activation_bytes(config: models.ModelConfig, mesh, rows: int, t: int
           + b * h * t * t * 6)
 
 
-def one_device_rows(config: models.ModelConfig, wl: Workload) -> dict[str, int]:
-  """The stages that sample on one device today (pipeline/evaluate_stage.py and
-  search/stages.py build a `Sampler` without a mesh, and decode loads the value model beside
-  the policy): unsharded bf16 weights, a KV cache of one sampling batch and its prefill, and
-  the value model's scoring forward."""
-  one = abstract_mesh((1, 1, 1))
-  n = param_elements(config)
+def host_mesh_rows(config: models.ModelConfig, host_shape: Sequence[int],
+                   wl: Workload) -> dict[str, int]:
+  """The stages where each process samples or searches its own problems (evaluate,
+  evaluate_suite, collect_values, decode) hold the policy, and decode the value model beside
+  it, on the mesh over one host's devices (`config.mesh.host_shape`; (1, 1, 1): one device):
+  bf16 weights sharded by their logical axes, the weights gathered over its fsdp axis while
+  sampling, a KV cache of one sampling batch and its prefill, the value model's scoring
+  forward."""
+  host = abstract_mesh(host_shape)
+  n = param_elements(config, host)
   return {
-      ONE_DEVICE_ROWS[0]: 2 * n,
-      ONE_DEVICE_ROWS[1]: 2 * (n + config.hidden_size),
-      ONE_DEVICE_ROWS[2]: kv_cache_bytes(config, one, wl) + sample_activation_bytes(config, one, wl),
-      ONE_DEVICE_ROWS[3]: scoring_activation_bytes(config, one, wl.score_batch, wl.value_len),
+      HOST_ROWS[0]: 2 * n,
+      HOST_ROWS[1]: 2 * (n + config.hidden_size),
+      HOST_ROWS[2]: 2 * (gathered_elements(config, host_shape) - n),
+      HOST_ROWS[3]: kv_cache_bytes(config, host, wl) + sample_activation_bytes(config, host, wl),
+      HOST_ROWS[4]: scoring_activation_bytes(config, host, wl.score_batch, wl.value_len),
   }
 
 
 def analytic_plan(config: models.ModelConfig, mesh_shape: Sequence[int],
-                  wl: Workload = Workload()) -> dict[str, int]:
-  """Bytes per device of each part of a GRPO set-up on a mesh of `mesh_shape`, and of the
-  value-model training that follows it (`train_value` stage: the policy state is gone)."""
+                  wl: Workload = Workload(), host_shape: Sequence[int] = (1, 1, 1)
+                  ) -> dict[str, int]:
+  """Bytes per device of each part of a GRPO set-up on a mesh of `mesh_shape`, of the
+  value-model training that follows it (`train_value` stage: the policy state is gone), and of
+  the stages that sample or search on each host's mesh of `host_shape`."""
   mesh = abstract_mesh(mesh_shape)
   n = param_elements(config, mesh)
   rows = {
@@ -221,14 +229,14 @@ def analytic_plan(config: models.ModelConfig, mesh_shape: Sequence[int],
       VALUE_ROWS[1]: 8 * (n + config.hidden_size),
       VALUE_ROWS[2]: backbone_activation_bytes(config, mesh, wl.value_batch, wl.value_len),
   }
-  rows.update(one_device_rows(config, wl))
+  rows.update(host_mesh_rows(config, host_shape, wl))
   state = sum(rows[k] for k in STATE_ROWS)
   rows[TRAIN_PEAK] = state + sum(rows[k] for k in TRAIN_ROWS)
   rows[SAMPLE_PEAK] = state + sum(rows[k] for k in SAMPLE_ROWS)
   rows[VALUE_PEAK] = sum(rows[k] for k in VALUE_ROWS)
-  policy, value, sample, score = (rows[k] for k in ONE_DEVICE_ROWS)
-  rows[ONE_DEVICE_SAMPLE_PEAK] = policy + sample
-  rows[ONE_DEVICE_DECODE_PEAK] = policy + value + max(sample, score)   # one at a time
+  policy, value, gathered, sample, score = (rows[k] for k in HOST_ROWS)
+  rows[HOST_SAMPLE_PEAK] = policy + gathered + sample
+  rows[HOST_DECODE_PEAK] = policy + value + gathered + max(sample, score)   # one at a time
   return rows
 
 
@@ -402,8 +410,8 @@ def _gib(n: float) -> str:
 
 def format_plan(name: str, hw: mesh_presets.Hardware, rows: dict[str, int],
                 wl: Workload = Workload()) -> str:
-  lines = [f"{name} on {hw.name}: mesh (data, fsdp, tensor) = {hw.mesh_shape}, "
-           f"{hw.hbm_gib:g} GiB per device; train step {wl.train_batch} x {wl.train_len} in "
+  lines = [f"{name} on {hw.name}: mesh (data, fsdp, tensor) = {hw.mesh_shape}, host mesh "
+           f"{hw.host_mesh_shape}, {hw.hbm_gib:g} GiB per device; train step {wl.train_batch} x {wl.train_len} in "
            f"{wl.grad_accum_steps} micro-batch(es) of {wl.micro_batch}, sampling "
            f"{wl.sample_batch} x ({wl.prompt_len} + {wl.new_tokens}), value model "
            f"{wl.value_batch} x {wl.value_len}; GiB per device:"]
@@ -413,6 +421,48 @@ def format_plan(name: str, hw: mesh_presets.Hardware, rows: dict[str, int],
     lines.append(f"  {'fits: ' + key.split(': ')[1]:<50s}{'yes' if ok else 'NO':>8s}  ({share} "
                  "of HBM)")
   return "\n".join(lines)
+
+
+# The paper's four models and three hardware presets of docs/memory_plan.md's tables.
+PAPER_MODELS = {"qwen2.5-coder-7b-instruct": "Qwen2.5-Coder-7B",
+                "deepseek-coder-6.7b-instruct": "DeepSeek-Coder-6.7B", "llama-3-8b": "Llama-3-8B",
+                "qwen3-8b": "Qwen3-8B"}
+PAPER_HARDWARE = ("v5e-16", "v5p-8", "gpu-8")
+
+
+def markdown_plan(hw: mesh_presets.Hardware, wl: Workload = Workload()) -> str:
+  """The plan of the paper's four models on `hw` at its preset's settings, as docs/memory_plan.md
+  shows it: a heading and a table of GiB per device, peaks in bold with their share of HBM."""
+  wl = preset_workload(hw, wl)
+  passes = (f"in one pass of {wl.train_batch} rows" if wl.grad_accum_steps == 1 else
+            f"in {wl.grad_accum_steps} micro-batches of {wl.micro_batch} rows")
+  plans = [analytic_plan(models.get_preset(m), hw.mesh_shape, wl, hw.host_mesh_shape)
+           for m in PAPER_MODELS]
+  lines = [f"### {hw.name}: mesh {hw.mesh_shape}, host mesh {hw.host_mesh_shape}, "
+           f"{hw.hbm_gib:g} GiB per device, GRPO update {passes}", "",
+           "| part (GiB per device) | " + " | ".join(PAPER_MODELS.values()) + " |",
+           "|---|" + "---:|" * len(PAPER_MODELS)]
+  for key in plans[0]:
+    if key in PEAKS:
+      cells = [f"**{r[key] / GIB:.2f}** ({100 * r[key] / hw.hbm_bytes:.0f}%)" for r in plans]
+      lines.append(f"| **{key}** | " + " | ".join(cells) + " |")
+    else:
+      lines.append(f"| {key} | " + " | ".join(f"{r[key] / GIB:.2f}" for r in plans) + " |")
+  return "\n".join(lines)
+
+
+def update_docs(path: str) -> None:
+  """Rewrite each `<!-- memory-plan:NAME:begin -->` ... `end -->` block of the markdown file at
+  `path` with `markdown_plan` of the preset NAME."""
+  text = Path(path).read_text()
+  for name in PAPER_HARDWARE:
+    begin, end = f"<!-- memory-plan:{name}:begin -->", f"<!-- memory-plan:{name}:end -->"
+    if begin not in text or end not in text:
+      raise ValueError(f"{path} has no {begin} ... {end} block")
+    head, rest = text.split(begin, 1)
+    text = head + begin + "\n" + markdown_plan(mesh_presets.get(name)) + "\n" + end + \
+        rest.split(end, 1)[1]
+  Path(path).write_text(text)
 
 
 def format_compiled(config: models.ModelConfig, mesh_shape, wl: Workload,
@@ -441,12 +491,19 @@ def main(argv: Sequence[str] | None = None) -> None:
                        "devices with XLA_FLAGS=--xla_force_host_platform_device_count=8)")
   ap.add_argument("--layers", type=int, default=None,
                   help="with --compile: compile this many layers (default: the model's)")
+  ap.add_argument("--update-docs", metavar="MARKDOWN",
+                  help="rewrite the tables of the paper's models and presets in this file "
+                       "(docs/memory_plan.md) and exit")
   args = ap.parse_args(argv)
+  if args.update_docs:
+    update_docs(args.update_docs)
+    return
   config, hw = models.get_preset(args.model), mesh_presets.get(args.hardware)
   wl = Workload(*(getattr(args, f) for f in Workload._fields))
   if args.grad_accum_steps is None:
     wl = preset_workload(hw, wl)
-  print(format_plan(args.model, hw, analytic_plan(config, hw.mesh_shape, wl), wl))
+  print(format_plan(args.model, hw, analytic_plan(config, hw.mesh_shape, wl, hw.host_mesh_shape),
+                    wl))
   if args.compile:
     if args.layers:
       config = dataclasses.replace(config, num_layers=args.layers)

@@ -26,6 +26,9 @@ from restrl_jax import chip_specs
 from restrl_jax.config_checks import ConfigError
 
 GIB = 1024**3
+# chips of one host that a sampling stage's tensor axis spans: the KV-head counts of the
+# paper's models (4, 8, 32) divide by it
+HOST_TENSOR = 4
 
 
 class UnknownPreset(ConfigError, KeyError):
@@ -64,6 +67,15 @@ class Hardware:
   @property
   def devices_per_host(self) -> int:
     return self.devices // self.hosts
+
+  @property
+  def host_mesh_shape(self) -> tuple[int, int, int]:
+    """`(data, fsdp, tensor)` over one host's own devices, for the stages where each process
+    samples or searches its own problems (`config.mesh.host_shape`): tensor parallelism over
+    up to `HOST_TENSOR` of the host's chips, FSDP over the rest."""
+    per_host = self.devices_per_host
+    tensor = HOST_TENSOR if per_host % HOST_TENSOR == 0 else per_host
+    return (1, per_host // tensor, tensor)
 
   @property
   def hbm_bytes(self) -> int:
@@ -141,13 +153,15 @@ def _apply_micro_batches(config: ml_collections.ConfigDict, hw: Hardware) -> Non
 
 
 def apply(config: ml_collections.ConfigDict) -> Hardware | None:
-  """Fill `config.mesh.shape`, remat, bf16, the GRPO micro-batches and the value model's
-  sharding from `config.mesh.preset`; no-op without one."""
+  """Fill `config.mesh.shape` (and `config.mesh.host_shape` unless set), remat, bf16, the GRPO
+  micro-batches and the value model's sharding from `config.mesh.preset`; no-op without one."""
   name = config.get("mesh", {}).get("preset", None)
   if not name:
     return None
   hw = get(name)
   config.mesh.shape = hw.mesh_shape
+  if "host_shape" in config.mesh and config.mesh.host_shape is None:
+    config.mesh.host_shape = hw.host_mesh_shape
   if "model" in config and hw.platform in ("tpu", "gpu"):
     config.model.dtype = "bfloat16"
   for section in ("grpo", "value"):

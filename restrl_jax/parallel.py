@@ -62,6 +62,22 @@ def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None)
   return Mesh(np.asarray(devices).reshape(shape), MESH_AXES)
 
 
+def host_mesh(shape: Sequence[int] | None) -> Mesh | None:
+  """A mesh of `shape` over this process's own devices (the first `prod(shape)` of
+  `jax.local_devices()`; -1 takes them all), on which a process computes alone (no collective
+  crosses processes); None for no shape or a one-device shape."""
+  if shape is None:
+    return None
+  devices = jax.local_devices()
+  if -1 not in shape:
+    if math.prod(shape) > len(devices):
+      raise ValueError(f"host mesh {tuple(shape)} (config.mesh.host_shape) needs "
+                       f"{math.prod(shape)} devices; this process has {len(devices)}")
+    devices = devices[:math.prod(shape)]
+  mesh = make_mesh(shape, devices)
+  return mesh if mesh.devices.size > 1 else None
+
+
 def _mesh_axes_for(name: str | None, rules) -> tuple[str, ...]:
   if name is None:
     return ()

@@ -14,9 +14,11 @@ sampling calls of 1024 prompt + 1024 new tokens, 16 x 2048 GRPO updates, 1 x 204
   the layer recomputation (remat), the attention's 4 L H Dh T per token likewise, plus the
   reference model's forward (the KL term); the optimizer update reads and writes ~32 bytes per
   local parameter (bf16 weights, fp32 master copy and moments, the gradient).
-* evaluate, collect_values and decode sample on one device (their `Sampler` has no mesh), so
-  they are timed on one device of the preset, and not at all (NaN) where the memory plan says
-  they do not fit one device.
+* evaluate, collect_values and decode sample, search and score on the mesh over one host's
+  own devices (`Hardware.host_mesh_shape`, `config.mesh.host_shape`), so they are timed on that
+  mesh, and not at all (NaN) where the memory plan says they do not fit it; collect_values and
+  decode split their problems over the hosts (their time divides by the number of hosts),
+  evaluate samples every problem on every host.
 
 Left out, so a real run takes longer: kernels below peak (XLA reaches a fraction of it), FSDP
 and tensor-parallel communication (overlapped with compute where XLA can), host work between
@@ -120,7 +122,8 @@ def train_seconds(config, hw, mesh_shape, rows: int, length: int, accum: int = 1
 
 
 def score_seconds(config, hw, texts: float, length: int) -> float:
-  """Value-model forward passes over `texts` texts of `length` tokens on one device."""
+  """Value-model forward passes over `texts` texts of `length` tokens on one device (a host
+  mesh divides them over its devices)."""
   tokens = texts * length
   return seconds(hw, 2 * matmul_params(config, False) * tokens
                  + attention_flops(config, tokens, length), 0)
@@ -129,7 +132,7 @@ def score_seconds(config, hw, texts: float, length: int) -> float:
 def stage_seconds(config: models.ModelConfig, hw: mesh_presets.Hardware,
                   wl: mp.Workload = mp.Workload(), c: Counts = Counts()) -> dict[str, float]:
   """Estimated seconds of each stage of the recipe (module docstring)."""
-  mesh, one = hw.mesh_shape, (1, 1, 1)
+  mesh, host = hw.mesh_shape, hw.host_mesh_shape
   call = lambda m: decode_seconds(config, hw, m, wl.sample_batch, wl.prompt_len, wl.new_tokens)
   calls = lambda rows: math.ceil(rows / wl.sample_batch)
   collect = calls(c.train_problems * c.samples_per_problem) * call(mesh)
@@ -142,19 +145,22 @@ def stage_seconds(config: models.ModelConfig, hw: mesh_presets.Hardware,
   decode_trees = math.ceil(c.decode_problems / c.batch_trees)
   decode_calls = c.decode_iterations * calls(c.batch_trees * c.decode_samples)
   scored = c.decode_iterations * (c.decode_samples + c.decode_width)   # programs + nodes
-  fits = mp.fits(mp.analytic_plan(config, mesh, wl), hw)
-  sample_ok = 1.0 if fits[mp.ONE_DEVICE_SAMPLE_PEAK] else math.nan
-  decode_ok = 1.0 if fits[mp.ONE_DEVICE_DECODE_PEAK] else math.nan
+  fits = mp.fits(mp.analytic_plan(config, mesh, wl, host), hw)
+  sample_ok = 1.0 if fits[mp.HOST_SAMPLE_PEAK] else math.nan
+  decode_ok = 1.0 if fits[mp.HOST_DECODE_PEAK] else math.nan
+  share = 1.0 / hw.hosts        # the search stages: each host its share of the problems
   return {
       "rest_grpo: collect (per round)": collect,
       "rest_grpo: GRPO steps (per round)": grpo,
       "rest_grpo (all rounds)": c.rounds * (collect + grpo),
-      "collect_values": sample_ok * trees * c.collect_iterations * search_calls * call(one),
+      "collect_values": share * sample_ok * trees * c.collect_iterations * search_calls
+                        * call(host),
       "train_value": c.value_records * c.value_epochs * value_step,
-      "decode": decode_ok * (c.decode_methods * decode_trees * decode_calls * call(one)
+      "decode": share * decode_ok * (c.decode_methods * decode_trees * decode_calls * call(host)
                              + (c.decode_methods - 1) * c.decode_problems
-                             * score_seconds(config, hw, scored, wl.value_len)),
-      "evaluate": sample_ok * calls(c.eval_problems * c.eval_samples) * call(one),
+                             * score_seconds(config, hw, scored, wl.value_len)
+                             / math.prod(host)),
+      "evaluate": sample_ok * calls(c.eval_problems * c.eval_samples) * call(host),
   }
 
 
@@ -163,8 +169,8 @@ def per_step_seconds(config, hw, wl: mp.Workload = mp.Workload()) -> dict[str, f
   return {
       "sampling call, 16 rows, on the mesh": decode_seconds(
           config, hw, hw.mesh_shape, wl.sample_batch, wl.prompt_len, wl.new_tokens),
-      "sampling call, 16 rows, one device": decode_seconds(
-          config, hw, (1, 1, 1), wl.sample_batch, wl.prompt_len, wl.new_tokens),
+      "sampling call, 16 rows, on one host's mesh": decode_seconds(
+          config, hw, hw.host_mesh_shape, wl.sample_batch, wl.prompt_len, wl.new_tokens),
       "GRPO update (+ reference forward)": train_seconds(
           config, hw, hw.mesh_shape, wl.train_batch, wl.train_len, wl.grad_accum_steps),
       "value-model step": train_seconds(config, hw, hw.mesh_shape, wl.value_batch, wl.value_len,
@@ -179,7 +185,7 @@ def format_estimate(name: str, hw: mesh_presets.Hardware, steps: dict[str, float
   lines += [f"  {k:<44s}{v:10.2f} s" for k, v in steps.items()]
   lines.append("  stages (" + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(c).items())
                + "):")
-  lines += [f"  {k:<44s}" + (f"{v / 3600:10.1f} h" if v == v else "  does not fit one device")
+  lines += [f"  {k:<44s}" + (f"{v / 3600:10.1f} h" if v == v else "  does not fit")
             for k, v in stages.items()]
   return "\n".join(lines)
 

@@ -281,7 +281,8 @@ def search_config(workdir: str):
   demo policy, 4 problems searched 2 trees at a time (two processes: one batch each per round),
   3 samples per expansion, 48 new tokens, one sandbox worker per process, two of the decoding
   methods (best-of-N and VM-MCTS: both score with the value model); the value model trained on
-  the mesh (one evaluation) in every run."""
+  the mesh (one evaluation) in every run; the policy and the value model held on each process's
+  host mesh of 4 devices (`mesh.host_shape`, tensor-parallel as on a v5e host)."""
   import importlib.util
   from restrl_jax import setup_runtime
   from restrl_jax.warmstart.shipped import shipped_policy_path
@@ -296,6 +297,7 @@ def search_config(workdir: str):
   c.model.hf_path = str(shipped_policy_path())
   c.sampling.max_new_tokens = 48
   c.execution.num_workers = 1
+  c.mesh.host_shape = (1, 1, 4)
   c.mcts.update(dict(batch_trees=SEARCH_TREES, collect_num_problems=SEARCH_PROBLEMS,
                      decode_num_problems=SEARCH_PROBLEMS, collect_samples=3, decode_samples=3,
                      decode_methods=SEARCH_METHODS))

@@ -3,6 +3,7 @@ analysis of the sharded train and sample steps (abstract shapes, true width, 2 l
 import dataclasses
 import math
 import re
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -143,18 +144,31 @@ def test_presets_fit_the_paper_models(model, hardware, capsys):
   hw, config = mesh_presets.get(hardware), models.get_preset(model)
   wl = mp.preset_workload(hw)
   assert (wl.train_batch, wl.train_len, wl.sample_batch, wl.value_len) == (16, 2048, 16, 2048)
-  rows = mp.analytic_plan(config, hw.mesh_shape, wl)
+  rows = mp.analytic_plan(config, hw.mesh_shape, wl, hw.host_mesh_shape)
   fits = mp.fits(rows, hw)
-  assert all(fits[k] for k in mp.SHARDED_PEAKS), {k: rows[k] / mp.GIB for k in mp.PEAKS}
-  # evaluate, collect_values and decode sample on one device today (an unsharded Sampler in
-  # pipeline/evaluate_stage.py and search/stages.py): a whole 7-8B bf16 model and its KV cache
-  # fit an H100 or a v5p chip, not a 16 GiB v5e chip, until those stages shard (issue 21, 7)
-  one_device_fits = hardware != "v5e-16"
-  assert [fits[k] for k in mp.ONE_DEVICE_PEAKS] == [one_device_fits] * 2
+  assert all(fits.values()), {k: rows[k] / mp.GIB for k in mp.PEAKS}
   mp.main(["--model", model, "--hardware", hardware])
   out = capsys.readouterr().out
   said = [line.split()[-4] for line in out.splitlines() if "fits:" in line]
-  assert said == ["yes"] * 3 + ["yes" if one_device_fits else "NO"] * 2
+  assert said == ["yes"] * 5
+
+
+@pytest.mark.parametrize("model", PAPER_MODELS)
+def test_sampling_stages_fit_a_v5e_chip_only_on_the_host_mesh(model):
+  """evaluate, collect_values and decode hold the whole policy (and decode the value model) on
+  one host: on one 16 GiB v5e chip a 7-8B bf16 model and its KV cache do not fit; on the
+  preset's host mesh (tensor over the host's 4 chips) they do, at a quarter of the weights."""
+  hw, config = mesh_presets.get("v5e-16"), models.get_preset(model)
+  assert hw.host_mesh_shape == (1, 1, 4)
+  wl = mp.preset_workload(hw)
+  one = mp.analytic_plan(config, hw.mesh_shape, wl, (1, 1, 1))
+  host = mp.analytic_plan(config, hw.mesh_shape, wl, hw.host_mesh_shape)
+  assert not any(mp.fits(one, hw)[k] for k in mp.HOST_PEAKS)
+  assert all(mp.fits(host, hw)[k] for k in mp.HOST_PEAKS)
+  policy = "host mesh: policy (bf16)"
+  assert one[policy] == 2 * mp.param_elements(config)
+  assert host[policy] < one[policy] / 3     # every large weight split 4 ways
+  assert host["host mesh: weights gathered over fsdp"] == 0   # no fsdp axis on the host
 
 
 def test_impossible_settings_do_not_fit(capsys):
@@ -215,3 +229,14 @@ def test_compiled_accumulated_train_step_matches_plan_qwen3_v5e16():
   _check(got, want)
   no_accum = mp.expected_compiled(config, shape, wl._replace(grad_accum_steps=1))["train"][1]
   assert want[1] - no_accum < 0     # fewer rows per pass outweigh the accumulator
+
+
+def test_docs_tables_are_what_the_plan_writes(tmp_path):
+  """docs/memory_plan.md's per-preset tables are `memory_plan --update-docs` output."""
+  docs = Path(__file__).resolve().parents[1] / "docs" / "memory_plan.md"
+  copy = tmp_path / "memory_plan.md"
+  copy.write_text(docs.read_text())
+  mp.main(["--update-docs", str(copy)])
+  assert copy.read_text() == docs.read_text()
+  for name in mp.PAPER_HARDWARE:
+    assert mp.markdown_plan(mesh_presets.get(name)) in docs.read_text()

@@ -1,23 +1,43 @@
-"""What several stage adapters build from the config the same way: the policy's sampler and its
-sampling settings, the sandbox pool, a benchmark's problems, this process's batches of trees."""
+"""What several stage adapters build from the config the same way: the host mesh, the policy's
+sampler and its sampling settings, the sandbox pool, a benchmark's problems, this process's
+batches of trees."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import ml_collections
+from jax.sharding import Mesh
 
-from restrl_jax import distributed, models
+from restrl_jax import distributed, models, parallel
 from restrl_jax.data.registry import load_problems
 from restrl_jax.execution import ExecutionPool
 from restrl_jax.pipeline.policy_source import policy_tokenizer, resolve_policy
 from restrl_jax.sampling import Sampler, SamplingParams
 
 
+def host_mesh(config: ml_collections.ConfigDict) -> Mesh | None:
+  """The mesh over this process's own devices that `config.mesh.host_shape` names (None: one
+  device): where the stages that sample or search this process's problems hold their models."""
+  shape = config.mesh.get("host_shape", None)
+  return parallel.host_mesh(tuple(shape) if shape is not None else None)
+
+
+def load_on_host(config: ml_collections.ConfigDict, policy: Path, dtype: str
+                 ) -> tuple[models.ModelConfig, dict, Mesh | None]:
+  """(model config, params, mesh): the HF folder `policy` in `dtype`, each weight read straight
+  into its shards on the host mesh (`host_mesh`), else onto this process's first device."""
+  mesh = host_mesh(config)
+  shardings = None if mesh is None else (lambda c: models.param_shardings(c, mesh))
+  model_config, params = models.load_hf(policy, dtype=dtype, shardings=shardings)
+  return model_config, params, mesh
+
+
 def sampler_for(config: ml_collections.ConfigDict, policy: Path) -> Sampler:
-  """A sampler over the HF folder `policy` (`config.model.dtype`) with its checked tokenizer."""
+  """A sampler over the HF folder `policy` (`config.model.dtype`, on the host mesh) with its
+  checked tokenizer."""
   tokenizer = policy_tokenizer(config, policy)
-  model_config, params = models.load_hf(policy, dtype=config.model.dtype)
-  return Sampler(model_config, params, tokenizer, max_batch=config.sampling.batch_size)
+  model_config, params, mesh = load_on_host(config, policy, config.model.dtype)
+  return Sampler(model_config, params, tokenizer, mesh=mesh, max_batch=config.sampling.batch_size)
 
 
 def policy_sampler(config: ml_collections.ConfigDict, workdir: Path) -> tuple[Sampler, Path]:

@@ -87,7 +87,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
   sampler, policy = policy_sampler(config, ctx.workdir)
   vm_path = Path(ctx.stage_output("train_value")) / BEST_DIR
   vm = load_value_model(vm_path, dtype=vcfg.dtype or config.model.dtype,
-                        batch_size=vcfg.score_batch_size, tokenizer=sampler.tokenizer)
+                        batch_size=vcfg.score_batch_size, mesh=sampler.mesh,
+                        tokenizer=sampler.tokenizer)
   problems = benchmark_problems(cfg.decode_benchmark, cfg.decode_data_path, cfg.decode_split,
                                 cfg.decode_num_problems)
   budget = cfg.decode_budget or cfg.decode_iterations * cfg.decode_samples

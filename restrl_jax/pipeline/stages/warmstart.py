@@ -15,11 +15,11 @@ from typing import Any
 
 import ml_collections
 
-from restrl_jax import io_utils, models
+from restrl_jax import io_utils
 from restrl_jax.data.synthetic import load_synthetic
 from restrl_jax.pipeline.registry import StageContext, register_stage
 from restrl_jax.pipeline.sections import dataclass_from, section
-from restrl_jax.pipeline.stages.common import execution_pool, sampling_params
+from restrl_jax.pipeline.stages.common import execution_pool, load_on_host, sampling_params
 from restrl_jax.rollout import evaluate_policy
 from restrl_jax.sampling import Sampler
 from restrl_jax.tokenizer import check_fits_model, load_tokenizer
@@ -58,10 +58,10 @@ def place_policy(cfg: ml_collections.ConfigDict, stage_dir: Path) -> tuple[Path,
 def evaluate_base(config: ml_collections.ConfigDict, policy: Path) -> dict[str, Any]:
   """Scores of `policy` on the synthetic test split, sampled with `config.sampling`."""
   cfg, s = section(config, STAGE), config.sampling
-  model_config, params = models.load_hf(policy)
+  model_config, params, mesh = load_on_host(config, policy, "float32")
   tokenizer = load_tokenizer(policy)
   check_fits_model(tokenizer, model_config.vocab_size, policy, policy)
-  sampler = Sampler(model_config, params, tokenizer, max_batch=s.batch_size)
+  sampler = Sampler(model_config, params, tokenizer, mesh=mesh, max_batch=s.batch_size)
   problems = load_synthetic("test", cfg.eval_num_problems, verify=False)
   with execution_pool(config) as pool:
     scores = evaluate_policy(sampler, pool, problems, sampling_params(s), cfg.eval_samples,
