@@ -3,7 +3,8 @@ import math
 
 import pytest
 
-from restrl_jax.data import io, mbppplus, mbppplus_oracle, mbppplus_types, reference_outputs, values
+from restrl_jax.data import (io, json_codec, mbppplus, mbppplus_oracle, mbppplus_types,
+                             reference_outputs)
 
 DATA = io.shared_data_dir()
 needs_data = pytest.mark.skipif(not (DATA / "mbppplus_evalplus_767efcc.jsonl").is_file(),
@@ -13,16 +14,16 @@ needs_data = pytest.mark.skipif(not (DATA / "mbppplus_evalplus_767efcc.jsonl").i
 def test_value_codec_round_trip_and_determinism():
   value = [(1, (2.5, "a")), {3, 4}, frozenset({"x"}), {(1, 2): [None, True]}, b"\x00\xff",
            complex(1, -2), float("inf"), -float("inf"), "s", {"k": {}}]
-  back = values.decode(values.encode(value))
+  back = json_codec.decode(json_codec.encode(value))
   assert back == value
   assert type(back[0]) is tuple and type(back[1]) is set and type(back[2]) is frozenset
-  assert math.isnan(values.decode(values.encode(float("nan"))))
-  encoded = values.encode({"b", "a", "c"})
-  assert encoded == values.encode({"c", "a", "b"}) == {"__set__": ["a", "b", "c"]}
+  assert math.isnan(json_codec.decode(json_codec.encode(float("nan"))))
+  encoded = json_codec.encode({"b", "a", "c"})
+  assert encoded == json_codec.encode({"c", "a", "b"}) == {"__set__": ["a", "b", "c"]}
   with pytest.raises(TypeError, match="cannot encode"):
-    values.encode(object())
+    json_codec.encode(object())
   with pytest.raises(ValueError, match="not an encoded value"):
-    values.decode({"plain": 1})
+    json_codec.decode({"plain": 1})
 
 
 def test_restore_args_follows_evalplus_rules():

@@ -15,7 +15,7 @@ import inspect
 import json
 from typing import Any, Sequence
 
-from restrl_jax.data import io, mbppplus_oracle, mbppplus_types, reference_outputs, values
+from restrl_jax.data import io, json_codec, mbppplus_oracle, mbppplus_types, reference_outputs
 from restrl_jax.data.problem import Problem
 from restrl_jax.execution.spec import TestSuite
 
@@ -106,7 +106,7 @@ def reference_cases(located: io.Located, task: reference_outputs.ReferenceTask,
     reasons = list(dict.fromkeys(o["error"] for o in outcomes if "error" in o))[:2]
     io.warn_row(located, f"dropped {len(outcomes) - len(keep)} test(s) where the reference "
                 f"fails ({'; '.join(reasons)})")
-  cases = {"inputs": [values.encode(list(task.inputs[i])) for i in keep],
+  cases = {"inputs": [json_codec.encode(list(task.inputs[i])) for i in keep],
            "expected": [outcomes[i]["ok"] for i in keep], "atol": atol or 0, "mode": mode}
   return cases, keep
 
@@ -144,7 +144,7 @@ def oracle_suite(entry_point: str, cases: dict[str, Any],
   """An `assert` suite whose i-th statement checks `entry_point` on case i."""
   setup = "\n".join((
       "_restrl_values, _restrl_oracle_ns = {}, {}",
-      f"exec({inspect.getsource(values)!r}, _restrl_values)",
+      f"exec({inspect.getsource(json_codec)!r}, _restrl_values)",
       f"exec({inspect.getsource(mbppplus_oracle)!r}, _restrl_oracle_ns)",
       f"_restrl_oracle = _restrl_oracle_ns['Oracle']({json.dumps(cases)!r}, "
       "_restrl_values['decode'])",

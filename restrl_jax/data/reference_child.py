@@ -1,7 +1,7 @@
 """Child process that runs trusted reference solutions and reports their return values.
 
 Protocol: stdin holds JSON `{"timeout_s": t, "max_output_chars": m, "tasks": [{"program",
-"fn_name", "not_none", "inputs"}]}` with inputs encoded by `values.encode`; stdout receives one
+"fn_name", "not_none", "inputs"}]}` with inputs encoded by `json_codec.encode`; stdout receives one
 list per task with `{"ok": encoded value, "seconds": t}` or `{"error": message}` per input (an
 output whose encoding exceeds m characters is an error: too large to serve as a test). Used to
 compute MBPP+ expected outputs (as evalplus does, by running the canonical solution); the code run
@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any
 
-from restrl_jax.data import values
+from restrl_jax.data import json_codec
 
 
 class _Timeout(Exception):
@@ -36,7 +36,7 @@ def _call(fn, args: list[Any], limits: dict[str, Any], not_none: bool) -> dict[s
   try:
     result = fn(*args)
     seconds = time.perf_counter() - start
-    encoded = values.encode(result is not None if not_none else result)
+    encoded = json_codec.encode(result is not None if not_none else result)
     size, cap = len(json.dumps(encoded)), limits["max_output_chars"]
     if size > cap:
       return {"error": f"output of {size} characters exceeds the cap of {cap}"}
@@ -50,7 +50,7 @@ def _call(fn, args: list[Any], limits: dict[str, Any], not_none: bool) -> dict[s
 
 
 def run_task(task: dict[str, Any], limits: dict[str, Any]) -> list[dict[str, Any]]:
-  inputs = [values.decode(x) for x in task["inputs"]]
+  inputs = [json_codec.decode(x) for x in task["inputs"]]
   namespace: dict[str, Any] = {"__name__": "__reference__"}
   try:
     exec(compile(task["program"], "<reference>", "exec"), namespace)  # pylint: disable=exec-used

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from typing import Any, Sequence
 
-from restrl_jax.data import io, values
+from restrl_jax.data import io, json_codec
 
 _PACKAGE_ROOT = str(pathlib.Path(__file__).resolve().parents[2])
 Outcome = dict[str, Any]        # {"ok": encoded value, "seconds": t} or {"error": message}
@@ -34,7 +34,7 @@ class ReferenceTask:
 
   def request(self) -> dict[str, Any]:
     return {"program": self.program, "fn_name": self.fn_name, "not_none": self.not_none,
-            "inputs": [values.encode(list(x)) for x in self.inputs]}
+            "inputs": [json_codec.encode(list(x)) for x in self.inputs]}
 
   def digest(self) -> str:
     text = json.dumps(self.request(), sort_keys=True)
