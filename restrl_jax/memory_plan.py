@@ -11,7 +11,7 @@ the GRPO step in the preset's micro-batches, `preset_workload`; the value model 
   rules and the mesh shape alone (exact for state; a stated formula for activations).
 * `compiled_plan`: `jax.jit(...).lower(abstract args).compile().memory_analysis()` of the real
   sharded train step (`training.make_accum_train_step` on `sft_loss`, the same forward/backward
-  as the GRPO policy loss, in the workload's micro-batches) and sample step (`sampling.decode`
+  as the GRPO policy loss, in the workload's micro-batches) and sample step (`sampling.token_loop`
   prefill + decode loop) on the devices at hand, with `jax.ShapeDtypeStruct` inputs (no weights
   are allocated), in the TPU form
   (`plan_config`: rolled layer scan, TPU cache layout). Depth can be reduced and extrapolated
@@ -39,7 +39,7 @@ import optax
 from jax.sharding import AbstractMesh, Mesh
 
 from restrl_jax import mesh_presets, models, parallel
-from restrl_jax.sampling import decode
+from restrl_jax.sampling import token_loop
 from restrl_jax.sampling.transforms import SamplingMode
 from restrl_jax.training import TrainState, sft_loss
 from restrl_jax.training.accumulate import make_accum_train_step
@@ -316,11 +316,11 @@ def _sft_remat(config, params, batch):
 def _sample(config: models.ModelConfig, new_tokens: int, params, tokens, mask, rng):
   """Prefill + full decode loop (temperature sampling); the sampler's device program."""
   b = tokens.shape[0]
-  state = decode.prefill(
+  state = token_loop.prefill(
       config, params, tokens, mask, jnp.zeros((b,), bool), jnp.arange(b, dtype=jnp.int32), rng,
       jnp.float32(1.0), jnp.float32(1.0), jnp.int32(new_tokens), jnp.full((4,), -1, jnp.int32),
       num_new=new_tokens, pad_id=0)
-  state = decode.decode_chunk(config, params, state, jnp.int32(new_tokens),
+  state = token_loop.decode_chunk(config, params, state, jnp.int32(new_tokens),
                               mode=SamplingMode(False, 0, False), pad_id=0)
   return state.tokens, state.logprobs
 

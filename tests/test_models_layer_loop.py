@@ -19,7 +19,7 @@ import pytest
 
 from restrl_jax import models as M
 from restrl_jax.models import decode_form, decoder, kv_cache, layers
-from restrl_jax.sampling import decode
+from restrl_jax.sampling import token_loop
 from restrl_jax.sampling.transforms import SamplingMode
 
 TINY = dataclasses.replace(M.get_preset("tiny"), vocab_size=97, num_layers=2)
@@ -140,11 +140,11 @@ def test_decode_loop_same_tokens_stacked_or_unstacked():
   b = tokens.shape[0]
 
   def run(p):
-    state = decode.prefill(config, p, tokens, mask, jnp.zeros((b,), bool),
+    state = token_loop.prefill(config, p, tokens, mask, jnp.zeros((b,), bool),
                            jnp.arange(b, dtype=jnp.int32), jax.random.key(5), jnp.float32(1.0),
                            jnp.float32(1.0), jnp.int32(6), jnp.full((4,), -1, jnp.int32),
                            num_new=6, pad_id=0)
-    state = decode.decode_chunk(config, p, state, jnp.int32(6),
+    state = token_loop.decode_chunk(config, p, state, jnp.int32(6),
                                 mode=SamplingMode(False, 0, False), pad_id=0)
     return state.tokens, state.logprobs
 

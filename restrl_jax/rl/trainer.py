@@ -122,7 +122,7 @@ class Rollouts:
   programs: tuple[str, ...]              # [B*G] state + valid (executed)
   bonus: np.ndarray                      # [B*G] shaping bonus
   closed: np.ndarray                     # [B*G] bool
-  finish: np.ndarray                     # [B*G] int32 decode.EOS / LENGTH / STOP
+  finish: np.ndarray                     # [B*G] int32 token_loop.EOS / LENGTH / STOP
   exec_reward: np.ndarray                # [B*G]
 
   @property

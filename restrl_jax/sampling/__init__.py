@@ -1,7 +1,7 @@
 """Batched KV-cache generation: prefill + jitted decode loop, temperature / top-k / top-p,
 per-token log-probs, EOS and stop strings, shape buckets (no recompilation per batch)."""
 from restrl_jax.sampling.buckets import Buckets
-from restrl_jax.sampling.decode import EOS, LENGTH, RUNNING, STOP, DecodeState
+from restrl_jax.sampling.token_loop import EOS, LENGTH, RUNNING, STOP, DecodeState
 from restrl_jax.sampling.params import SamplingParams
 from restrl_jax.sampling.sampler import (FINISH_REASONS, Completion, SampleOutput, Sampler,
                                          generate)

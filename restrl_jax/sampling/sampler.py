@@ -33,14 +33,14 @@ import numpy as np
 
 from restrl_jax import models, parallel
 from restrl_jax.models import decode_form
-from restrl_jax.sampling import decode
+from restrl_jax.sampling import token_loop
 from restrl_jax.sampling.buckets import Buckets, left_pad, repad
 from restrl_jax.sampling.params import SamplingParams, eos_ids as merge_eos_ids
 from restrl_jax.sampling.row_feed import RowFeed
 from restrl_jax.sampling.stops import CONTEXT_TOKENS, StopWatcher, Tokenizer, detokenize
 from restrl_jax.sampling.transforms import mode_of
 
-FINISH_REASONS = {decode.EOS: "eos", decode.LENGTH: "length", decode.STOP: "stop"}
+FINISH_REASONS = {token_loop.EOS: "eos", token_loop.LENGTH: "length", token_loop.STOP: "stop"}
 
 
 class SampleOutput(NamedTuple):
@@ -49,7 +49,7 @@ class SampleOutput(NamedTuple):
   logprobs: np.ndarray      # [B, max_new_tokens] float32, log pi_T (untruncated)
   raw_logprobs: np.ndarray  # [B, max_new_tokens] float32, log pi_1
   lengths: np.ndarray       # [B] int32
-  finish: np.ndarray        # [B] int32: decode.EOS / LENGTH / STOP
+  finish: np.ndarray        # [B] int32: token_loop.EOS / LENGTH / STOP
   texts: tuple[str, ...] | None  # completion texts (only when a tokenizer is present)
 
 
@@ -121,12 +121,12 @@ class Sampler:
     # "prefill_rows_saved": rows whose prefill another row's covered; "compactions": batches
     # shrunk to their running rows
     self.stats: collections.Counter = collections.Counter()
-    self._prefill = jax.jit(self._counted("prefill", functools.partial(decode.prefill, config)),
+    self._prefill = jax.jit(self._counted("prefill", functools.partial(token_loop.prefill, config)),
                             static_argnames=("num_new", "pad_id"))
     self._decode = jax.jit(
-        self._counted("decode", functools.partial(decode.decode_chunk, config)),
+        self._counted("decode", functools.partial(token_loop.decode_chunk, config)),
         static_argnames=("mode", "pad_id"), donate_argnames=("state",))
-    self._take = jax.jit(functools.partial(decode.take_rows, config))
+    self._take = jax.jit(functools.partial(token_loop.take_rows, config))
     self._decode_params = jax.jit(functools.partial(decode_form.decode_params,
                                                     min_elements=transpose_min_elements))
     self.params = None if params is None else self._prepare(params)
@@ -280,7 +280,7 @@ class Sampler:
     return self._collect(rows, b0, sp, contexts, eos, watcher)
 
   def _start(self, params, tokens: np.ndarray, mask: np.ndarray, row_ids: np.ndarray,
-             sp: SamplingParams, rng, eos: tuple[int, ...], b0: int) -> decode.DecodeState:
+             sp: SamplingParams, rng, eos: tuple[int, ...], b0: int) -> token_loop.DecodeState:
     """Place the padded batch on the devices and run the jitted prefill (filler rows have
     negative row ids and start done). Rows of the first `b0` with the same prompt share one
     prefill when that makes the prefill batch a smaller bucket."""
@@ -301,7 +301,7 @@ class Sampler:
         scalar(np.int32(sp.max_new_tokens)), scalar(_pad_ids(eos)), source,
         num_new=self.buckets.new_tokens(sp.max_new_tokens), pad_id=self.pad_id)
 
-  def _decode_all(self, params, state: decode.DecodeState, sp: SamplingParams,
+  def _decode_all(self, params, state: token_loop.DecodeState, sp: SamplingParams,
                   watcher: StopWatcher | None, batch: int) -> RowBook:
     """The decode loop: one device call, or chunks with a host stop-string check in between.
 
@@ -309,7 +309,7 @@ class Sampler:
     chunk would save the host's few milliseconds but waste a whole chunk of decode steps once
     every row has hit a stop string, which is the common end of a code completion. After a
     check, when the rows still running fit a smaller power-of-two batch, it is compacted to
-    them (`decode.take_rows`), so a few long rows do not keep the whole batch decoding.
+    them (`token_loop.take_rows`), so a few long rows do not keep the whole batch decoding.
     """
     mode = mode_of(sp, self.config.vocab_size)
     run = functools.partial(self._decode, params, mode=mode, pad_id=self.pad_id)
@@ -332,10 +332,10 @@ class Sampler:
       if self.compact:
         state = self._compact(state, book)
 
-  def _fetch(self, state: decode.DecodeState, fields=RowBook.FIELDS) -> dict[str, np.ndarray]:
+  def _fetch(self, state: token_loop.DecodeState, fields=RowBook.FIELDS) -> dict[str, np.ndarray]:
     return {f: self.feed.get(getattr(state, f)) for f in fields}
 
-  def _compact(self, state: decode.DecodeState, book: RowBook) -> decode.DecodeState:
+  def _compact(self, state: token_loop.DecodeState, book: RowBook) -> token_loop.DecodeState:
     """`state` with only its running rows, when they fit a smaller power-of-two batch."""
     live = np.nonzero(~book.device_done())[0]                    # device rows still running
     batch = self.buckets.compacted_batch(max(len(live), 1), self._batch_multiple())
@@ -357,7 +357,7 @@ class Sampler:
                                                       book.raw_logprobs))
     lengths, finish = np.array(book.lengths[:b0]), np.array(book.finish[:b0])
     for row, cut in (watcher.cuts.items() if watcher else ()):
-      lengths[row], finish[row] = cut.num_tokens, decode.STOP
+      lengths[row], finish[row] = cut.num_tokens, token_loop.STOP
       toks[row, cut.num_tokens:], lps[row, cut.num_tokens:] = self.pad_id, 0.0
       raws[row, cut.num_tokens:] = 0.0
     texts = None
