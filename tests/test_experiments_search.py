@@ -13,7 +13,7 @@ from restrl_jax.experiments import table2
 
 def brute_best_of_k(scores, rewards, k):
   """Every ordered draw of k distinct programs; the answer is the first best-scored one drawn
-  (what `search.decode.best_of_n` does with its samples in sampling order)."""
+  (what `search.answer_selection.best_of_n` does with its samples in sampling order)."""
   strict_sum, tca_sum, count = 0.0, 0.0, 0
   for draw in itertools.permutations(range(len(scores)), k):
     best = max(draw, key=lambda i: (scores[i], -draw.index(i)))

@@ -18,7 +18,7 @@ from restrl_jax.data.prompts import value_model_input
 from restrl_jax.data.synthetic import load_synthetic
 from restrl_jax.execution.spec import ExecResult
 from restrl_jax.sampling import Buckets, Sampler, SamplingParams
-from restrl_jax.search import decode as dec
+from restrl_jax.search import answer_selection
 from restrl_jax.search.collect import collect_config, collect_values
 from restrl_jax.search.driver import SearchConfig, best_program, run_search
 from restrl_jax.search.lines import LineTable, action_of
@@ -154,8 +154,8 @@ def _vm_invariants(result, b):
 def test_vm_mcts_answer_is_best_scored_program_at_exact_budget(setup):
   sampler, problems = setup
   budget = ITERS * N
-  cfg = dec.decode_config("vm_mcts", budget, num_samples=N, width=WIDTH, seed=2)
-  answers, result = dec.mcts_decode(problems, sampler, hash_scorer, SP, cfg)
+  cfg = answer_selection.decode_config("vm_mcts", budget, num_samples=N, width=WIDTH, seed=2)
+  answers, result = answer_selection.mcts_decode(problems, sampler, hash_scorer, SP, cfg)
   assert list(result.tree.num_samples) == [budget] * len(problems)
   for b, (p, a) in enumerate(zip(problems, answers)):
     progs = result.programs[b]
@@ -170,10 +170,10 @@ def test_vm_mcts_answer_is_best_scored_program_at_exact_budget(setup):
 def test_baselines_spend_the_same_budget(setup):
   sampler, problems = setup
   budget = ITERS * N
-  plain = dec.decode("sampling", problems, sampler, SP, budget, seed=3)
-  bon = dec.decode("best_of_n", problems, sampler, SP, budget, hash_scorer, seed=3)
-  orm = dec.decode("orm_mcts", problems, sampler, SP, budget, hash_scorer, num_samples=N,
-                   width=WIDTH, seed=3)
+  plain = answer_selection.decode("sampling", problems, sampler, SP, budget, seed=3)
+  bon = answer_selection.decode("best_of_n", problems, sampler, SP, budget, hash_scorer, seed=3)
+  orm = answer_selection.decode("orm_mcts", problems, sampler, SP, budget, hash_scorer,
+                                num_samples=N, width=WIDTH, seed=3)
   for p, a, b, o in zip(problems, plain, bon, orm):
     assert a.num_samples == b.num_samples == o.num_samples == budget == len(a.candidates)
     # best-of-N scores the very samples the sampling baseline drew (same seed and ids)
@@ -181,8 +181,8 @@ def test_baselines_spend_the_same_budget(setup):
     assert b.program == a.candidates[int(np.argmax(scores))]
     assert a.program == a.candidates[0]
   pool = HashPool()
-  rewards = dec.execute_answers(pool, problems, plain)
-  m = dec.answer_metrics(plain, rewards)
+  rewards = answer_selection.execute_answers(pool, problems, plain)
+  m = answer_selection.answer_metrics(plain, rewards)
   assert m["test_case_average"] == pytest.approx(
       np.mean([np.mean([hash_reward(s) for s in a.candidates]) for a in plain]))
   assert m["samples_per_problem"] == budget
@@ -228,4 +228,4 @@ def test_bad_inputs_are_named(setup):
   with pytest.raises(ValueError, match="scorer"):
     run_search(problems, sampler, SP, SearchConfig(iterations=1, mode="vm"))
   with pytest.raises(ValueError, match="budget"):
-    dec.decode_config("vm_mcts", budget=2, num_samples=5)
+    answer_selection.decode_config("vm_mcts", budget=2, num_samples=5)

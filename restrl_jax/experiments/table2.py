@@ -150,13 +150,14 @@ def training_ranking_cell(vm: Any, values_path: Path, num_problems: int = 200) -
 def mcts_cell(sampler: Any, vm: Any, pool: Any, problems: Sequence, method: str, budget: int,
               seed: int, sampling_params: Any, mcts: Any) -> dict:
   """One MCTS method at `budget` on every problem (all trees together), executed."""
-  from restrl_jax.search import decode as decode_lib  # pylint: disable=import-outside-toplevel
+  from restrl_jax.search import answer_selection  # pylint: disable=import-outside-toplevel
   start = time.perf_counter()
-  answers = decode_lib.decode(method, problems, sampler, sampling_params, budget, vm.scorer(),
-                              mcts.decode_samples, mcts.decode_width, mcts.decode_c, mcts.eps,
-                              seed, tree_ids=list(range(len(problems))),
-                              max_steps_factor=mcts.max_steps_factor)
-  rewards = decode_lib.execute_answers(pool, problems, answers)
+  answers = answer_selection.decode(method, problems, sampler, sampling_params, budget,
+                                    vm.scorer(), mcts.decode_samples, mcts.decode_width,
+                                    mcts.decode_c, mcts.eps, seed,
+                                    tree_ids=list(range(len(problems))),
+                                    max_steps_factor=mcts.max_steps_factor)
+  rewards = answer_selection.execute_answers(pool, problems, answers)
   return {"rewards": round4(r[0] for r in rewards), "samples": [a.num_samples for a in answers],
           "seconds": round(time.perf_counter() - start, 1)}
 

@@ -24,7 +24,7 @@ from restrl_jax.pipeline.registry import StageContext, register_stage
 from restrl_jax.pipeline.sections import section
 from restrl_jax.pipeline.stages.common import (batches, benchmark_problems, execution_pool,
                                                policy_sampler, sampling_params)
-from restrl_jax.search import decode as decode_lib
+from restrl_jax.search import answer_selection
 from restrl_jax.value.model import load_value_model
 from restrl_jax.value.train import BEST_DIR
 
@@ -56,11 +56,11 @@ class Decoding:
     if not rows:
       return []
     cfg, batch = self.cfg, [self.problems[i] for i in rows]
-    answers = decode_lib.decode(method, batch, self.sampler, self.sampling, self.budget,
-                                self.scorer, cfg.decode_samples, cfg.decode_width, cfg.decode_c,
-                                cfg.eps, cfg.seed, tree_ids=list(rows),
-                                max_steps_factor=cfg.max_steps_factor)
-    return list(zip(answers, decode_lib.execute_answers(self.pool, batch, answers)))
+    answers = answer_selection.decode(method, batch, self.sampler, self.sampling, self.budget,
+                                      self.scorer, cfg.decode_samples, cfg.decode_width,
+                                      cfg.decode_c, cfg.eps, cfg.seed, tree_ids=list(rows),
+                                      max_steps_factor=cfg.max_steps_factor)
+    return list(zip(answers, answer_selection.execute_answers(self.pool, batch, answers)))
 
 
 def _decode_method(method: str, decoding: Decoding, stage_dir: Path) -> dict:
@@ -71,7 +71,7 @@ def _decode_method(method: str, decoding: Decoding, stage_dir: Path) -> dict:
   for rows in batches(len(decoding.problems), decoding.cfg.batch_trees):
     answered += distributed.gather_lists(decoding.share(method, rows))
   answers, rewards = [a for a, _ in answered], [r for _, r in answered]
-  scores = dict(sorted(decode_lib.answer_metrics(answers, rewards).items()))
+  scores = dict(sorted(answer_selection.answer_metrics(answers, rewards).items()))
   if distributed.is_writer():
     io_utils.atomic_write_text(stage_dir / f"{method}.jsonl", "".join(
         json.dumps(r) + "\n" for r in _answer_rows(answers, rewards)))

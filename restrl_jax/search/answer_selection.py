@@ -1,4 +1,5 @@
-"""Test-time decoding (docs/method.md §7): VM-MCTS and the verification baselines, at equal sample budgets.
+"""Test-time answer selection (docs/method.md §7): VM-MCTS and the verification baselines, each
+picking one answer per problem at an equal sample budget (the `decode` stage runs it).
 
 Methods (`METHODS`), each spending `budget` sampled programs per problem:
   "sampling"  `budget` plain samples; the answer is the first (an unverified pick), and the
