@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from restrl_jax import evaluate
+from restrl_jax.evaluation import cli
 from restrl_jax.data.humaneval import load_humaneval
 
 
@@ -25,8 +25,8 @@ def test_humaneval_completions_pass_at_k(tmp_path, capsys):
     rows.append({"task_id": p.id, "completion": "    return None\n" if i else body})
     rows.append({"task_id": p.id, "completion": "```python\n" if i == 2 else "    pass\n"})
   samples = _jsonl(tmp_path / "samples.jsonl", rows)
-  assert evaluate.main(["--benchmark", "humaneval", "--limit", "3", "--samples", str(samples),
-                        "--k", "1,2,5", "--workers", "2", "--no-progress"]) == 0
+  assert cli.main(["--benchmark", "humaneval", "--limit", "3", "--samples", str(samples),
+                   "--k", "1,2,5", "--workers", "2", "--no-progress"]) == 0
   summary = _summary(capsys)
   # correct per problem: 2/3, 1/3, 1/3 -> pass@1 = 4/9; pass@2 = mean(1, 2/3, 2/3).
   assert summary["pass@1"] == pytest.approx(4 / 9)
@@ -58,8 +58,8 @@ def test_apps_problem_id_solutions_and_graded_reward(tmp_path, capsys):
       {"problem_id": 8, "completion": "    return 3\n"},                   # one test of two
   ])
   out = tmp_path / "r.jsonl"
-  evaluate.main(["--benchmark", "apps", "--data", str(data), "--samples", str(samples),
-                 "--k", "1", "--out", str(out), "--no-progress", "--workers", "1"])
+  cli.main(["--benchmark", "apps", "--data", str(data), "--samples", str(samples),
+            "--k", "1", "--out", str(out), "--no-progress", "--workers", "1"])
   summary = _summary(capsys)
   assert summary["pass@1"] == pytest.approx(0.5)
   assert summary["test_case_average"] == pytest.approx(0.75)
@@ -70,26 +70,26 @@ def test_apps_problem_id_solutions_and_graded_reward(tmp_path, capsys):
 
 def test_references_mode_and_bad_samples(tmp_path, capsys):
   out = tmp_path / "refs.jsonl"
-  evaluate.main(["--benchmark", "humaneval", "--limit", "2", "--references", "1", "--out",
-                 str(out), "--no-progress", "--k", "1"])
+  cli.main(["--benchmark", "humaneval", "--limit", "2", "--references", "1", "--out",
+            str(out), "--no-progress", "--k", "1"])
   assert _summary(capsys)["pass@1"] == 1.0
   wrong = _jsonl(tmp_path / "wrong.jsonl", [{"task_id": "HumanEval/999", "completion": ""}])
-  assert evaluate.main(["--benchmark", "humaneval", "--samples", str(wrong),
-                        "--no-progress"]) == 2
+  assert cli.main(["--benchmark", "humaneval", "--samples", str(wrong),
+                   "--no-progress"]) == 2
   assert f"error: {wrong} row 1: task 'HumanEval/999'" in capsys.readouterr().err
   no_code = _jsonl(tmp_path / "nocode.jsonl", [{"task_id": "HumanEval/0", "text": ""}])
-  assert evaluate.main(["--benchmark", "humaneval", "--samples", str(no_code),
-                        "--no-progress"]) == 2
+  assert cli.main(["--benchmark", "humaneval", "--samples", str(no_code),
+                   "--no-progress"]) == 2
   assert "nocode.jsonl row 1: needs one of the fields" in capsys.readouterr().err
   with pytest.raises(SystemExit):
-    evaluate.main(["--benchmark", "humaneval", "--samples", str(wrong), "--k", "0"])
+    cli.main(["--benchmark", "humaneval", "--samples", str(wrong), "--k", "0"])
   with pytest.raises(SystemExit):
-    evaluate.main(["--benchmark", "humaneval", "--samples", str(wrong), "--max-tests", "2"])
+    cli.main(["--benchmark", "humaneval", "--samples", str(wrong), "--max-tests", "2"])
 
 
 def test_synthetic_references(tmp_path, capsys, monkeypatch):
   monkeypatch.setenv("RESTRL_CACHE", str(tmp_path))
-  evaluate.main(["--benchmark", "synthetic", "--split", "test", "--limit", "4", "--references",
-                 "1", "--k", "1", "--out", str(tmp_path / "r.jsonl"), "--no-progress"])
+  cli.main(["--benchmark", "synthetic", "--split", "test", "--limit", "4", "--references",
+            "1", "--k", "1", "--out", str(tmp_path / "r.jsonl"), "--no-progress"])
   summary = _summary(capsys)
   assert summary["num_samples"] == 4 and summary["pass@1"] == 1.0

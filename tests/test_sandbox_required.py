@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from restrl_jax import evaluate
+from restrl_jax.evaluation import cli
 
 REPO = Path(__file__).resolve().parents[1]
 HUMANEVAL_ROW = {"task_id": "T/0", "prompt": "def add(a, b):\n",
@@ -60,7 +60,7 @@ def test_weaker_level_only_when_asked_and_recorded(tmp_path, capsys, recwarn):
   common = ["--benchmark", "humaneval", "--data", str(data), "--references", "1", "--k", "1",
             "--workers", "1", "--no-progress", "--out", str(results)]
   for asked, level in ((["--isolation", "rlimits"], "rlimits"), ([], "bwrap")):
-    assert evaluate.main(common + asked) == 0
+    assert cli.main(common + asked) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["isolation"] == [level] and summary["strict_accuracy"] == 1.0
     assert [json.loads(row)["isolation"] for row in results.read_text().splitlines()] == [level]

@@ -1,5 +1,6 @@
 """Benchmark evaluation: metrics (pass@k, test-case average, strict accuracy, paper "Avg."),
-sample files and runs through the sandbox (`runner`); the CLI is `restrl_jax.evaluate`."""
+sample files and runs through the sandbox (`runner`), and the command line
+(`cli`, run as `python -m restrl_jax.evaluate`)."""
 from restrl_jax.evaluation.metrics import (mean_pass_at_k, paper_average, pass_at_k,
                                            strict_accuracy, test_case_average)
 
