@@ -3,7 +3,7 @@
 The one path from problems to rewards, shared by ReST data collection, GRPO, evaluation and MCTS:
 
   records = rollout(sampler, pool, problems, SamplingParams(temperature=0.7), num_samples=8)
-  scores = evaluate_policy(sampler, pool, problems, SamplingParams(...), num_samples=5)
+  scores = policy_scores(sampler, pool, problems, SamplingParams(...), num_samples=5)
 
 For each request the prompt is `build_prompt(problem, state, tokenizer)` (state defaults to the
 starter code), tokenized once and repeated `num_samples` times. Requests are sampled in chunks of
@@ -178,10 +178,10 @@ def summarize_records(records: Sequence[RolloutRecord], ks: Sequence[int] = (1, 
   }
 
 
-def evaluate_policy(sampler: Sampler, pool: Any, problems: Sequence[Problem],
-                    sampling_params: SamplingParams, num_samples: int = 5,
-                    ks: Sequence[int] = (1, 5), rng: Any = None,
-                    chunk_size: int = DEFAULT_CHUNK, params: Any = None) -> dict[str, float]:
+def policy_scores(sampler: Sampler, pool: Any, problems: Sequence[Problem],
+                  sampling_params: SamplingParams, num_samples: int = 5,
+                  ks: Sequence[int] = (1, 5), rng: Any = None,
+                  chunk_size: int = DEFAULT_CHUNK, params: Any = None) -> dict[str, float]:
   """`summarize_records` of `num_samples` rollouts from each problem's starter code."""
   records = rollout(sampler, pool, problems, sampling_params, num_samples, rng=rng,
                     chunk_size=chunk_size, params=params)

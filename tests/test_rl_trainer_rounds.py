@@ -121,7 +121,7 @@ def test_learning_curve_points_score_the_policy_under_training_and_resume(pool, 
   the start policy scored alone (same problems, samples and seed); a resumed round rewrites
   nothing twice and ends with the same rows."""
   from restrl_jax.rl.rounds import CURVE_FILE, CurveEval
-  from restrl_jax.rollout import evaluate_policy
+  from restrl_jax.rollout import policy_scores
   from restrl_jax.sampling import Sampler
   held_out = tuple(load_synthetic("id_validation", 3, verify=False))
   curve = CurveEval(problems=held_out, every=2, num_samples=2,
@@ -133,8 +133,8 @@ def test_learning_curve_points_score_the_policy_under_training_and_resume(pool, 
   assert [r["step"] for r in rows] == [0, 2, 3]
   assert all(r["num_problems"] == 3 and r["num_samples"] == 6 for r in rows)
   config, params = models.load_hf(policy_dir)
-  alone = evaluate_policy(Sampler(config, params, setup.tokenizer), pool, held_out,
-                          curve.sampling, 2, ks=(1,), rng=3, chunk_size=8)
+  alone = policy_scores(Sampler(config, params, setup.tokenizer), pool, held_out,
+                        curve.sampling, 2, ks=(1,), rng=3, chunk_size=8)
   assert rows[0]["test_case_average"] == pytest.approx(alone["test_case_average"])
   # resume: drop the end of the run (policy, round record, last checkpoint) and run again
   import shutil

@@ -8,7 +8,7 @@ from restrl_jax.data.prompts import assemble_program, build_prompt
 from restrl_jax.data.synthetic import load_synthetic
 from restrl_jax.evaluation.metrics import pass_at_k
 from restrl_jax.execution import ExecutionPool
-from restrl_jax.rollout import evaluate_policy, group_records, rollout, summarize_records
+from restrl_jax.rollout import group_records, policy_scores, rollout, summarize_records
 from restrl_jax.sampling import Sampler, SamplingParams
 from restrl_jax.tokenizer import embedded_tokenizer, load_tokenizer
 from restrl_jax.warmstart import policy_config
@@ -63,7 +63,7 @@ def test_rollout_is_deterministic_and_evaluate_matches(random_sampler, pool, pro
   a = rollout(random_sampler, pool, problems[:3], sp, num_samples=2, rng=9)
   b = rollout(random_sampler, pool, problems[:3], sp, num_samples=2, rng=9)
   assert [r.tokens for r in a] == [r.tokens for r in b]
-  assert evaluate_policy(random_sampler, pool, problems[:3], sp, 2, ks=(1, 2), rng=9) == (
+  assert policy_scores(random_sampler, pool, problems[:3], sp, 2, ks=(1, 2), rng=9) == (
       summarize_records(a, ks=(1, 2)))
 
 

@@ -52,7 +52,7 @@ def evaluate(policy: Path, args: argparse.Namespace) -> dict:
   from restrl_jax.data.synthetic import load_synthetic
   from restrl_jax.execution import ExecutionPool
   from restrl_jax.models import load_hf
-  from restrl_jax.rollout import evaluate_policy
+  from restrl_jax.rollout import policy_scores
   from restrl_jax.sampling import Sampler, SamplingParams
   from restrl_jax.tokenizer import load_tokenizer
   config, params = load_hf(policy)
@@ -62,8 +62,8 @@ def evaluate(policy: Path, args: argparse.Namespace) -> dict:
   with ExecutionPool() as pool:
     for split in args.eval_splits.split(","):
       problems = load_synthetic(split, args.eval_problems, verify=False)
-      scores[split] = evaluate_policy(sampler, pool, problems, sp, args.eval_samples,
-                                      ks=(1, args.eval_samples), rng=0)
+      scores[split] = policy_scores(sampler, pool, problems, sp, args.eval_samples,
+                                    ks=(1, args.eval_samples), rng=0)
   return scores
 
 

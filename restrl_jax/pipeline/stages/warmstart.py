@@ -20,7 +20,7 @@ from restrl_jax.data.synthetic import load_synthetic
 from restrl_jax.pipeline.registry import StageContext, register_stage
 from restrl_jax.pipeline.sections import dataclass_from, section
 from restrl_jax.pipeline.stages.common import execution_pool, load_on_host, sampling_params
-from restrl_jax.rollout import evaluate_policy
+from restrl_jax.rollout import policy_scores
 from restrl_jax.sampling import Sampler
 from restrl_jax.tokenizer import check_fits_model, load_tokenizer
 from restrl_jax.warmstart import WarmstartConfig, shipped_policy_path, train_policy
@@ -55,7 +55,7 @@ def place_policy(cfg: ml_collections.ConfigDict, stage_dir: Path) -> tuple[Path,
   return Path(facts.pop("policy_path")), {"source": "trained", **facts}
 
 
-def evaluate_base(config: ml_collections.ConfigDict, policy: Path) -> dict[str, Any]:
+def warm_start_scores(config: ml_collections.ConfigDict, policy: Path) -> dict[str, Any]:
   """Scores of `policy` on the synthetic test split, sampled with `config.sampling`."""
   cfg, s = section(config, STAGE), config.sampling
   model_config, params, mesh = load_on_host(config, policy, "float32")
@@ -64,8 +64,8 @@ def evaluate_base(config: ml_collections.ConfigDict, policy: Path) -> dict[str, 
   sampler = Sampler(model_config, params, tokenizer, mesh=mesh, max_batch=s.batch_size)
   problems = load_synthetic("test", cfg.eval_num_problems, verify=False)
   with execution_pool(config) as pool:
-    scores = evaluate_policy(sampler, pool, problems, sampling_params(s), cfg.eval_samples,
-                             ks=(1, cfg.eval_samples), rng=cfg.eval_seed)
+    scores = policy_scores(sampler, pool, problems, sampling_params(s), cfg.eval_samples,
+                           ks=(1, cfg.eval_samples), rng=cfg.eval_seed)
   return {**scores, "isolation": pool.isolation}
 
 
@@ -74,7 +74,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
   """Summary with the policy path and a "base (warm start)" row."""
   cfg = section(ctx.config, STAGE)
   policy, facts = place_policy(cfg, Path(ctx.stage_dir))
-  scores = evaluate_base(ctx.config, policy)
+  scores = warm_start_scores(ctx.config, policy)
   io_utils.atomic_write_json(Path(ctx.stage_dir) / "eval.json", scores)
   keys = ROW_KEYS + (f"pass@{cfg.eval_samples}",)
   row = {"method": METHOD, **{k: scores[k] for k in keys if k in scores}}
