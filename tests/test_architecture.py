@@ -1,15 +1,19 @@
 """The floors of docs/architecture.md hold: no module of restrl_jax imports a unit of a higher
-floor or a library below the floor that may import it, imports inside functions included; every
-unit is placed on a floor. The checker also runs on a small bad tree, to show it catches each
-kind of violation."""
+floor or a library below the floor that may import it, or a package outside it (experiments/,
+bench/), imports inside functions included; every unit is placed on a floor; setup.py installs
+restrl_jax alone. The checker also runs on a small bad tree, to show it catches each kind of
+violation."""
 from __future__ import annotations
 
 import ast
 import re
 from pathlib import Path
 
+import setuptools
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "restrl_jax"
+OUTSIDE = ("experiments", "bench")   # beside the package, importing it; never imported by it
 
 
 def _table_rows(doc: str, heading: str) -> list[list[str]]:
@@ -82,6 +86,8 @@ def check_tree(root: Path, floors: dict[str, int], libraries: dict[str, int]) ->
         if target in floors and floors[target] > floor:
           problems.append(f"{where}:{line}: imports {name} (floor {floors[target]}) from floor "
                           f"{floor} ({unit})")
+      elif top in OUTSIDE:
+        problems.append(f"{where}:{line}: imports {name}, which is outside {root.name}")
       elif top in libraries and libraries[top] > floor:
         problems.append(f"{where}:{line}: imports {name}, allowed from floor {libraries[top]} "
                         f"up, from floor {floor} ({unit})")
@@ -97,6 +103,30 @@ def _rules():
 def test_the_package_keeps_the_floors_of_the_architecture_doc():
   floors, libraries = _rules()
   assert check_tree(REPO / PACKAGE, floors, libraries) == []
+
+
+def test_setup_installs_the_package_alone():
+  """setup.py's find_packages picks restrl_jax and its subpackages, not experiments/ or bench/."""
+  call = next(node for node in ast.walk(ast.parse((REPO / "setup.py").read_text()))
+              if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "find_packages")
+  kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+  found = setuptools.find_packages(str(REPO), **kwargs)
+  assert PACKAGE in found and "restrl_jax.evaluation" in found
+  assert all(p.split(".")[0] == PACKAGE for p in found), found
+  for outside in OUTSIDE:
+    assert (REPO / outside / "__init__.py").is_file(), outside   # importable from the repo root
+
+
+def test_the_outside_packages_import_the_package_but_no_floor_lists_them():
+  floors, _ = _rules()
+  assert not set(OUTSIDE) & set(floors)
+  imports = [name for path in (REPO / "experiments").glob("*.py")
+             for _, name in imported(ast.parse(path.read_text(encoding="utf-8")),
+                                     f"experiments.{path.stem}", path.name == "__init__.py")]
+  assert any(name.startswith(f"{PACKAGE}.") for name in imports)
+  for name in imports:   # every unit they import is one the package has
+    if name.startswith(f"{PACKAGE}."):
+      assert name.split(".")[1] in floors, name
 
 
 def test_the_doc_states_the_floors_the_issue_asks_for():
@@ -126,6 +156,7 @@ BAD_TREE = {
     "rl/lazy.py": "import importlib\nstages = importlib.import_module('restrl_jax.pipeline')\n",
     "pipeline/__init__.py": "import ml_collections\nfrom restrl_jax import rl, execution\n",
     "stray.py": "",
+    "rl/sweeps.py": "def run():\n  from experiments import sweep\n  return sweep\n",
 }
 DOC = """## Floors
 
@@ -154,6 +185,7 @@ def test_the_checker_finds_every_kind_of_violation_in_a_bad_tree(tmp_path):
       "restrl_jax/rl/lazy.py:2: imports restrl_jax.pipeline (floor 6) from floor 4",
       "restrl_jax/rl/losses.py:2: imports ml_collections.ConfigDict, allowed from floor 5 up",
       "restrl_jax/rl/stage.py:1: imports restrl_jax.pipeline.stages.StageContext (floor 6)",
+      "restrl_jax/rl/sweeps.py:2: imports experiments.sweep, which is outside restrl_jax",
       "restrl_jax/stray.py: unit 'stray' is on no floor",
       "docs/architecture.md places 'gone', which restrl_jax has not",
   ]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from restrl_jax.experiments import learning
+from experiments import learning
 
 REPO = Path(__file__).resolve().parents[1]
 KEPT = REPO / "docs" / "runs" / "learning"

@@ -8,8 +8,8 @@ import statistics
 
 import pytest
 
+from experiments import learning, reward_std
 from restrl_jax import io_utils
-from restrl_jax.experiments import learning, reward_std
 
 
 def samples(step, group, problem, state, rewards):

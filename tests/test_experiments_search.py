@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from restrl_jax.experiments import budget_curve as bc
-from restrl_jax.experiments import table2
+from experiments import budget_curve as bc
+from experiments import table2
 
 
 def brute_best_of_k(scores, rewards, k):

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from experiments import sweep, table1
+from experiments.sweep import Cell, SweepSpec
 from restrl_jax import io_utils
 from restrl_jax.config_checks import ConfigError
-from restrl_jax.experiments import sweep, table1
-from restrl_jax.experiments.sweep import Cell, SweepSpec
 
 
 def _round(collection: int, rollout: int, steps: int = 4) -> dict:

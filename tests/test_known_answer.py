@@ -35,10 +35,10 @@ import numpy as np
 import pytest
 from flat_init import flat_init_params  # tests/ is on sys.path under pytest
 
+from experiments.budget_curve import pool_ranking
 from restrl_jax import models, training
 from restrl_jax.data.problem import Problem
 from restrl_jax.execution.spec import ExecResult, TestSuite
-from restrl_jax.experiments.budget_curve import pool_ranking
 from restrl_jax.rl import dpo, grpo_step, rounds
 from restrl_jax.rl import trainer as trainer_module
 from restrl_jax.rl.losses import GRPOLossConfig

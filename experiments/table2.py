@@ -1,8 +1,8 @@
 """The paper's Table 2 and Fig. 3b analogs: VM-MCTS and its baselines on the RL'd policy, per seed.
 
-  python -m restrl_jax.experiments.table2 run --learning runs/learning/main --out runs/table2 \
+  python -m experiments.table2 run --learning runs/learning/main --out runs/table2 \
       --record docs/runs/table2 --seeds 0,1,2
-  python -m restrl_jax.experiments.table2 report --record docs/runs/table2 --docs docs
+  python -m experiments.table2 report --record docs/runs/table2 --docs docs
 
 `run`, per seed s (every step resumes or is skipped once finished):
   policy  the learning experiment's naive-GRPO policy of seed s
@@ -37,8 +37,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from experiments import budget_curve
 from restrl_jax import io_utils
-from restrl_jax.experiments import budget_curve
 
 MCTS_METHODS = ("orm_mcts", "vm_mcts")
 CURVE_METHODS = ("sampling", "best_of_n", "orm_mcts", "vm_mcts", "oracle")
@@ -222,7 +222,7 @@ def run(args: argparse.Namespace) -> None:
     policy = Path(args.learning) / "grpo" / f"seed{seed}" / "rest_grpo" / "policy"
     if not (policy / "config.json").is_file():
       raise FileNotFoundError(f"no RL'd policy for seed {seed} at {policy}: run `python -m "
-                              "restrl_jax.experiments.learning run --methods grpo` first")
+                              "experiments.learning run --methods grpo` first")
     result = run_seed(settings, seed, policy, Path(args.out) / f"seed{seed}")
     io_utils.atomic_write_text(record, json.dumps(result, separators=(",", ":")) + "\n")
 

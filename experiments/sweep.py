@@ -9,7 +9,7 @@ workdir under `<root>/<cell name>/seed<seed>/`:
   result.json            scores per round + the generated tokens per round (written last)
   log.txt                the cell process's output
 
-A cell runs in its own process (`python -m restrl_jax.experiments.sweep CELL_JSON`), so a crash
+A cell runs in its own process (`python -m experiments.sweep CELL_JSON`), so a crash
 or a leak stays inside it. A cell with `result.json` is finished and skipped; an unfinished one
 resumes (the runner skips finished stages, the rounds resume from their checkpoints).
 """
@@ -29,7 +29,7 @@ import ml_collections
 from restrl_jax import io_utils
 from restrl_jax.config_checks import ConfigError, get_field
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs" / "demo.py"
 DEMO_POLICY = REPO / "restrl_jax" / "assets" / "demo_policy"
 RESULT_FILE = "result.json"
@@ -184,7 +184,7 @@ def subprocess_runner(cell_file: Path, log: Path) -> int:
   env.setdefault("JAX_COMPILATION_CACHE_DIR", str(cell_file.parents[2] / "jax_cache"))
   env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
   with open(log, "a", encoding="utf-8") as f:
-    return subprocess.call([sys.executable, "-m", "restrl_jax.experiments.sweep", str(cell_file)],
+    return subprocess.call([sys.executable, "-m", "experiments.sweep", str(cell_file)],
                            stdout=f, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
 
 
@@ -241,7 +241,7 @@ def read_results(root: Path, cells: Sequence[Cell]) -> list[dict]:
 
 def main(argv: list[str]) -> None:
   if len(argv) != 2:
-    sys.exit("usage: python -m restrl_jax.experiments.sweep CELL_JSON")
+    sys.exit("usage: python -m experiments.sweep CELL_JSON")
   spec, cell = _from_cell_json(json.loads(Path(argv[1]).read_text()))
   from absl import logging
   logging.set_verbosity(logging.INFO)

@@ -1,10 +1,10 @@
 """Does the RL learn? Base vs continued SFT vs naive GRPO vs ReST-GRPO, per seed, paired.
 
-  python -m restrl_jax.experiments.learning run --out runs/learning --record docs/runs/learning \
+  python -m experiments.learning run --out runs/learning --record docs/runs/learning \
       --methods grpo,rest_grpo,sft --seeds 0,1,2 [--lr 5e-5] [--steps 300] [--problems 600]
-  python -m restrl_jax.experiments.learning record-stats --workdirs runs/learning/main \
+  python -m experiments.learning record-stats --workdirs runs/learning/main \
       --record docs/runs/learning
-  python -m restrl_jax.experiments.learning report --record docs/runs/learning --docs docs
+  python -m experiments.learning report --record docs/runs/learning --docs docs
 
 `run` trains one cell per (method, seed) from the shipped policy, each in its own process and
 workdir `<out>/<tag>/<method>/seed<s>/`:
@@ -19,7 +19,7 @@ split:problems, 4 samples each, T = 0.7, <= 128 new tokens, evaluation seed 0 fo
 so the comparisons are paired: same problems, same sampling seed) and its per-problem scores are
 written, small, to `<record>/<tag>/<method>/seed<s>.json` (the base: `<record>/<tag>/base.json`).
 An RL cell's record also keeps the reward-std statistics of its training round (`reward_std`:
-`restrl_jax.experiments.reward_std.cell_summary` of `<workdir>/rest_grpo/round_0`). A cell whose
+`experiments.reward_std.cell_summary` of `<workdir>/rest_grpo/round_0`). A cell whose
 record exists is skipped; an unfinished one resumes (the pipeline skips finished stages and
 resumes from checkpoints).
 
@@ -43,10 +43,10 @@ from typing import Sequence
 
 import numpy as np
 
+from experiments import reward_std
 from restrl_jax import io_utils
-from restrl_jax.experiments import reward_std
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DEMO_POLICY = REPO / "restrl_jax" / "assets" / "demo_policy"
 RL_METHODS, METHODS = ("grpo", "rest_grpo"), ("grpo", "rest_grpo", "sft")
 EVAL_SAMPLES, EVAL_SEED, EVAL_MAX_NEW_TOKENS = 4, 0, 128

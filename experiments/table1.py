@@ -1,7 +1,7 @@
 """The Table 1 analog: base, naive GRPO, ReST-DPO, DAPO-filter and ReST-GRPO after one and two
 ReST rounds, at (near) equal generated-token budgets, over seeds, on the synthetic test split.
 
-  python -m restrl_jax.experiments.table1 --out runs/table1 --seeds 0,1,2
+  python -m experiments.table1 --out runs/table1 --seeds 0,1,2
 
 Budget rule (generated tokens, what each method's algorithm needs to sample):
   ReST-GRPO  = collection pass (N samples x training problems) + GRPO rollout tokens
@@ -24,9 +24,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from experiments import sweep
+from experiments.sweep import Cell, SweepSpec
 from restrl_jax import io_utils
-from restrl_jax.experiments import sweep
-from restrl_jax.experiments.sweep import Cell, SweepSpec
 
 LABELS = {"base": "base (demo policy)", "grpo": "naive GRPO", "rest_dpo": "ReST-DPO",
           "dapo": "DAPO-filter", "rest_grpo": "ReST-GRPO",

@@ -14,7 +14,7 @@ Source: one RL cell's round folder (`<workdir>/rest_grpo/round_0/`):
 
 `cell_summary` reduces these to a few KB (counts on fixed bins, shares, means, per step window),
 kept in the learning experiment's per-seed records; `across_seeds` and `histogram_shares`
-combine the records of a method (`restrl_jax.experiments.learning report`).
+combine the records of a method (`experiments.learning report`).
 """
 from __future__ import annotations
 
