@@ -61,7 +61,8 @@ from restrl_jax.data.synthetic import load_synthetic  # noqa: E402
 from restrl_jax.execution import ExecutionPool, isolation  # noqa: E402
 from restrl_jax.rl import rounds  # noqa: E402
 from restrl_jax.rl.losses import GRPOLossConfig  # noqa: E402
-from restrl_jax.rl.trainer import GRPOConfig, GRPOTrainer, Request, encode_prompt  # noqa: E402
+from restrl_jax.rl.trainer import GRPOConfig, GRPOTrainer, Request  # noqa: E402
+from restrl_jax.rollout import encode_prompt  # noqa: E402
 from restrl_jax.sampling import Buckets, Sampler, SamplingParams  # noqa: E402
 from restrl_jax.training import init_train_state  # noqa: E402
 
@@ -280,7 +281,7 @@ def distinct_prompts(requests: list[Request], tokenizer, limit: int) -> list[Req
   share a prefill, and that step's smaller prefill batch would compile another program."""
   seen: dict[tuple[int, ...], Request] = {}
   for r in requests:
-    seen.setdefault(tuple(encode_prompt(tokenizer, r, limit)), r)
+    seen.setdefault(tuple(encode_prompt(tokenizer, r.problem, r.state, limit)), r)
   return list(seen.values())
 
 

@@ -39,7 +39,8 @@ from restrl_jax import models
 from restrl_jax.data.synthetic import load_synthetic
 from restrl_jax.execution import ExecutionPool
 from restrl_jax.rl import rounds
-from restrl_jax.rl.trainer import GRPOTrainer, Request, encode_prompt
+from restrl_jax.rl.trainer import GRPOTrainer, Request
+from restrl_jax.rollout import encode_prompt
 from restrl_jax.tokenizer import load_tokenizer
 from restrl_jax.training import init_train_state
 from restrl_jax.warmstart import shipped_policy_path
@@ -109,7 +110,8 @@ def one_bucket(requests: list[Request], tokenizer, trainer: GRPOTrainer) -> list
   """The requests whose prompts fall in the most common length bucket, so that the timed steps
   reuse the warm-up step's compiled programs."""
   limit = trainer.cfg.max_prompt_tokens
-  bucket = [trainer.buckets.prompt_len(len(encode_prompt(tokenizer, r, limit))) for r in requests]
+  bucket = [trainer.buckets.prompt_len(len(encode_prompt(tokenizer, r.problem, r.state, limit)))
+            for r in requests]
   common_bucket = statistics.mode(bucket)
   return [r for r, b in zip(requests, bucket) if b == common_bucket]
 

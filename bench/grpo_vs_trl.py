@@ -74,12 +74,14 @@ def step_requests(folder: Path, prompts_per_step: int, steps: int):
   """The requests of every step in order: synthetic train problems whose prompts fall in the
   most common prompt-length bucket, repeated as needed."""
   from restrl_jax.data.synthetic import load_synthetic
-  from restrl_jax.rl.trainer import Request, encode_prompt
+  from restrl_jax.rl.trainer import Request
+  from restrl_jax.rollout import encode_prompt
   from restrl_jax.sampling import Buckets
   from restrl_jax.tokenizer import load_tokenizer
   tokenizer = load_tokenizer(folder)
   requests = [Request(p, p.starter_code) for p in load_synthetic("train", 64, verify=False)]
-  bucket = [Buckets().prompt_len(len(encode_prompt(tokenizer, r, MAX_PROMPT_TOKENS)))
+  bucket = [Buckets().prompt_len(len(encode_prompt(tokenizer, r.problem, r.state,
+                                                   MAX_PROMPT_TOKENS)))
             for r in requests]
   kept = [r for r, b in zip(requests, bucket) if b == statistics.mode(bucket)]
   return [kept[i % len(kept)] for i in range(prompts_per_step * steps)], tokenizer
@@ -134,7 +136,8 @@ def run_ours(folder: Path, prompts_per_step: int, new_tokens: int, steps: int,
   from restrl_jax.execution import ExecutionPool
   from restrl_jax.pipeline.stages import rest_grpo
   from restrl_jax.rl import rounds
-  from restrl_jax.rl.trainer import GRPOTrainer, encode_prompt
+  from restrl_jax.rl.trainer import GRPOTrainer
+  from restrl_jax.rollout import encode_prompt
   from restrl_jax.training import init_train_state
   requests, tokenizer = step_requests(folder, prompts_per_step, warmup + steps)
   config, params = models.load_hf(folder)
@@ -156,8 +159,9 @@ def run_ours(folder: Path, prompts_per_step: int, new_tokens: int, steps: int,
     trainer = GRPOTrainer(config, tokenizer, cfg, optimizer, pool)
     state = jax.device_put(init_train_state(jax.tree.map(jnp.copy, params), optimizer),
                            jax.devices()[0])
-    prompt_len = trainer.buckets.prompt_len(len(encode_prompt(tokenizer, requests[0],
-                                                              MAX_PROMPT_TOKENS)))
+    first = requests[0]
+    prompt_len = trainer.buckets.prompt_len(len(encode_prompt(tokenizer, first.problem,
+                                                              first.state, MAX_PROMPT_TOKENS)))
     compile_buckets(trainer, state, params, prompt_len)
     for i in range(warmup + steps):
       state, m, ro = trainer.step(state, params, take, jax.random.key(i))

@@ -132,12 +132,13 @@ class _HostileSampler:
   `texts[row id]`."""
 
   def __init__(self, sampler, texts: list[str]):
-    self.sampler, self.texts, self.feed = sampler, texts, sampler.feed
+    self.sampler, self.texts = sampler, texts
+    self.feed, self.tokenizer = sampler.feed, sampler.tokenizer
 
-  def sample_tokens(self, *args, row_ids=None, **kwargs):
-    out = self.sampler.sample_tokens(*args, row_ids=row_ids, **kwargs)
-    rows = range(len(out.texts)) if row_ids is None else row_ids
-    return out._replace(texts=tuple(self.texts[int(r)] for r in rows))
+  def generate(self, *args, row_ids=None, **kwargs):
+    outs = self.sampler.generate(*args, row_ids=row_ids, **kwargs)
+    rows = range(len(outs)) if row_ids is None else row_ids
+    return [c._replace(text=self.texts[int(r)]) for c, r in zip(outs, rows)]
 
 
 def grpo_step(pool, ctx: dict, names: list[str]) -> dict:

@@ -14,8 +14,8 @@ from restrl_jax import config_defaults, models, training
 from restrl_jax.data.synthetic import load_synthetic
 from restrl_jax.pipeline.stages import rest_grpo as stage
 from restrl_jax.rl.losses import GRPOLossConfig
-from restrl_jax.rl.trainer import (DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, JoinedFuture,
-                                   Request)
+from restrl_jax.rl.trainer import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, Request
+from restrl_jax.rollout import JoinedFuture
 from restrl_jax.tokenizer import embedded_tokenizer
 from restrl_jax.warmstart import policy_config
 

@@ -9,10 +9,12 @@ During GRPO the policy generates WITHOUT stop strings, so the reward cuts the co
 
 `shape_completion` is pure: it returns the program to execute and the bonus; the caller runs the
 program in the sandbox and adds the two (`total_reward`). The program is `state + valid` verbatim
-(no rstrip), as in the original reward function.
+(no rstrip), as in the original reward function. `Shaping` is this shaping as the rollout engine's
+extraction (`rollout.start_rollout(..., extract=Shaping(...))`).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple, Sequence
 
 from restrl_jax.data.prompts import FENCE_STOPS, first_stop
@@ -51,3 +53,19 @@ def shape_completion(state: str, completion: str, stops: Sequence[str] = FENCE_S
 def total_reward(shaped: ShapedCompletion, exec_reward: float) -> float:
   """The training reward: shaping bonus + the execution reward of `shaped.program`."""
   return shaped.bonus + float(exec_reward)
+
+
+@dataclasses.dataclass(frozen=True)
+class Shaping:
+  """`shape_completion` as the rollout engine's extraction (`rollout.Extract`). With
+  `stopped_at_marker` the sampler stopped at the end markers and removed the one it hit (finish
+  reason "stop"): the shaping then sees `text + markers[0]` (the bonus, nothing trailing)."""
+  symbol_reward: float = SYMBOL_REWARD
+  trailing_penalty: float = TRAILING_PENALTY
+  stopped_at_marker: bool = False
+
+  def __call__(self, state: str, text: str, markers: tuple[str, ...],
+               finish_reason: str) -> ShapedCompletion:
+    if self.stopped_at_marker and finish_reason == "stop":
+      text = text + markers[0]
+    return shape_completion(state, text, markers, self.symbol_reward, self.trailing_penalty)

@@ -4,14 +4,15 @@ A GRPO step (docs/method.md §3.1, §4.3):
 
  1. take B requests (problem, state), render each prompt (`build_prompt`, left-truncated to
     `max_prompt_tokens`) and repeat it G times;
- 2. sample B*G completions with the `Sampler` at temperature T. Default (the paper, TRL): NO stop
-    strings, up to `max_new_tokens` or EOS, and the reward cuts the text itself. With
-    `stop_at_fence=True` the sampler stops at the template's end marker instead; the shaping is
-    then computed on `text + marker` (bonus = symbol reward, no trailing text) and the marker's
-    tokens are not trained on;
- 3. shape each completion (`rewards.shape_completion`: +1e-3 for closing the block, -1e-6 per
-    trailing character) and submit `state + valid` to the sandbox pool; while it runs, the device
-    computes reference (and, for μ > 1, old) log-probs;
+ 2. sample B*G completions at temperature T with the rollout engine (`rollout.start_rollout`;
+    row j of group i draws with row id i*G + j, so `overlap_chunks` does not change the
+    samples). Default (the paper, TRL): NO stop strings, up to `max_new_tokens` or EOS, and the
+    reward cuts the text itself. With `stop_at_fence=True` the sampler stops at the template's end
+    marker instead; the shaping is then computed on `text + marker` (bonus = symbol reward, no
+    trailing text) and the marker's tokens are not trained on;
+ 3. shape each completion (the engine's extraction `rewards.Shaping`: +1e-3 for closing the
+    block, -1e-6 per trailing character) and submit `state + valid` to the sandbox pool; while it
+    runs, the device computes reference (and, for μ > 1, old) log-probs;
  4. reward = bonus + execution reward; advantages per group (`advantages` registry); optional
     KL-in-reward penalty;
  5. `num_iterations` (μ) jitted updates on the packed [B*G, P+N] arrays: the prompt and the
@@ -43,15 +44,16 @@ import numpy as np
 import optax
 
 from restrl_jax import models, training
-from restrl_jax.data.prompts import build_prompt, template_for
+from restrl_jax.data.prompts import template_for
 from restrl_jax.data.problem import Problem
 from restrl_jax.rl import dynamic_sampling as ds
 from restrl_jax.rl import grpo_step, kl, losses
 from restrl_jax.rl.advantages import AdvantageConfig, compute_advantages, reward_metrics
 from restrl_jax.rl.dpo import DPOPair
-from restrl_jax.rl.rewards import shape_completion
-from restrl_jax.sampling import STOP, Buckets, Sampler, SamplingParams
-from restrl_jax.sampling.buckets import left_pad
+from restrl_jax.rl.rewards import Shaping
+from restrl_jax.rollout import PendingRollout, Sample, encode_prompt, start_rollout
+from restrl_jax.sampling import FINISH_REASONS, Buckets, Sampler, SamplingParams
+from restrl_jax.sampling.row_feed import RowFeed
 from restrl_jax.training.accumulate import make_accum_train_step
 
 OLD_LOGPROBS = ("auto", "recompute", "sampler")
@@ -110,6 +112,10 @@ class GRPOConfig:
                           top_p=self.top_p, top_k=self.top_k,
                           stop_strings=stops if self.stop_at_fence else ())
 
+  @property
+  def shaping(self) -> Shaping:
+    return Shaping(self.symbol_reward, self.trailing_penalty, self.stop_at_fence)
+
 
 @dataclasses.dataclass(frozen=True)
 class Rollouts:
@@ -130,10 +136,21 @@ class Rollouts:
     return self.bonus + self.exec_reward
 
 
-def encode_prompt(tokenizer: Any, request: Request, max_tokens: int) -> list[int]:
-  """Prompt ids, left-truncated to `max_tokens`."""
-  ids = list(tokenizer.encode(build_prompt(request.problem, request.state, tokenizer)))
-  return ids[-max_tokens:]
+FINISH_CODES = {reason: code for code, reason in FINISH_REASONS.items()}
+
+
+def as_rollouts(requests: Sequence[Request], samples: Sequence[Sample],
+                exec_reward: np.ndarray) -> Rollouts:
+  """The engine's samples of `requests` (G rows each, `rewards.Shaping` extractions) and their
+  execution rewards as `Rollouts`."""
+  return Rollouts(
+      requests=tuple(requests), prompts=tuple(s.prompt_tokens for s in samples),
+      completions=tuple(s.tokens for s in samples), logps=tuple(s.logprobs for s in samples),
+      texts=tuple(s.completion for s in samples), programs=tuple(s.program for s in samples),
+      bonus=np.array([s.extracted.bonus for s in samples], np.float64),
+      closed=np.array([s.extracted.closed for s in samples], bool),
+      finish=np.array([FINISH_CODES[s.finish_reason] for s in samples], np.int32),
+      exec_reward=np.asarray(exec_reward, np.float64))
 
 
 def _mean_metrics(items: Sequence[dict]) -> dict[str, float]:
@@ -170,57 +187,28 @@ class GRPOTrainer:
     check_micro_batches(rows, self.cfg.grad_accum_steps, self.mesh,
                         "prompts_per_step * group_size", "completions per step")
 
-  # -- 1-2: sample and shape ----------------------------------------------------------------
+  # -- 1-3: sample, shape, execute --------------------------------------------------------------
 
-  def sample(self, params: Any, requests: Sequence[Request], key: jax.Array) -> tuple:
-    """Sample G completions per request; returns (partial Rollouts fields, exec future).
-
-    With `overlap_chunks` = k > 1 the B*G rows are sampled in k chunks and each chunk goes to the
-    sandbox as soon as it is sampled, so it executes while the next chunk is generated. Every
-    chunk is padded to the whole batch's prompt length and row i draws with row id i, so the
-    samples are those of one call (the sampler's draws depend on the row id, not the batch).
-    """
-    g = self.cfg.group_size
+  def start_rollouts(self, params: Any, requests: Sequence[Request],
+                     key: jax.Array) -> PendingRollout:
+    """Sample and shape G completions per request (this process's requests) and submit their
+    programs; the rollout engine with the GRPO shaping. With `overlap_chunks` = k > 1 the B*G
+    rows are sampled in k chunks, each executing while the next is generated; every chunk is
+    padded to the whole batch's prompt length and draws with the rows' global ids, so the
+    samples are those of one call."""
+    g, rows = self.cfg.group_size, len(requests) * self.cfg.group_size
     stops = tuple(sorted({s for r in requests for s in template_for(r.problem).stops}))
-    prompts = [encode_prompt(self.tokenizer, r, self.cfg.max_prompt_tokens)
-               for r in requests for _ in range(g)]
-    length, parts, future = max(map(len, prompts)), [], JoinedFuture()
-    for rows in np.array_split(np.arange(len(prompts)), min(self.cfg.overlap_chunks,
-                                                            len(prompts))):
-      tokens, mask = left_pad([prompts[i] for i in rows], length, len(rows), self.pad_id)
-      out = self.sampler.sample_tokens(tokens, mask, self.cfg.sampling_params(stops), rng=key,
-                                       params=params,
-                                       row_ids=self.feed.row_ids(len(prompts))[rows])
-      part = self._shape_chunk(out, [requests[i // g] for i in rows])
-      future.add(self.pool.submit(part["programs"], [requests[i // g].problem.tests
-                                                     for i in rows]))
-      parts.append(part)
-    fields = {k: sum((p[k] for p in parts), ()) for k in parts[0]}
-    fields = dict(fields, requests=tuple(requests), prompts=tuple(prompts),
-                  bonus=np.array(fields["bonus"], np.float64), closed=np.array(fields["closed"]),
-                  finish=np.array(fields["finish"], np.int32))
-    return fields, future
-
-  def _shape_chunk(self, out, requests: Sequence[Request]) -> dict[str, tuple]:
-    """Rollouts fields (tuples) of one sampled chunk; `requests` has one entry per row."""
-    n = range(len(requests))
-    shaped = [self._shape(requests[i], out.texts[i], int(out.finish[i])) for i in n]
-    return dict(completions=tuple(out.tokens[i, :out.lengths[i]].tolist() for i in n),
-                logps=tuple(out.logprobs[i, :out.lengths[i]].copy() for i in n),
-                texts=tuple(out.texts), programs=tuple(s.program for s in shaped),
-                bonus=tuple(s.bonus for s in shaped), closed=tuple(s.closed for s in shaped),
-                finish=tuple(int(f) for f in out.finish))
-
-  def _shape(self, request: Request, text: str, finish: int):
-    stops = template_for(request.problem).stops
-    if self.cfg.stop_at_fence and finish == STOP:
-      text = text + stops[0]      # the sampler removed the marker; nothing trails it
-    return shape_completion(request.state, text, stops, self.cfg.symbol_reward,
-                            self.cfg.trailing_penalty)
+    return start_rollout(
+        self.sampler, self.pool, [r.problem for r in requests], self.cfg.sampling_params(stops),
+        g, states=[r.state for r in requests], extract=self.cfg.shaping, rng=key,
+        chunk_size=-(-rows // self.cfg.overlap_chunks), params=params,
+        request_ids=self.feed.row_ids(rows)[::g] // g,         # global group ids: row id i*G + j
+        max_prompt_tokens=self.cfg.max_prompt_tokens, split_by_markers=False,
+        pad_to_longest=True, feed=RowFeed())                   # the requests are this process's
 
   def rollouts(self, params: Any, requests: Sequence[Request], key: jax.Array) -> Rollouts:
-    fields, future = self.sample(params, requests, key)
-    return Rollouts(**fields, exec_reward=_exec_rewards(future))
+    pending = self.start_rollouts(params, requests, key)
+    return as_rollouts(requests, pending.samples, _exec_rewards(pending))
 
   # -- DAPO: candidate batches until B informative groups --------------------------------------
 
@@ -269,20 +257,21 @@ class GRPOTrainer:
       packed = jax.block_until_ready(self._pack(ro, valid, state.params, ref_params))
       t2 = time.perf_counter()
     else:
-      fields, future = self.sample(state.params, next_requests(self.cfg.prompts_per_step), key)
-      valid, extra = np.ones(len(fields["prompts"]), bool), {}
-      ro = Rollouts(**fields, exec_reward=np.zeros(len(fields["prompts"])))
+      requests = next_requests(self.cfg.prompts_per_step)
+      pending = self.start_rollouts(state.params, requests, key)
+      valid, extra = np.ones(len(pending.samples), bool), {}
+      ro = as_rollouts(requests, pending.samples, np.zeros(len(pending.samples)))
       t1 = time.perf_counter()
       packed = jax.block_until_ready(self._pack(ro, valid, state.params, ref_params))
       t2 = time.perf_counter()                                 # the sandbox ran meanwhile
-      ro = dataclasses.replace(ro, exec_reward=_exec_rewards(future))
+      ro = dataclasses.replace(ro, exec_reward=_exec_rewards(pending))
     t3 = time.perf_counter()
     batch, host_metrics = self._finish_batch(packed, ro, valid)
     state, metrics = self._update(state, batch)
     t4 = time.perf_counter()
     tokens = int(sum(len(c) for c in ro.completions))
     if not self.cfg.dynamic_sampling:
-      extra = dict(extra, exec_s=future.span_s)
+      extra = dict(extra, exec_s=pending.execution.span_s)
     metrics.update(host_metrics, **extra, sample_s=t1 - t0, ref_s=t2 - t1, exec_wait_s=t3 - t2,
                    train_s=t4 - t3, step_s=t4 - t0, tokens_per_s=tokens / max(t4 - t0, 1e-9))
     return state, metrics, ro
@@ -366,34 +355,8 @@ def _fixed_norm(cfg: GRPOConfig) -> losses.GRPOLossConfig:
   return dataclasses.replace(cfg.loss, norm_length=cfg.max_new_tokens)
 
 
-def _exec_rewards(future) -> np.ndarray:
-  return np.array([r.reward for r in future.result()], np.float64)
-
-
-class JoinedFuture:
-  """The sandbox futures of consecutive chunks as one: `result()` is their results in order;
-  `span_s` the wall time from the first `add` (submission) to the last chunk done."""
-
-  def __init__(self):
-    self.futures: list[Any] = []
-    self.start: float | None = None
-    self.done_at = 0.0
-
-  def add(self, future: Any) -> None:
-    if self.start is None:
-      self.start = time.perf_counter()
-    self.futures.append(future)
-    future.add_done_callback(self._mark)
-
-  def _mark(self, _future) -> None:
-    self.done_at = max(self.done_at, time.perf_counter())
-
-  def result(self) -> list:
-    return [r for f in self.futures for r in f.result()]
-
-  @property
-  def span_s(self) -> float:
-    return 0.0 if self.start is None else max(self.done_at - self.start, 0.0)
+def _exec_rewards(pending: PendingRollout) -> np.ndarray:
+  return np.array([r.reward for r in pending.results()], np.float64)
 
 
 def check_micro_batches(rows: int, accum: int, mesh: jax.sharding.Mesh | None, what: str,
@@ -517,7 +480,7 @@ class DPOTrainer:
 
   def pack(self, pairs: Sequence[DPOPair]) -> dict[str, np.ndarray]:
     """chosen_* / rejected_* arrays [B, P+N] for the pairs (completion = text + EOS)."""
-    prompts = [encode_prompt(self.tokenizer, Request(self.problems[p.problem_id], p.state),
+    prompts = [encode_prompt(self.tokenizer, self.problems[p.problem_id], p.state,
                              self.cfg.max_prompt_tokens) for p in pairs]
     out, n = {}, self.cfg.max_completion_tokens
     sides = {side: [(list(self.tokenizer.encode(getattr(p, side))) + list(self.eos))[:n]

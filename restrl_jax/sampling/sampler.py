@@ -214,11 +214,14 @@ class Sampler:
     return _concat(outs)
 
   def generate(self, prompts: Sequence[str | Sequence[int]], sampling_params: SamplingParams,
-               rng=None, params=None, row_ids: Sequence[int] | None = None) -> list[Completion]:
+               rng=None, params=None, row_ids: Sequence[int] | None = None,
+               prompt_len: int = 0) -> list[Completion]:
     """Generate one completion per prompt (text, or token ids to continue from exactly).
 
     Prompt i draws with row id `row_ids[i]` (default i): give global ids so that a row's samples
-    do not depend on which other prompts share the call.
+    do not depend on which other prompts share the call. Prompts are left-padded to at least
+    `prompt_len` tokens (e.g. the longest prompt of several calls, so that they all compute at
+    one prompt bucket).
     """
     ids = [self._encode(p, i) for i, p in enumerate(prompts)]
     if row_ids is not None and len(row_ids) != len(ids):
@@ -230,7 +233,7 @@ class Sampler:
     by_length = np.argsort([len(p) for p in ids], kind="stable")
     for rows in self._chunks(by_length):
       chunk = [ids[i] for i in rows]
-      tokens, mask = left_pad(chunk, max(len(p) for p in chunk), len(chunk), self.pad_id)
+      tokens, mask = left_pad(chunk, max(prompt_len, *map(len, chunk)), len(chunk), self.pad_id)
       out = self._run(tokens, mask, sampling_params, rng, params, global_ids[rows])
       for j, i in enumerate(rows):
         results[i] = _completion(ids[i], out, j)
