@@ -2,7 +2,7 @@
 import pytest
 
 from restrl_jax.data.prompts import DS1000_STOPS
-from restrl_jax.rl.rewards import ShapedCompletion, shape_completion, total_reward
+from restrl_jax.rl.rewards import ShapedCompletion, Shaping, shape_completion, total_reward
 
 STATE = "def f(x):\n"
 
@@ -58,3 +58,16 @@ def test_empty_stop_list_is_rejected():
     shape_completion("", "x", ())
   with pytest.raises(ValueError, match="stops"):
     shape_completion("", "x", ("```", ""))
+
+
+def test_shaping_as_the_rollout_extraction():
+  plain = Shaping()                                        # no stop strings: the text is whole
+  assert plain(STATE, "  return x\n```\nok", ("```",), "eos") == shape_completion(
+      STATE, "  return x\n```\nok")
+  # the sampler stopped at the marker and removed it: the block counts as closed, nothing trails
+  fence = Shaping(symbol_reward=0.1, trailing_penalty=0.01, stopped_at_marker=True)
+  assert fence(STATE, "  return x\n", ("```",), "stop") == ShapedCompletion(
+      STATE + "  return x\n", pytest.approx(0.1), True)
+  assert fence(STATE, "  return x\n", ("```",), "length") == ShapedCompletion(
+      STATE + "  return x\n", 0.0, False)
+  assert fence("", "x = 1\n", DS1000_STOPS, "stop").program == "x = 1\n"

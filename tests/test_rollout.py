@@ -1,14 +1,19 @@
 """Rollouts: sampled completions become executed, scored programs (random and shipped policies)."""
+import concurrent.futures as cf
+import dataclasses
+from typing import NamedTuple
+
 import jax
 import numpy as np
 import pytest
 
 from restrl_jax import models
-from restrl_jax.data.prompts import assemble_program, build_prompt
+from restrl_jax.data.prompts import assemble_program, build_prompt, template_for
 from restrl_jax.data.synthetic import load_synthetic
 from restrl_jax.evaluation.metrics import pass_at_k
 from restrl_jax.execution import ExecutionPool
-from restrl_jax.rollout import group_records, policy_scores, rollout, summarize_records
+from restrl_jax.rollout import (encode_prompt, group_records, policy_scores, rollout,
+                                start_rollout, summarize_records)
 from restrl_jax.sampling import Sampler, SamplingParams
 from restrl_jax.tokenizer import embedded_tokenizer, load_tokenizer
 from restrl_jax.warmstart import policy_config
@@ -72,6 +77,88 @@ def test_rollout_rejects_mismatched_states(random_sampler, pool, problems):
     rollout(random_sampler, pool, problems[:2], SamplingParams(), states=["x"])
   with pytest.raises(ValueError, match="one state per problem"):
     rollout(random_sampler, pool, problems[:2], SamplingParams(), states="x")
+
+
+class _Result(NamedTuple):
+  reward: float
+  strict: bool
+  statuses: tuple[str, ...]
+  detail: str
+
+
+class HeldPool:
+  """Duck-typed ExecutionPool whose results (reward = len(program) / 100) wait for `release`."""
+
+  def __init__(self):
+    self.calls, self.futures = [], []
+
+  def submit(self, programs, suites):
+    self.calls.append(list(programs))
+    self.futures.append((cf.Future(), list(programs)))
+    return self.futures[-1][0]
+
+  def release(self):
+    for future, programs in self.futures:
+      if not future.done():
+        future.set_result([_Result(len(p) / 100, False, ("fail",), "") for p in programs])
+
+
+class Seen(NamedTuple):
+  program: str
+  args: tuple
+
+
+def test_start_rollout_executes_the_callers_extraction(random_sampler, problems):
+  chosen = [problems[0], dataclasses.replace(problems[1], source="ds1000"), problems[2]]
+  extract = lambda *args: Seen(f"print({len(args[1])})", args)
+  pool, sp = HeldPool(), SamplingParams(max_new_tokens=8, temperature=1.0)
+  pending = start_rollout(random_sampler, pool, chosen, sp, 2, extract=extract, rng=3,
+                          chunk_size=3)
+  # every row is sampled and submitted before any result exists
+  assert not any(f.done() for f, _ in pool.futures) and len(pool.calls) == 3  # 2 marker passes
+  for k, s in enumerate(pending.samples):
+    p = chosen[k // 2]
+    assert (s.request_index, s.sample_index) == (k // 2, k % 2)
+    assert s.extracted.args == (p.starter_code, s.completion, template_for(p).stops,
+                                s.finish_reason)
+    assert s.program == f"print({len(s.completion)})"
+  submitted = [p for call in pool.calls for p in call]
+  assert sorted(submitted) == sorted(s.program for s in pending.samples)
+  pool.release()
+  records = pending.records()
+  assert [r.program for r in records] == [s.program for s in pending.samples]
+  assert [r.reward for r in records] == [len(s.program) / 100 for s in pending.samples]
+  # rollout: the same rows with the assembled program
+  again = rollout(random_sampler, ContentFreePool(), chosen, sp, 2, rng=3, chunk_size=3)
+  assert [r.tokens for r in again] == [s.tokens for s in pending.samples]
+  assert [r.program for r in again] == [
+      assemble_program(p.starter_code, r.completion, template_for(p).stops)
+      for p, r in zip([c for c in chosen for _ in range(2)], again)]
+
+
+class ContentFreePool(HeldPool):
+  def submit(self, programs, suites):
+    future = super().submit(programs, suites)
+    self.release()
+    return future
+
+
+def test_global_ids_and_longest_padding_make_the_chunking_invisible(random_sampler, problems):
+  chosen = problems[:3]
+  states = [chosen[0].starter_code, "x = 1\n" * 30, chosen[2].starter_code]   # a long prompt
+  sp = SamplingParams(max_new_tokens=8, temperature=1.0)
+  runs = [start_rollout(random_sampler, ContentFreePool(), chosen, sp, 2, states=states,
+                        rng=jax.random.key(2), chunk_size=size, request_ids=[4, 1, 7],
+                        max_prompt_tokens=100, split_by_markers=False, pad_to_longest=True)
+          for size in (6, 4, 3)]
+  tok = random_sampler.tokenizer
+  for s in runs[0].samples:
+    i = s.request_index
+    assert s.prompt_tokens == encode_prompt(tok, chosen[i], states[i])[-100:]
+  assert len(runs[0].samples[2].prompt_tokens) == 100 < len(encode_prompt(tok, chosen[1],
+                                                                          states[1]))
+  for run in runs[1:]:
+    assert [s.tokens for s in run.samples] == [s.tokens for s in runs[0].samples]
 
 
 def test_shipped_policy_solves_some_test_problems(pool, problems):

@@ -193,9 +193,9 @@ class GRPOTrainer:
                      key: jax.Array) -> PendingRollout:
     """Sample and shape G completions per request (this process's requests) and submit their
     programs; the rollout engine with the GRPO shaping. With `overlap_chunks` = k > 1 the B*G
-    rows are sampled in k chunks, each executing while the next is generated; every chunk is
-    padded to the whole batch's prompt length and draws with the rows' global ids, so the
-    samples are those of one call."""
+    rows are sampled in chunks of ceil(B*G / k) rows, each executing while the next is
+    generated; every chunk is padded to the whole batch's prompt length and draws with the rows'
+    global ids, so the samples are those of one call."""
     g, rows = self.cfg.group_size, len(requests) * self.cfg.group_size
     stops = tuple(sorted({s for r in requests for s in template_for(r.problem).stops}))
     return start_rollout(
