@@ -132,6 +132,9 @@ class _TimedFuture:
     finally:
       self._clock["execution"] += time.perf_counter() - start
 
+  def add_done_callback(self, fn) -> None:
+    self._future.add_done_callback(lambda _: fn(self))
+
 
 class _TimedPool:
   """Counts the time spent waiting for execution results (what generation did not overlap)."""
