@@ -31,7 +31,7 @@ from restrl_jax.data.prompts import assemble_program, build_prompt, template_for
 from restrl_jax.data.problem import Problem
 from restrl_jax.evaluation import metrics
 from restrl_jax.execution.spec import ExecResult
-from restrl_jax.sampling import Completion, Sampler, SamplingParams
+from restrl_jax.sampling import Completion, PrefixCache, Sampler, SamplingParams
 
 DEFAULT_CHUNK = 256
 
@@ -98,7 +98,8 @@ def rollout(sampler: Sampler, pool: Any, problems: Sequence[Problem],
             sampling_params: SamplingParams, num_samples: int = 1,
             states: Sequence[str] | None = None, rng: Any = None,
             chunk_size: int = DEFAULT_CHUNK, params: Any = None,
-            request_ids: Sequence[int] | None = None) -> list[RolloutRecord]:
+            request_ids: Sequence[int] | None = None, prefix: PrefixCache | None = None,
+            prefix_of: Sequence[int] | None = None) -> list[RolloutRecord]:
   """Sample `num_samples` continuations of each (problem, state), run and score them.
 
   `states[i]` is the partial program for `problems[i]` (default: its starter code); `rng` a JAX
@@ -106,6 +107,9 @@ def rollout(sampler: Sampler, pool: Any, problems: Sequence[Problem],
   `request_ids[i]` (optional, distinct): a global id of request i; sample j then draws with row
   id `request_ids[i] * num_samples + j` under `rng` itself, so its draws do not depend on the
   other requests of the call (batched MCTS trees sample as they would alone).
+  `prefix` (`Sampler.cache_prefixes`, same params) and `prefix_of[i]`: the cached prompt prefix
+  request i's prompt continues (e.g. its problem's prompt before the state; the draws are those
+  of the whole prompt, see `Sampler.generate`).
   Rows this process samples, and the gather of the records: the sampler's feed (module
   docstring).
   """
@@ -115,6 +119,8 @@ def rollout(sampler: Sampler, pool: Any, problems: Sequence[Problem],
   if sampler.tokenizer is None:
     raise ValueError("rollout: the Sampler needs a tokenizer (prompts are text)")
   states = _requests(problems, states)
+  if prefix is not None and (prefix_of is None or len(prefix_of) != len(problems)):
+    raise ValueError("rollout: a prefix cache needs prefix_of, one entry per problem")
   if request_ids is not None and len(set(request_ids)) != len(problems):
     raise ValueError(f"rollout: request_ids must hold {len(problems)} distinct ids, got "
                      f"{list(request_ids)}")
@@ -128,12 +134,16 @@ def rollout(sampler: Sampler, pool: Any, problems: Sequence[Problem],
     rows = [(i, j) for i in members for j in range(num_samples)]
     for start in range(0, len(rows), chunk_size):
       fed, ids, real = _fed_rows(rows[start:start + chunk_size], sampler.feed)
+      cached = {} if prefix is None else dict(prefix=prefix,
+                                              prefix_of=[prefix_of[i] for i, _ in fed])
       if request_ids is None:
         outs = sampler.generate([encoded[i] for i, _ in fed], sp,
-                                rng=jax.random.fold_in(key, chunk_id), params=params, row_ids=ids)
+                                rng=jax.random.fold_in(key, chunk_id), params=params, row_ids=ids,
+                                **cached)
       else:
         outs = sampler.generate([encoded[i] for i, _ in fed], sp, rng=key, params=params,
-                                row_ids=[request_ids[i] * num_samples + j for i, j in fed])
+                                row_ids=[request_ids[i] * num_samples + j for i, j in fed],
+                                **cached)
       chunk_id += 1
       chunk, outs = [fed[k] for k in real], [outs[k] for k in real]
       if not chunk:
