@@ -7,19 +7,25 @@ Policy: the shipped demo policy (tiny qwen2, 1.05M parameters), or with `--polic
 ~100M one of the same family and tokenizer (bench/model_sizes.py, only the batching row: its
 programs are noise, so it measures the cost of the search, not its results); problems: synthetic
 train split; execution: the sandbox pool; value model: the policy backbone with a fresh value
-head (scoring cost does not depend on training).
+head (scoring cost does not depend on training), scoring in batches of 16 texts like the
+pipeline (`score_batch_size`).
 1. `expansion_split_<mode>`: one batched search of B trees ("collect": execution-scored, the
    value-target collection; "vm": VM-MCTS decoding) for `iterations` steps, run twice (the
    first compiles); the driver's counters split the second run's time per expansion into
    generation, execution (waiting for the sandbox after generation), value scoring and tree
    bookkeeping (select, insert, backup, path rebuild, host glue). Row: ours = bookkeeping
    s/expansion, peer = total s/expansion, ratio = total / bookkeeping (>= 20: bookkeeping < 5%).
-2. `search_b<B>_vs_b1`: the same B problems searched together (one batched generation per step)
-   vs one tree at a time (B separate searches), both "collect" mode with execution, after
-   warm-up runs (the B-tree search; 4 of the single-tree ones), so compilation is left out.
-   ours / peer = expansions per second; ratio = speed-up (target >= 5x). Also reported:
-   `generation_ratio`, the same speed-up counting generation time only (execution is CPU work
-   per program, which no batching of trees can share on this machine's 2 cores).
+2. `search_b<B>_vs_b1` ("collect" mode, with execution) and, on the demo policy,
+   `search_b<B>_vs_b1_vm` (VM-MCTS decoding: value-model scoring, nothing executed): the same B
+   problems searched together (one batched generation and one value-model call per step) vs one
+   tree at a time (B separate searches), alternating in `rounds` rounds (2) in one process after
+   warm-up runs (the B-tree search and every single-tree one), so compilation is left out. Each
+   tree's prompt before its program is prefilled once per search (prefix caching,
+   `SearchConfig.prefix_cache`). ours / peer = expansions per second; ratio = per-tree speed-up
+   (issue #24's target for the VM row: >= 3x). Also reported: `generation_ratio`, the same
+   speed-up counting generation time only, the share of each part (generation, execution, value,
+   bookkeeping) of the batched and the one-at-a-time time, and the load average (the machine is
+   shared). Execution is CPU work per program, which no batching of trees can share on 2 cores.
 Writes bench/results/search.json (git-ignored); `--update-docs` also puts a row per comparison
 into docs/benchmarks.md.
 """
@@ -47,6 +53,7 @@ from restrl_jax.value.model import ValueModel, init_value_params  # noqa: E402
 from restrl_jax.warmstart import shipped_policy_path  # noqa: E402
 
 PARTS = ("generation", "execution", "value", "bookkeeping")
+SCORE_BATCH = 16  # value-model scoring batch: the pipeline's `score_batch_size`
 
 
 def _policy(name: str):
@@ -67,7 +74,7 @@ def _setup(max_new_tokens: int, policy: str):
   sampler = Sampler(config, params, tokenizer, max_batch=256)
   vm = None if policy != "demo" else ValueModel(  # only the demo's "vm" split row scores
       config, init_value_params(config, params, jax.random.key(0)), tokenizer, max_length=512,
-      batch_size=64)
+      batch_size=SCORE_BATCH)
   return sampler, vm, SamplingParams(max_new_tokens=max_new_tokens, temperature=0.7)
 
 
@@ -91,29 +98,48 @@ def split_row(report: Report, problems, sampler, sp, pool, vm, mode: str, iterat
              **{f"{k}_share": round(t[k] / t["total"], 4) for k in PARTS})
 
 
-def batching_row(report: Report, problems, sampler, sp, pool, vm, iterations: int,
-                 suffix: str = ""):
+def _timed_searches(problems, sampler, sp, pool, vm, mode: str, iterations: int, batched: bool):
+  """(seconds, summed timing counters) of the B trees searched together or one at a time."""
+  groups = [(problems, None)] if batched else [([p], [i]) for i, p in enumerate(problems)]
+  start, timing = time.perf_counter(), dict.fromkeys(PARTS + ("expansions",), 0.0)
+  for group, ids in groups:
+    result = _search(group, sampler, sp, pool, vm, mode, iterations, tree_ids=ids)
+    for k in timing:
+      timing[k] += result.timing[k]
+  return time.perf_counter() - start, timing
+
+
+def batching_row(report: Report, problems, sampler, sp, pool, vm, mode: str, iterations: int,
+                 suffix: str = "", rounds: int = 2):
+  """B trees together vs one at a time, `rounds` alternating rounds after warm-ups."""
   b = len(problems)
-  for i in range(min(4, b)):  # warm-up of the one-tree shapes (prompt-length buckets)
-    _search(problems[i:i + 1], sampler, sp, pool, vm, "collect", iterations, tree_ids=[i])
-  _search(problems, sampler, sp, pool, vm, "collect", iterations)  # (split_row compiled it too)
-  start = time.perf_counter()
-  together = _search(problems, sampler, sp, pool, vm, "collect", iterations)
-  t_batched = time.perf_counter() - start
-  start, alone_expansions, alone_generation = time.perf_counter(), 0.0, 0.0
-  for i, problem in enumerate(problems):
-    alone = _search([problem], sampler, sp, pool, vm, "collect", iterations, tree_ids=[i])
-    alone_expansions += alone.timing["expansions"]
-    alone_generation += alone.timing["generation"]
-  t_alone = time.perf_counter() - start
-  together_per_s = together.timing["expansions"] / together.timing["generation"]
-  report.add(f"search_b{b}_vs_b1{suffix}", together.timing["expansions"] / t_batched,
-             alone_expansions / t_alone, "expansions/s (collect mode, with execution)",
-             trees=b, iterations=iterations, seconds_batched=round(t_batched, 2),
-             seconds_one_at_a_time=round(t_alone, 2),
-             generation_seconds_batched=round(together.timing["generation"], 2),
-             generation_seconds_one_at_a_time=round(alone_generation, 2),
-             generation_ratio=round(together_per_s / (alone_expansions / alone_generation), 3))
+  for i in range(b):  # warm-up of the one-tree shapes (prompt and state length buckets)
+    _search(problems[i:i + 1], sampler, sp, pool, vm, mode, iterations, tree_ids=[i])
+  _search(problems, sampler, sp, pool, vm, mode, iterations)  # (split_row compiled it too)
+  runs = {True: [], False: []}
+  for _ in range(rounds):
+    for batched in (True, False):
+      runs[batched].append(_timed_searches(problems, sampler, sp, pool, vm, mode, iterations,
+                                           batched))
+  summed = lambda k: (sum(t for t, _ in runs[k]),
+                      {p: sum(x[p] for _, x in runs[k]) for p in runs[k][0][1]})
+  (t_batched, together), (t_alone, alone) = summed(True), summed(False)
+  per_generation = lambda t: t["expansions"] / t["generation"]
+  what = ("collect mode, with execution" if mode == "collect" else
+          "VM-MCTS decoding, value-model scoring")
+  report.add(f"search_b{b}_vs_b1{suffix}", together["expansions"] / t_batched,
+             alone["expansions"] / t_alone, f"expansions/s ({what})",
+             trees=b, iterations=iterations, rounds=rounds,
+             seconds_batched=round(t_batched, 2), seconds_one_at_a_time=round(t_alone, 2),
+             **{f"{k}_share_batched": round(together[k] / t_batched, 3) for k in PARTS},
+             **{f"{k}_share_one_at_a_time": round(alone[k] / t_alone, 3) for k in PARTS},
+             generation_ratio=round(per_generation(together) / per_generation(alone), 3),
+             loadavg=_loadavg())
+
+
+def _loadavg() -> str:
+  """The machine's 1/5/15-minute load averages (it is shared: read figures beside them)."""
+  return " ".join(pathlib.Path("/proc/loadavg").read_text().split()[:3])
 
 
 def main() -> None:
@@ -132,8 +158,10 @@ def main() -> None:
     if args.policy == "demo":
       split_row(report, problems, sampler, sp, pool, vm, "collect", args.iterations)
       split_row(report, problems, sampler, sp, pool, vm, "vm", args.iterations)
-    batching_row(report, problems, sampler, sp, pool, vm, args.iterations,
+    batching_row(report, problems, sampler, sp, pool, vm, "collect", args.iterations,
                  suffix="" if args.policy == "demo" else f"_{args.policy}")
+    if args.policy == "demo":
+      batching_row(report, problems, sampler, sp, pool, vm, "vm", args.iterations, suffix="_vm")
   if not args.no_save:
     report.save(update_docs=args.update_docs)
 

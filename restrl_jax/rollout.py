@@ -51,7 +51,7 @@ from restrl_jax.data.prompts import assemble_program, build_prompt, template_for
 from restrl_jax.data.problem import Problem
 from restrl_jax.evaluation import metrics
 from restrl_jax.execution.spec import ExecResult
-from restrl_jax.sampling import Completion, Sampler, SamplingParams
+from restrl_jax.sampling import Completion, PrefixCache, Sampler, SamplingParams
 from restrl_jax.sampling.row_feed import RowFeed
 
 DEFAULT_CHUNK = 256
@@ -221,14 +221,17 @@ def start_rollout(sampler: Sampler, pool: Any, problems: Sequence[Problem],
                   rng: Any = None, chunk_size: int = DEFAULT_CHUNK, params: Any = None,
                   request_ids: Sequence[int] | None = None, max_prompt_tokens: int | None = None,
                   split_by_markers: bool = True, pad_to_longest: bool = False,
-                  feed: RowFeed | None = None) -> PendingRollout:
+                  feed: RowFeed | None = None, prefix: PrefixCache | None = None,
+                  prefix_of: Sequence[int] | None = None) -> PendingRollout:
   """Sample `num_samples` continuations of each (problem, state), extract their programs and
   submit them to the sandbox pool chunk by chunk; returns once every chunk is sampled.
 
   `states[i]` is the partial program for `problems[i]` (default: its starter code); `rng` a JAX
-  key or int seed; `params` overrides the sampler's parameters (e.g. the current policy). The
-  other switches (extraction, stop strings, draws, padding, rows of this process): the module
-  docstring.
+  key or int seed; `params` overrides the sampler's parameters (e.g. the current policy).
+  `prefix` (`Sampler.cache_prefixes`, same params) and `prefix_of[i]`: the cached prompt prefix
+  request i's prompt continues (e.g. its problem's prompt before the state; the draws are those
+  of the whole prompt, see `Sampler.generate`). The other switches (extraction, stop strings,
+  draws, padding, rows of this process): the module docstring.
   """
   if num_samples < 1 or chunk_size < 1:
     raise ValueError(f"rollout: num_samples and chunk_size must be >= 1, got {num_samples}, "
@@ -236,6 +239,8 @@ def start_rollout(sampler: Sampler, pool: Any, problems: Sequence[Problem],
   if sampler.tokenizer is None:
     raise ValueError("rollout: the Sampler needs a tokenizer (prompts are text)")
   states = _requests(problems, states)
+  if prefix is not None and (prefix_of is None or len(prefix_of) != len(problems)):
+    raise ValueError("rollout: a prefix cache needs prefix_of, one entry per problem")
   if request_ids is not None and len(set(request_ids)) != len(problems):
     raise ValueError(f"rollout: request_ids must hold {len(problems)} distinct ids, got "
                      f"{list(request_ids)}")
@@ -255,8 +260,10 @@ def start_rollout(sampler: Sampler, pool: Any, problems: Sequence[Problem],
         draw_key, row_ids = jax.random.fold_in(key, chunk_id), ids
       else:
         draw_key, row_ids = key, [request_ids[i] * num_samples + j for i, j in fed]
+      cached = {} if prefix is None else dict(prefix=prefix,
+                                              prefix_of=[prefix_of[i] for i, _ in fed])
       outs = sampler.generate([prompts[i] for i, _ in fed], sp, rng=draw_key, params=params,
-                              row_ids=row_ids, prompt_len=length)
+                              row_ids=row_ids, prompt_len=length, **cached)
       chunk_id += 1
       chunk = [(fed[k], outs[k]) for k in real]
       if not chunk:
@@ -275,17 +282,20 @@ def rollout(sampler: Sampler, pool: Any, problems: Sequence[Problem],
             sampling_params: SamplingParams, num_samples: int = 1,
             states: Sequence[str] | None = None, rng: Any = None,
             chunk_size: int = DEFAULT_CHUNK, params: Any = None,
-            request_ids: Sequence[int] | None = None) -> list[RolloutRecord]:
+            request_ids: Sequence[int] | None = None, prefix: PrefixCache | None = None,
+            prefix_of: Sequence[int] | None = None) -> list[RolloutRecord]:
   """Sample `num_samples` continuations of each (problem, state), run and score them
   (`start_rollout` with the program assembled from the completion), records in request order on
   every process.
 
   `request_ids[i]` (optional, distinct): a global id of request i; sample j then draws with row
   id `request_ids[i] * num_samples + j` under `rng` itself, so its draws do not depend on the
-  other requests of the call.
+  other requests of the call (batched MCTS trees sample as they would alone). `prefix`,
+  `prefix_of`: cached prompt prefixes (`start_rollout`).
   """
   pending = start_rollout(sampler, pool, problems, sampling_params, num_samples, states=states,
-                          rng=rng, chunk_size=chunk_size, params=params, request_ids=request_ids)
+                          rng=rng, chunk_size=chunk_size, params=params, request_ids=request_ids,
+                          prefix=prefix, prefix_of=prefix_of)
   return sampler.feed.gather_filled(pending.records())
 
 

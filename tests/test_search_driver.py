@@ -6,6 +6,7 @@ replaced by a deterministic stand-in pool (reward = 4 hash bits of the program),
 model by a hash of its input text, so every number below can be recomputed independently.
 """
 import concurrent.futures as cf
+import dataclasses
 import zlib
 
 import jax
@@ -217,6 +218,24 @@ def test_batched_search_matches_each_tree_alone(setup, mode):
     assert alone.tree.visits[0].tolist() == together.tree.visits[b].tolist()
     if mode == "vm":
       assert best_program(alone, 0).program == best_program(together, b).program
+
+
+@pytest.mark.parametrize("mode", ["vm", "collect"])
+def test_prefix_cache_leaves_the_search_unchanged(setup, mode):
+  sampler, problems = setup
+  cfg = SearchConfig(iterations=ITERS, num_samples=N, width=WIDTH, c=0.1, mode=mode,
+                     count="expansions", seed=6)
+  kw = dict(scorer=hash_scorer) if mode == "vm" else dict(pool=HashPool())
+  kept = sampler.stats["prefix_tokens_kept"]
+  cached = run_search(problems, sampler, SP, cfg, **kw)
+  assert sampler.stats["prefix_tokens_kept"] - kept >= ITERS * N * len(problems) * 50
+  kept = sampler.stats["prefix_tokens_kept"]
+  plain = run_search(problems, sampler, SP, dataclasses.replace(cfg, prefix_cache=False), **kw)
+  assert sampler.stats["prefix_tokens_kept"] == kept
+  for b in range(len(problems)):
+    assert [s.program for s in cached.programs[b]] == [s.program for s in plain.programs[b]]
+    assert cached.tree.visits[b].tolist() == plain.tree.visits[b].tolist()
+    np.testing.assert_allclose(cached.tree.value_sum[b], plain.tree.value_sum[b], atol=1e-6)
 
 
 def test_bad_inputs_are_named(setup):

@@ -86,6 +86,24 @@ def stack_cache(cache: KVCache) -> KVCache:
   return KVCache(jnp.stack(cache.k), jnp.stack(cache.v))
 
 
+def slot_axis(layout: str, kind: str) -> int:
+  """The slot axis S of one layer's keys ("k") or values ("v") in `layout`."""
+  return {"bshd": 1, "bhsd": 2, "bhsd_kt": 3 if kind == "k" else 2}[layout]
+
+
+def grow_slots(cache: KVCache, layout: str, slots: int) -> KVCache:
+  """A stacked or per-layer cache with `slots` slots: the old ones first, zeros after them."""
+  def grow(x: jax.Array, kind: str, stacked: bool) -> jax.Array:
+    axis = slot_axis(layout, kind) + int(stacked)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (0, slots - x.shape[axis])
+    return jnp.pad(x, pad)
+  if is_per_layer(cache):
+    return KVCache(tuple(grow(x, "k", False) for x in cache.k),
+                   tuple(grow(x, "v", False) for x in cache.v))
+  return KVCache(grow(cache.k, "k", True), grow(cache.v, "v", True))
+
+
 def capacity(cache: KVCache, layout: str) -> int:
   """The number of slots S of a stacked or per-layer cache."""
   v = cache.v[0][None] if is_per_layer(cache) else cache.v  # [L, ...]

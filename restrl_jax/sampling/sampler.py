@@ -14,6 +14,10 @@ text in between, marking rows that hit a stop string as done (see `stops.py` for
 Rows with the same prompt (n samples of one prompt) share one prefill, and when the rows still
 running after a stop check fit a smaller power-of-two batch, the finished ones leave the batch
 (`share_prefill`, `compact`; both keep every row's draws, which depend on its row id only).
+Prefix caching: `cache_prefixes` computes the KV cache of some prompt prefixes once (e.g. each
+MCTS tree's prompt up to its program); `generate(..., prefix=cache, prefix_of=...)` then
+prefills only what follows the longest part of each prompt's prefix that it starts with
+(`token_loop.Prefix`), and each row draws what it would from its whole prompt.
 With a `mesh`, params are sharded by `models.param_shardings`, the batch over ("data", "fsdp"), and
 tracing happens inside `parallel.sharding_context(mesh)`. Rows enter and leave the mesh through
 `feed` (`row_feed.RowFeed`: this process holds every row); with `row_feed.HostRowFeed`
@@ -51,6 +55,40 @@ class SampleOutput(NamedTuple):
   lengths: np.ndarray       # [B] int32
   finish: np.ndarray        # [B] int32: token_loop.EOS / LENGTH / STOP
   texts: tuple[str, ...] | None  # completion texts (only when a tokenizer is present)
+
+
+class PrefixCache(NamedTuple):
+  """Prompt prefixes whose KV cache `Sampler.cache_prefixes` computed once, for any number of
+  `generate(..., prefix=...)` calls with the same params."""
+  tokens: tuple[tuple[int, ...], ...]  # host: each prefix's token ids
+  cache: models.KVCache                # device: their keys / values, left-padded to Pp slots
+  mask: jax.Array                      # [V', Pp] bool, slots holding real tokens (V' >= V)
+
+
+class _RowPrefix(NamedTuple):
+  """The cached prefix each row of one `_run` continues."""
+  cached: PrefixCache
+  rows: np.ndarray  # [b0] int, the prefix of each row
+  keep: np.ndarray  # [b0] int, how many of its tokens the row keeps (the prompt repeats none)
+
+  def tags(self) -> np.ndarray:
+    return np.stack([self.rows, self.keep], axis=1)  # [b0, 2]
+
+  def contexts(self, prompts: list[list[int]]) -> list[list[int]]:
+    """The last tokens of each row's whole prompt: kept prefix + `prompts[i]`."""
+    return [list(self.cached.tokens[v][max(k - CONTEXT_TOKENS, 0):k]) + p
+            for v, k, p in zip(self.rows, self.keep, prompts)]
+
+
+def kept_prefix(prefix: Sequence[int], prompt: Sequence[int]) -> int:
+  """How many first tokens of `prompt` a row continues from the cached `prefix`: their common
+  start, less one when that is all of `prompt` (its last token is fed to the decode loop)."""
+  n = 0
+  for a, b in zip(prefix, prompt):
+    if a != b:
+      break
+    n += 1
+  return min(n, len(prompt) - 1)
 
 
 class Completion(NamedTuple):
@@ -119,7 +157,7 @@ class Sampler:
     self.pad_id = int(config.pad_token_id if config.pad_token_id is not None else 0)
     self._traces: collections.Counter = collections.Counter()
     # "prefill_rows_saved": rows whose prefill another row's covered; "compactions": batches
-    # shrunk to their running rows
+    # shrunk to their running rows; "prefix_tokens_kept": prompt tokens read from a prefix cache
     self.stats: collections.Counter = collections.Counter()
     self._prefill = jax.jit(self._counted("prefill", functools.partial(token_loop.prefill, config)),
                             static_argnames=("num_new", "pad_id"))
@@ -127,6 +165,8 @@ class Sampler:
         self._counted("decode", functools.partial(token_loop.decode_chunk, config)),
         static_argnames=("mode", "pad_id"), donate_argnames=("state",))
     self._take = jax.jit(functools.partial(token_loop.take_rows, config))
+    self._cache_prompts = jax.jit(
+        self._counted("cache_prompts", functools.partial(token_loop.cache_prompts, config)))
     self._decode_params = jax.jit(functools.partial(decode_form.decode_params,
                                                     min_elements=transpose_min_elements))
     self.params = None if params is None else self._prepare(params)
@@ -213,31 +253,67 @@ class Sampler:
             for rows in self._chunks(np.arange(len(tokens)))]
     return _concat(outs)
 
+  def cache_prefixes(self, prefixes: Sequence[str | Sequence[int]], params=None) -> PrefixCache:
+    """The KV cache of each prefix (text or token ids), computed once, from which
+    `generate(..., prefix=...)` continues the prompts that start with one of them (same params)."""
+    if not self.feed.rows_are_global:
+      raise ValueError("cache_prefixes: prefix caching needs a feed that holds every row")
+    ids = [self._encode(p, i) for i, p in enumerate(prefixes)]
+    params = self._params(params)
+    tokens, mask = left_pad(ids, self.buckets.prompt_len(max(len(p) for p in ids)),
+                            self.buckets.batch(len(ids), self._batch_multiple()), self.pad_id)
+    with self._context():
+      mask = self._place_rows(mask)
+      cache = self._cache_prompts(params, self._place_rows(tokens), mask)
+    return PrefixCache(tuple(tuple(p) for p in ids), cache, mask)
+
   def generate(self, prompts: Sequence[str | Sequence[int]], sampling_params: SamplingParams,
                rng=None, params=None, row_ids: Sequence[int] | None = None,
-               prompt_len: int = 0) -> list[Completion]:
+               prompt_len: int = 0, prefix: PrefixCache | None = None,
+               prefix_of: Sequence[int] | None = None) -> list[Completion]:
     """Generate one completion per prompt (text, or token ids to continue from exactly).
 
     Prompt i draws with row id `row_ids[i]` (default i): give global ids so that a row's samples
     do not depend on which other prompts share the call. Prompts are left-padded to at least
     `prompt_len` tokens (e.g. the longest prompt of several calls, so that they all compute at
-    one prompt bucket).
+    one prompt bucket). With `prefix` (`cache_prefixes`, same params), prompt i continues the
+    cache of prefix `prefix_of[i]` for as many of its first tokens as it shares with it
+    (`kept_prefix`) and draws what it would without it; only the rest is padded then
+    (`prompt_len` does not apply).
     """
     ids = [self._encode(p, i) for i, p in enumerate(prompts)]
     if row_ids is not None and len(row_ids) != len(ids):
       raise ValueError(f"generate: row_ids has {len(row_ids)} entries for {len(ids)} prompts")
     global_ids = self.feed.row_ids(len(ids)) if row_ids is None else np.asarray(row_ids, np.int64)
+    of, keep = self._prefix_rows(ids, prefix, prefix_of)
     results: list[Completion | None] = [None] * len(ids)
     params = self._params(params)  # placed (and unstacked) once for all chunks
     # batches of similar lengths (less padding); row i always draws with row id i
-    by_length = np.argsort([len(p) for p in ids], kind="stable")
+    by_length = np.argsort([len(p) - k for p, k in zip(ids, keep)], kind="stable")
     for rows in self._chunks(by_length):
-      chunk = [ids[i] for i in rows]
-      tokens, mask = left_pad(chunk, max(prompt_len, *map(len, chunk)), len(chunk), self.pad_id)
-      out = self._run(tokens, mask, sampling_params, rng, params, global_ids[rows])
+      chunk = [ids[i][keep[i]:] for i in rows]
+      width = max(map(len, chunk)) if prefix is not None else max(prompt_len, *map(len, chunk))
+      tokens, mask = left_pad(chunk, width, len(chunk), self.pad_id)
+      row_prefix = None if prefix is None else _RowPrefix(prefix, of[rows], keep[rows])
+      out = self._run(tokens, mask, sampling_params, rng, params, global_ids[rows], row_prefix)
       for j, i in enumerate(rows):
         results[i] = _completion(ids[i], out, j)
     return results
+
+  def _prefix_rows(self, ids: list[list[int]], prefix: PrefixCache | None,
+                   prefix_of: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(the cached prefix of each prompt [B], how many of its tokens it keeps [B])."""
+    if prefix is None:
+      if prefix_of is not None:
+        raise ValueError("generate: prefix_of without a prefix cache")
+      return np.zeros(len(ids), np.int64), np.zeros(len(ids), np.int64)
+    of = np.asarray(prefix_of if prefix_of is not None else [], np.int64)
+    if of.shape != (len(ids),) or (of < 0).any() or (of >= len(prefix.tokens)).any():
+      raise ValueError(f"generate: prefix_of must give one of the {len(prefix.tokens)} cached "
+                       f"prefixes for each of the {len(ids)} prompts, got {prefix_of}")
+    keep = np.array([kept_prefix(prefix.tokens[v], p) for v, p in zip(of, ids)], np.int64)
+    self.stats["prefix_tokens_kept"] += int(keep.sum())
+    return of, keep
 
   def _chunks(self, rows: np.ndarray) -> list[np.ndarray]:
     size = self.max_batch or max(len(rows), 1)
@@ -256,52 +332,66 @@ class Sampler:
       raise ValueError(f"prompt {index} is empty; give at least one token (e.g. BOS)")
     return ids
 
-  def _check_request(self, mask: np.ndarray, sp: SamplingParams) -> None:
+  def _check_request(self, mask: np.ndarray, sp: SamplingParams, before: np.ndarray) -> None:
+    """`before` [B]: prompt tokens ahead of `mask`'s (a cached prefix's)."""
     if sp.stop_strings and self.tokenizer is None:
       raise ValueError("SamplingParams.stop_strings need a tokenizer; the Sampler has none")
-    longest = int(mask.sum(axis=1).max()) + sp.max_new_tokens
+    longest = int((mask.sum(axis=1) + before).max()) + sp.max_new_tokens
     if longest > self.config.max_position_embeddings:
       raise ValueError(f"prompt length + max_new_tokens = {longest} exceeds the model's "
                        f"max_position_embeddings {self.config.max_position_embeddings}")
 
   def _run(self, tokens: np.ndarray, mask: np.ndarray, sp: SamplingParams, rng, params,
-           row_ids: np.ndarray) -> SampleOutput:
-    """One chunk of rows; `params` as returned by `_params`."""
+           row_ids: np.ndarray, prefix: _RowPrefix | None = None) -> SampleOutput:
+    """One chunk of rows; `params` as returned by `_params`; `prefix`: the cached prefix each
+    row's prompt continues (`tokens` then hold the rest of the prompts)."""
     b0, p0 = tokens.shape
     batch = self.buckets.batch(b0, self._batch_multiple())
     tokens, mask = repad(tokens, mask, self.buckets.prompt_len(self.feed.agree_max(p0)), batch,
                          self.pad_id)
-    self._check_request(mask, sp)
+    self._check_request(mask, sp, np.zeros(batch, np.int64) if prefix is None else
+                        np.pad(prefix.keep, (0, batch - b0)))
     eos = merge_eos_ids(self.config.eos_token_ids, sp)
-    contexts = [t[m][-CONTEXT_TOKENS:].tolist() for t, m in zip(tokens[:b0], mask[:b0])]
+    contexts = [t[m].tolist() for t, m in zip(tokens[:b0], mask[:b0])]
+    contexts = [c[-CONTEXT_TOKENS:] for c in (
+        contexts if prefix is None else prefix.contexts(contexts))]
     watcher = StopWatcher(self.tokenizer, sp.stop_strings, contexts, eos) if (
         sp.stop_strings) else None
     with self._context():
       ids = np.concatenate([row_ids, -1 - np.arange(batch - b0)]).astype(np.int32)
-      state = self._start(params, tokens, mask, ids, sp, rng, eos, b0)
+      state = self._start(params, tokens, mask, ids, sp, rng, eos, b0, prefix)
       rows = self._decode_all(params, state, sp, watcher, len(tokens))
     return self._collect(rows, b0, sp, contexts, eos, watcher)
 
   def _start(self, params, tokens: np.ndarray, mask: np.ndarray, row_ids: np.ndarray,
-             sp: SamplingParams, rng, eos: tuple[int, ...], b0: int) -> token_loop.DecodeState:
+             sp: SamplingParams, rng, eos: tuple[int, ...], b0: int,
+             prefix: _RowPrefix | None) -> token_loop.DecodeState:
     """Place the padded batch on the devices and run the jitted prefill (filler rows have
-    negative row ids and start done). Rows of the first `b0` with the same prompt share one
-    prefill when that makes the prefill batch a smaller bucket."""
+    negative row ids and start done). Rows of the first `b0` with the same prompt (and cached
+    prefix) share one prefill when that makes the prefill batch a smaller bucket."""
     rows, scalar = self._place_rows, self._place_scalar
-    source = None
+    source, prompt_rows = None, np.arange(b0)  # the call rows whose prompts are prefilled
     if self.share_prefill:
-      unique, index = shared_prompts(tokens[:b0], mask[:b0])
+      unique, index = shared_prompts(tokens[:b0], mask[:b0],
+                                     None if prefix is None else prefix.tags())
       batch = self.buckets.batch(len(unique), self._batch_multiple())
       if batch < len(tokens):
         self.stats["prefill_rows_saved"] += len(tokens) - batch
         tokens, mask = repad(tokens[unique], mask[unique], tokens.shape[1], batch, self.pad_id)
         source = rows(np.concatenate([index, np.zeros(len(row_ids) - b0, np.int64)]
                                      ).astype(np.int32))
+        prompt_rows = unique
+    cached = None
+    if prefix is not None:  # filler prompt rows keep nothing of prefix 0
+      pad = (0, len(tokens) - len(prompt_rows))
+      cached = token_loop.Prefix(prefix.cached.cache, prefix.cached.mask,
+                                 rows(np.pad(prefix.rows[prompt_rows], pad).astype(np.int32)),
+                                 rows(np.pad(prefix.keep[prompt_rows], pad).astype(np.int32)))
     return self._prefill(
         params, rows(tokens), rows(mask), rows(row_ids < 0), rows(row_ids),
         scalar(_as_key(rng, sp.seed)),
         scalar(np.float32(sp.temperature)), scalar(np.float32(sp.top_p)),
-        scalar(np.int32(sp.max_new_tokens)), scalar(_pad_ids(eos)), source,
+        scalar(np.int32(sp.max_new_tokens)), scalar(_pad_ids(eos)), source, cached,
         num_new=self.buckets.new_tokens(sp.max_new_tokens), pad_id=self.pad_id)
 
   def _decode_all(self, params, state: token_loop.DecodeState, sp: SamplingParams,
@@ -371,14 +461,16 @@ class Sampler:
     return SampleOutput(toks, lps, raws, lengths, finish, texts)
 
 
-def shared_prompts(tokens: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Distinct prompts among left-padded rows [B, P]: (first row of each distinct prompt [U],
-  index of each row's prompt in that list [B])."""
+def shared_prompts(tokens: np.ndarray, mask: np.ndarray,
+                   tags: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """Distinct prompts among left-padded rows [B, P] (rows with different `tags` [B, k], e.g.
+  their cached prefixes, are distinct): (first row of each distinct prompt [U], index of each
+  row's prompt in that list [B])."""
   slot: dict[bytes, int] = {}  # prompt -> its index in `unique`
   unique: list[int] = []
   index = np.empty(len(tokens), np.int64)
   for i, (t, m) in enumerate(zip(tokens, mask)):
-    key = t[m].tobytes()
+    key = t[m].tobytes() + (b"" if tags is None else np.asarray(tags[i], np.int64).tobytes())
     if key not in slot:
       slot[key] = len(unique)
       unique.append(i)

@@ -13,12 +13,20 @@ loop (the `Sampler` prepares the decode form of the weights once per call): slic
 of stacked [L, ...] arrays inside the loop would copy every layer's weights on every generated
 token.
 
-Cache slots: [0, P) hold the left-padded prompt, slot P-1+i the i-th generated token.
+Cache slots: [0, P) hold the left-padded prompt, slot P-1+i the i-th generated token (with a
+cached prefix, Pp slots come first: see below).
 Row states: `finish` is RUNNING until the row emits an end-of-sequence id (EOS, kept in `tokens`)
 or reaches `max_new` tokens (LENGTH). Rows that are done keep computing (the batch is static
 inside `decode_chunk`) but write PAD / 0 into their outputs; between chunks the sampler may drop
 them from the batch (`take_rows`). `prefill(source=...)` gives rows that share a prompt one
 prefill.
+
+Prefix caching: `cache_prompts` computes the KV cache of whole prompts once (e.g. the prompt of
+an MCTS tree up to its partial program); `prefill(prefix=...)` then starts each row from the
+first `keep` tokens of one cached prefix and prefills only the rest of its prompt. The cache
+then holds [0, Pp) the left-padded prefix (slots past `keep` masked), [Pp, Pp+P) the rest of the
+prompt, left-padded, then the generated tokens; RoPE positions continue from `keep`, so a row
+computes what it would from its whole prompt.
 """
 from __future__ import annotations
 
@@ -55,6 +63,14 @@ class DecodeState(NamedTuple):
   eos_ids: jax.Array       # [E] int32 end-of-sequence ids, padded with -1
 
 
+class Prefix(NamedTuple):
+  """Cached prompt prefixes (`cache_prompts`) and the one each prompt row of `prefill` continues."""
+  cache: models.KVCache    # V prefixes' keys / values, Pp slots (left-padded)
+  mask: jax.Array          # [V, Pp] bool, slots holding real tokens
+  rows: jax.Array          # [U] int32, the prefix of each prompt row
+  keep: jax.Array          # [U] int32, how many of its first tokens the row keeps (>= 0)
+
+
 def _constrain_cache(config: models.ModelConfig, cache: models.KVCache) -> models.KVCache:
   layout = models.resolve_cache_layout(config)
   k_names, v_names = (kv_cache.cache_axes(layout, kind) for kind in ("k", "v"))
@@ -77,28 +93,64 @@ def _constrain_state(config: models.ModelConfig, s: DecodeState) -> DecodeState:
                     done=rows(s.done), finish=rows(s.finish), row_ids=rows(s.row_ids))
 
 
+def cache_prompts(config: models.ModelConfig, params, prompt_tokens: jax.Array,
+                  prompt_mask: jax.Array) -> models.KVCache:
+  """The KV cache of whole left-padded prompts [V, P] (every token, slots [0, P)): the
+  `Prefix.cache` that `prefill` continues."""
+  v, p = prompt_tokens.shape
+  mask = prompt_mask.astype(bool)                                           # [V, P]
+  positions = jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=1) - 1, 0)  # [V, P]
+  cache = models.init_cache(config, v, p)
+  if _unrolled(config):
+    params, cache = decode_form.unstack_layers(params), kv_cache.unstack_cache(cache)
+  cache = _constrain_cache(config, cache)
+  _, cache = models.forward_step(config, params, prompt_tokens, positions, cache, jnp.int32(0),
+                                 mask)
+  return cache
+
+
+def _start_cache(config: models.ModelConfig, prefix: Prefix | None, u: int,
+                 slots: int) -> tuple[models.KVCache, jax.Array, jax.Array]:
+  """(cache with `slots` slots for U prompt rows, its first slots' mask [U, Pp], the number of
+  tokens before each row's prompt [U]); without a prefix, an empty cache, Pp = 0."""
+  if prefix is None:
+    return models.init_cache(config, u, slots), jnp.zeros((u, 0), bool), jnp.zeros((u,), jnp.int32)
+  mask = prefix.mask[prefix.rows]                                           # [U, Pp]
+  mask = mask & (jnp.cumsum(mask.astype(jnp.int32), axis=1) <= prefix.keep[:, None])
+  layout = models.resolve_cache_layout(config)
+  cache = kv_cache.grow_slots(_take_cache_rows(prefix.cache, prefix.rows), layout,
+                              mask.shape[1] + slots)
+  return cache, mask, prefix.keep.astype(jnp.int32)
+
+
 def prefill(config: models.ModelConfig, params, prompt_tokens: jax.Array,
             prompt_mask: jax.Array, done: jax.Array, row_ids: jax.Array, rng: jax.Array,
             temperature: jax.Array,
             top_p: jax.Array, max_new: jax.Array, eos_ids: jax.Array,
-            source: jax.Array | None = None, *, num_new: int, pad_id: int) -> DecodeState:
+            source: jax.Array | None = None, prefix: Prefix | None = None, *, num_new: int,
+            pad_id: int) -> DecodeState:
   """Cache the prompts [U, P] (left-padded) and return the initial decode state of B rows.
 
   Without `source`, row i decodes from prompt i (B = U). With `source` [B], row i decodes from
   prompt `source[i]`: rows sharing a prompt (n samples of one prompt) share its prefill, whose
-  cache is computed once and copied to each of them.
+  cache is computed once and copied to each of them. With `prefix`, prompt row u continues the
+  first `prefix.keep[u]` tokens of cached prefix `prefix.rows[u]` (module docstring).
   """
   u, p = prompt_tokens.shape
   mask = prompt_mask.astype(bool)                                           # [U, P]
-  positions = jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=1) - 1, 0)  # [U, P]
-  kv_mask = jnp.zeros((u, p + num_new), bool).at[:, :p].set(mask)          # [U, S]
-  cache = models.init_cache(config, u, p + num_new)
+  cache, prefix_mask, before = _start_cache(config, prefix, u, p + num_new)
+  start = prefix_mask.shape[1]                                              # Pp
+  positions = before[:, None] + jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=1) - 1,
+                                            0)                              # [U, P]
+  kv_mask = jnp.concatenate([prefix_mask, mask, jnp.zeros((u, num_new), bool)], axis=1)  # [U, S]
   if _unrolled(config):
     params, cache = decode_form.unstack_layers(params), kv_cache.unstack_cache(cache)
+  else:
+    cache = kv_cache.stack_cache(cache)
   cache = _constrain_cache(config, cache)
   if p > 1:
     _, cache = models.forward_step(config, params, prompt_tokens[:, :-1], positions[:, :-1],
-                                   cache, jnp.int32(0), kv_mask)
+                                   cache, jnp.int32(start), kv_mask)
   last_token = prompt_tokens[:, -1].astype(jnp.int32)                      # [U]
   position = positions[:, -1]                                               # [U]
   if source is not None:  # [B] -> prompt rows

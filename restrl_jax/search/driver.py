@@ -7,7 +7,9 @@ B trees (one per problem) advance together. Each step:
   3. ONE `rollout` call samples n full completions for every expanding leaf (B*n rows), each
      continuing the leaf's `lines.sampling_state` (its state cut at a token end of the program
      that created it, kept when the child is added; the root: the starter code); it also
-     executes them in the sandbox pool in "collect" mode (in "vm"/"orm" nothing is executed);
+     executes them in the sandbox pool in "collect" mode (in "vm"/"orm" nothing is executed).
+     With `prefix_cache` (default) each tree's prompt before its state is cached once per
+     search (`Sampler.cache_prefixes`), and every expansion prefills only the state;
   4. host: each completion's first line -> action -> line id; in "vm"/"orm" mode ONE batched
      value-model call scores the programs (and, in "vm", the new children's states);
   5. one jitted call: `add_children`, terminal re-use and backup.
@@ -36,10 +38,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from restrl_jax.data.problem import Problem
-from restrl_jax.data.prompts import state_token_ends
+from restrl_jax.data.prompts import build_prompt, state_token_ends
 from restrl_jax.execution.spec import ExecResult
 from restrl_jax.rollout import rollout
-from restrl_jax.sampling import SamplingParams
+from restrl_jax.sampling import PrefixCache, SamplingParams
 from restrl_jax.search import tree as tree_lib
 from restrl_jax.search.lines import LineTable, action_of, continuation, sampling_state
 from restrl_jax.search.select import path, plan_leaves, select
@@ -63,6 +65,7 @@ class SearchConfig:
   count: str = "iterations"
   max_steps_factor: int = 4   # "expansions": safety cap on loop steps
   seed: int = 0
+  prefix_cache: bool = True   # cache each tree's prompt once (same draws; a single-host feed)
 
   def __post_init__(self):
     if self.mode not in MODES:
@@ -206,6 +209,16 @@ class _Search:
     self.vm_cache: dict[tuple[int, str], float] = {}
     self.expansions = np.zeros(b, np.int64)
     self.key = jax.random.key(config.seed)
+    self.prefix: PrefixCache | None = None  # made by the first expansion (generation time)
+
+  def cached_prompts(self) -> dict[str, Any]:
+    """`rollout`'s prefix arguments: each tree's prompt before its state, cached once."""
+    if not (self.cfg.prefix_cache and self.sampler.feed.rows_are_global):
+      return {}
+    if self.prefix is None:
+      self.prefix = self.sampler.cache_prefixes(
+          [build_prompt(p, "", self.sampler.tokenizer) for p in self.problems], self.params)
+    return {"prefix": self.prefix}
 
   # -- scoring ---------------------------------------------------------------------------------
 
@@ -239,10 +252,12 @@ class _Search:
     n, b = self.cfg.num_samples, len(self.problems)
     start, exec_before = time.perf_counter(), self.timing["execution"]
     prompts = [self.continue_from[i][s] for i, s in zip(rows, states)]
+    cached = self.cached_prompts()
     records = rollout(self.sampler, self.pool, [self.problems[i] for i in rows], self.sp, n,
                       states=prompts, rng=jax.random.fold_in(self.key, 2 * step + 1),
                       chunk_size=max(len(rows) * n, 1), params=self.params,
-                      request_ids=[int(self.tree_ids[i]) for i in rows])
+                      request_ids=[int(self.tree_ids[i]) for i in rows],
+                      prefix_of=[int(i) for i in rows] if cached else None, **cached)
     self.timing["generation"] += (time.perf_counter() - start
                                   - (self.timing["execution"] - exec_before))
     line_ids = np.zeros((b, n), np.int32)
