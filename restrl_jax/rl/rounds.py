@@ -12,7 +12,7 @@ Round r (folder `<out_dir>/round_<r>`):
     the reference policy = the round's start policy; metrics -> `metrics.jsonl` (+ TensorBoard),
     every step's completions and rewards -> `train_samples.jsonl`; orbax checkpoints (params,
     optimizer state, step, RNG key, data position, round) every `checkpoint_every` steps and at
-    the end, keep-last-N, resumed automatically;
+    the end, keep-last-N, resumed automatically (the steps run through `training.loop`);
  4. save the policy as an HF folder `round_<r>/policy` (written to a temporary folder, renamed).
 
 The next round starts from that folder; the last one is copied to `<out_dir>/policy`. A round

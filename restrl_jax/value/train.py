@@ -6,8 +6,9 @@ held out, at most half), trains `cfg.epochs` epochs of `cfg.batch_size` examples
 evaluates `cfg.evals` times evenly over the run (the released code's "every 50 %" is evals=2), keeps the
 best-by-held-out-loss value model at `out_dir/best` (orbax params + `value_model.json`), saves a
 resumable orbax train state at every evaluation under `out_dir/checkpoints`, and appends metrics
-to `out_dir/metrics.jsonl`. Re-running resumes from the newest checkpoint; batches are a function
-of (seed, step), so a resumed run matches an uninterrupted one.
+to `out_dir/metrics.jsonl`. Re-running resumes from the newest checkpoint (`training.loop`: the
+rows past it are dropped and written again); batches are a function of (seed, step), so a
+resumed run matches an uninterrupted one.
 
 Several processes train one model on a mesh over all their devices: every process runs the same
 steps on the same batches (each places its devices' rows), evaluates the same held-out set, and

@@ -3,7 +3,8 @@
 `train_policy(cfg, out_dir)` runs `cfg.steps` optimizer steps (AdamW, schedule from `cfg`),
 appends metrics to `out_dir/metrics.jsonl`, saves orbax checkpoints to `out_dir/checkpoints`
 every `cfg.checkpoint_every` steps and at the end, and resumes from the newest one when re-run
-(batches are a function of the step, so a resumed run matches an uninterrupted one). Finally it
+(`training.loop`; batches are a function of the step, so a resumed run matches an uninterrupted
+one). Finally it
 writes the policy as a Hugging Face folder (`out_dir/policy`: config.json, safetensors,
 tokenizer files) that loads with `models.load_hf` + `transformers.AutoTokenizer`.
 
