@@ -11,13 +11,12 @@ import jax.numpy as jnp
 
 from restrl_jax import models
 from restrl_jax.training import init_train_state, make_optimizer, make_train_step, sft_loss
-from restrl_jax.training.master_weights import with_master_weights
 
 
 def _ours_setup(config, batch: int, seq: int):
   """Params, AdamW (with an fp32 master copy of bf16 params, as the recipe's), one batch."""
   params = models.init_params(config, jax.random.key(0))
-  optimizer = with_master_weights(make_optimizer(1e-4, 1000, schedule="constant"), params)
+  optimizer = make_optimizer(1e-4, 1000, schedule="constant", param_dtype=config.param_dtype)
   tokens = jax.random.randint(jax.random.key(1), (batch, seq), 3, config.vocab_size)
   data = dict(tokens=tokens, attention_mask=jnp.ones_like(tokens), loss_mask=jnp.ones_like(tokens))
   return params, optimizer, data

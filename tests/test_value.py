@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from restrl_jax import models, parallel
+from restrl_jax import io_utils, models, parallel
 from restrl_jax.value import data
 from restrl_jax.value.model import ValueModel, init_value_params, load_value_model
 from restrl_jax.value.train import ValueTrainConfig, eval_metrics, train_value
@@ -122,3 +122,35 @@ def test_bad_value_inputs_are_named(tmp_path):
     load_value_model(tmp_path)
   with pytest.raises(ValueError, match="at least 2 examples"):
     data.split_examples([data.ValueExample("a", 0.0, "")])
+
+
+class _Interrupt(Exception):
+  pass
+
+
+def test_resumed_run_writes_each_metrics_row_once(policy, tmp_path):
+  """A run stopped at its second evaluation (step 16, after the step-8 checkpoint) and re-run
+  resumes from step 8 and ends with the uninterrupted run's metrics rows, none twice."""
+  _, _, _, path = policy
+  examples, vcfg = data.examples_from_records(_records(80)), _cfg()
+  train_value(vcfg, examples, path, tmp_path / "straight")
+
+  def stop_at_16(step, scores):
+    if step == 16:
+      raise _Interrupt()
+
+  with pytest.raises(_Interrupt):
+    train_value(vcfg, examples, path, tmp_path / "resumed", on_eval=stop_at_16)
+  cut = io_utils.read_jsonl(tmp_path / "resumed" / "metrics.jsonl")
+  assert max(r["step"] for r in cut) == 16          # steps 9-16 were logged before the stop
+  again = train_value(vcfg, examples, path, tmp_path / "resumed")
+  assert again["resumed_from"] == 8
+  rows = {name: io_utils.read_jsonl(tmp_path / name / "metrics.jsonl")
+          for name in ("straight", "resumed")}
+  keys = lambda rs: [(r["step"], tuple(sorted(k for k in r if k != "time"))) for r in rs]
+  assert keys(rows["resumed"]) == keys(rows["straight"])
+  assert len(set(keys(rows["resumed"]))) == len(rows["resumed"]) == 24 + 3   # a loss row a step,
+  for a, b in zip(rows["straight"], rows["resumed"]):                        # a row an eval
+    for k in a:
+      if k != "time":
+        assert b[k] == pytest.approx(a[k], rel=1e-4), (a["step"], k)

@@ -70,7 +70,7 @@ def test_fp32_value_optimizer_is_the_plain_one_bit_for_bit(backbone):
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
   plain = training.make_optimizer(cfg.learning_rate, run.total, cfg.warmup_steps, cfg.schedule,
                                   cfg.weight_decay, cfg.grad_clip)
-  ours = value_optimizer(cfg, run.total, params)
+  ours = value_optimizer(cfg, run.total)
   grads = jax.tree.map(lambda p: jnp.full(p.shape, 0.3, p.dtype), params)
   u_plain, _ = plain.update(grads, plain.init(params), params)
   u_ours, _ = ours.update(grads, ours.init(params), params)

@@ -12,7 +12,7 @@ Round r (folder `<out_dir>/round_<r>`):
     the reference policy = the round's start policy; metrics -> `metrics.jsonl` (+ TensorBoard),
     every step's completions and rewards -> `train_samples.jsonl`; orbax checkpoints (params,
     optimizer state, step, RNG key, data position, round) every `checkpoint_every` steps and at
-    the end, keep-last-N, resumed automatically;
+    the end, keep-last-N, resumed automatically (the steps run through `training.loop`);
  4. save the policy as an HF folder `round_<r>/policy` (written to a temporary folder, renamed).
 
 The next round starts from that folder; the last one is copied to `<out_dir>/policy`. A round
@@ -40,17 +40,15 @@ import numpy as np
 import optax
 
 from restrl_jax import distributed, io_utils, models, parallel, training
-from restrl_jax.checkpoint import Checkpointer
 from restrl_jax.data.problem import Problem
 from restrl_jax.data.prompts import state_token_ends
-from restrl_jax.metrics_writer import MetricsWriter
 from restrl_jax.policy_folder import export_policy
 from restrl_jax.rl import dpo, rest_data
 from restrl_jax.rl.trainer import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, Request
 from restrl_jax.rollout import rollout, summarize_records
 from restrl_jax.sampling import Sampler, SamplingParams
 from restrl_jax.sampling import row_feed
-from restrl_jax.training import master_weights
+from restrl_jax.training import loop
 
 METHODS = ("rest_grpo", "grpo", "dapo", "rest_dpo")
 POLICY_DIR = "policy"
@@ -236,12 +234,6 @@ def num_steps(cfg: RoundsConfig, num_rows: int, batch: int) -> int:
   return steps if cfg.max_steps_per_round is None else min(steps, cfg.max_steps_per_round)
 
 
-def _trim_jsonl(path: Path, last_step: int) -> None:
-  """Drop records past the checkpoint we resume from (they are written again)."""
-  if distributed.is_writer():
-    io_utils.trim_jsonl(path, last_step)
-
-
 def _train_sample_rows(step: int, ro) -> list[dict]:
   g = len(ro.prompts) // len(ro.requests)
   return [{"step": step, "problem_id": ro.requests[i // g].problem.id, "group": i // g,
@@ -271,32 +263,14 @@ def score_curve_point(runtime: "Runtime", params: Any, round_index: int, step: i
   return row
 
 
-def _curve_due(curve: CurveEval | None, done: int, steps: int) -> bool:
-  return curve is not None and (done % curve.every == 0 or done == steps)
-
-
 def round_optimizer(cfg: RoundsConfig) -> optax.GradientTransformation:
-  """AdamW (β 0.9/0.999, eps `cfg.adam_eps` = 1e-8) + global-norm clipping with the learning rate as optimizer
-  STATE (`optax.inject_hyperparams`): every round sets its own schedule through
-  `with_learning_rate`, and all rounds share one compiled train step. Low-precision (bf16)
-  params get an fp32 master copy that the optimizer updates (`training.master_weights`)."""
-  adamw = optax.inject_hyperparams(optax.adamw, static_args=("b1", "b2", "eps", "weight_decay"))(
-      learning_rate=cfg.learning_rate, b1=0.9, b2=0.999, eps=cfg.adam_eps,
-      weight_decay=cfg.weight_decay)
-  clip = [optax.clip_by_global_norm(cfg.grad_clip)] if cfg.grad_clip and cfg.grad_clip > 0 else []
-  return master_weights.for_dtype(optax.chain(*clip, adamw), cfg.dtype)
-
-
-def with_learning_rate(state: training.TrainState, lr: float) -> training.TrainState:
-  """`state` with the injected learning rate set to `lr` (same dtype and placement)."""
-  def set_lr(chain_state):
-    opt = list(chain_state)
-    inject = opt[-1]
-    old = inject.hyperparams["learning_rate"]
-    new = _put_like(np.asarray(lr, old.dtype), old.sharding)
-    opt[-1] = inject._replace(hyperparams={**inject.hyperparams, "learning_rate": new})
-    return tuple(opt)
-  return state._replace(opt_state=master_weights.replace_inner(state.opt_state, set_lr))
+  """The rounds' optimizer (`training.make_optimizer`): AdamW (β 0.9/0.999, eps `cfg.adam_eps`)
+  + global-norm clipping with the learning rate as optimizer state, so every round sets its own
+  schedule through `training.optim.with_learning_rate` and all rounds share one compiled train
+  step; low-precision (bf16) params get an fp32 master copy that the optimizer updates."""
+  return training.make_optimizer(cfg.learning_rate, weight_decay=cfg.weight_decay,
+                                 grad_clip=cfg.grad_clip, eps=cfg.adam_eps, param_dtype=cfg.dtype,
+                                 inject_learning_rate=True)
 
 
 def check_method_runs_here(method: str) -> None:
@@ -304,13 +278,6 @@ def check_method_runs_here(method: str) -> None:
   if jax.process_count() > 1 and method == "rest_dpo":
     raise ValueError("rest.method='rest_dpo' is not supported with several processes (its "
                      "batches are built on one host); run it as one process")
-
-
-def _put_like(value: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:
-  """`value` (the same on every process) placed with `sharding`."""
-  if jax.process_count() == 1:
-    return jax.device_put(value, sharding)
-  return distributed.place(value, sharding)
 
 
 def _key_leaf(key: jax.Array, mesh: jax.sharding.Mesh | None) -> jax.Array:
@@ -379,7 +346,9 @@ class Runtime:
 
 def train_round(runtime: Runtime, host_params, rows: list, round_index: int, round_dir: Path,
                 on_step: Callable | None = None) -> tuple:
-  """Train one round (resuming from its checkpoints); returns (params, facts)."""
+  """Train one round through `training.loop` (resuming from its checkpoints); returns
+  (params, facts). The loop's state is the checkpoint tree {"train": TrainState, "rng": key
+  data}; the checkpoint's meta holds the data position the round's `DataStream` resumes from."""
   setup, cfg, model_config = runtime.setup, runtime.setup.cfg, runtime.model_config
   steps = num_steps(cfg, len(rows), runtime.batch_size)
   ref = place_params(model_config, host_params, setup.mesh)
@@ -393,39 +362,43 @@ def train_round(runtime: Runtime, host_params, rows: list, round_index: int, rou
     state = jax.device_put(state, jax.devices()[0])
   step_fn = runtime.step_fn(state)
   key = jax.random.fold_in(jax.random.key(cfg.seed), 1000 + round_index)
-  first, position = 0, 0
-  with Checkpointer(round_dir / "checkpoints", cfg.keep_checkpoints) as ckpt:
-    restored = ckpt.restore_latest({"train": state,
-                                    "rng": _key_leaf(key, setup.mesh)})
-    if restored is not None:
-      tree, meta, first = restored
-      state, key = tree["train"], _key_from_leaf(tree["rng"])
-      position = int(meta["data_pos"])
-      logging.info("round %d: resuming from step %d", round_index, first)
-    for name in ("metrics.jsonl", "train_samples.jsonl", CURVE_FILE):   # rows past the
-      _trim_jsonl(round_dir / name, first if restored else -1)      # checkpoint: written again
-    if setup.curve is not None and restored is None:
-      score_curve_point(runtime, state.params, round_index, 0, round_dir)
-    stream = DataStream(rows, position)
-    with MetricsWriter(round_dir, tensorboard=cfg.tensorboard) as writer:
-      for step in range(first, steps):
-        key, sub = jax.random.split(key)
-        lr = float(schedule(step))
-        state, metrics, ro = step_fn(with_learning_rate(state, lr), ref, stream, sub)
-        done = step + 1
-        metrics = dict(metrics, round=round_index, data_pos=stream.position, learning_rate=lr)
-        writer.write(done, metrics)
-        if ro is not None:
-          distributed.append_jsonl(round_dir / "train_samples.jsonl",
-                                   _train_sample_rows(done, ro))
-        if on_step is not None:
-          on_step(round_index, done, metrics)
-        if _curve_due(setup.curve, done, steps):
-          score_curve_point(runtime, state.params, round_index, done, round_dir)
-        if done % cfg.checkpoint_every == 0 or done == steps:
-          ckpt.save(done, {"train": state, "rng": _key_leaf(key, setup.mesh)},
-                    {"round": round_index, "data_pos": stream.position, "steps": steps})
-  return state.params, {"steps": steps, "resumed_from": first}
+  plan = loop.LoopPlan(
+      steps, round_dir / "checkpoints", round_dir,
+      checkpoint_at=loop.every(cfg.checkpoint_every, steps),
+      eval_at=loop.never if setup.curve is None else loop.every(setup.curve.every, steps),
+      keep_checkpoints=cfg.keep_checkpoints, tensorboard=cfg.tensorboard,
+      step_files=("train_samples.jsonl", CURVE_FILE))
+  start = loop.resume(plan, {"train": state, "rng": _key_leaf(key, setup.mesh)})
+  if start.step:
+    logging.info("round %d: resuming from step %d", round_index, start.step)
+  stream = DataStream(rows, start.meta.get("data_pos", 0))
+
+  def round_step(tree: dict, step: int) -> tuple[dict, dict]:
+    """The batch of a round's step is its index: the rows come from `stream` (DPO pairs, or
+    GRPO requests drawn as dynamic sampling needs them)."""
+    key, sub = jax.random.split(_key_from_leaf(tree["rng"]))
+    lr = float(schedule(step))
+    state, metrics, ro = step_fn(training.optim.with_learning_rate(tree["train"], lr), ref,
+                                 stream, sub)
+    if ro is not None:
+      distributed.append_jsonl(round_dir / "train_samples.jsonl",
+                               _train_sample_rows(step + 1, ro))
+    metrics = dict(metrics, round=round_index, data_pos=stream.position, learning_rate=lr)
+    return {"train": state, "rng": _key_leaf(key, setup.mesh)}, metrics
+
+  def curve_point(done: int, tree: dict) -> None:   # rows go to CURVE_FILE, not metrics.jsonl
+    score_curve_point(runtime, tree["train"].params, round_index, done, round_dir)
+
+  def stepped(done: int, metrics: dict) -> None:
+    if on_step is not None:
+      on_step(round_index, done, metrics)
+
+  tree = loop.run(plan, start, round_step, batches=lambda step: step,
+                  row=lambda done, metrics: metrics, evaluate=curve_point,
+                  meta=lambda done: {"round": round_index, "data_pos": stream.position,
+                                     "steps": steps},
+                  on_row=stepped)
+  return tree["train"].params, {"steps": steps, "resumed_from": start.step}
 
 
 # -- the loop ------------------------------------------------------------------------------------

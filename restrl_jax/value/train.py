@@ -6,8 +6,9 @@ held out, at most half), trains `cfg.epochs` epochs of `cfg.batch_size` examples
 evaluates `cfg.evals` times evenly over the run (the released code's "every 50 %" is evals=2), keeps the
 best-by-held-out-loss value model at `out_dir/best` (orbax params + `value_model.json`), saves a
 resumable orbax train state at every evaluation under `out_dir/checkpoints`, and appends metrics
-to `out_dir/metrics.jsonl`. Re-running resumes from the newest checkpoint; batches are a function
-of (seed, step), so a resumed run matches an uninterrupted one.
+to `out_dir/metrics.jsonl`. Re-running resumes from the newest checkpoint (`training.loop`: the
+rows past it are dropped and written again); batches are a function of (seed, step), so a
+resumed run matches an uninterrupted one.
 
 Several processes train one model on a mesh over all their devices: every process runs the same
 steps on the same batches (each places its devices' rows), evaluates the same held-out set, and
@@ -32,10 +33,8 @@ import numpy as np
 import optax
 
 from restrl_jax import distributed, io_utils, models, parallel, training
-from restrl_jax.checkpoint import Checkpointer
-from restrl_jax.metrics_writer import MetricsWriter
 from restrl_jax.tokenizer import load_tokenizer
-from restrl_jax.training import master_weights
+from restrl_jax.training import loop
 from restrl_jax.value import data
 from restrl_jax.value.model import (ValueModel, init_value_params, place_value_params,
                                     save_value_model)
@@ -92,14 +91,12 @@ def _check(cfg: ValueTrainConfig) -> None:
       raise ValueError(f"config.value.{field} must be >= 1, got {getattr(cfg, field)}")
 
 
-def value_optimizer(cfg: ValueTrainConfig, total: int,
-                    params: Any) -> optax.GradientTransformation:
-  """AdamW over `total` steps; bf16/fp16 value params get an fp32 master copy that the optimizer
-  updates (at the paper's LR 1e-7 a bf16-only update rounds back to the old weight). fp32 params:
-  the plain optimizer, unchanged."""
-  optimizer = training.make_optimizer(cfg.learning_rate, total, cfg.warmup_steps, cfg.schedule,
-                                      cfg.weight_decay, cfg.grad_clip)
-  return master_weights.with_master_weights(optimizer, params)
+def value_optimizer(cfg: ValueTrainConfig, total: int) -> optax.GradientTransformation:
+  """AdamW over `total` steps; bf16/fp16 value params (`cfg.dtype`) get an fp32 master copy that
+  the optimizer updates (at the paper's LR 1e-7 a bf16-only update rounds back to the old
+  weight). fp32 params: the plain optimizer, unchanged."""
+  return training.make_optimizer(cfg.learning_rate, total, cfg.warmup_steps, cfg.schedule,
+                                 cfg.weight_decay, cfg.grad_clip, param_dtype=cfg.dtype)
 
 
 def eval_steps(total: int, evals: int) -> set[int]:
@@ -122,7 +119,7 @@ class _Run:
     self.total = self.steps_per_epoch * cfg.epochs
     params = place_value_params(
         self.config, init_value_params(self.config, backbone, jax.random.key(cfg.seed)), mesh)
-    optimizer = value_optimizer(cfg, self.total, params)
+    optimizer = value_optimizer(cfg, self.total)
     self.state = training.init_train_state(params, optimizer, mesh)
     shardings = training.state_shardings(self.state) if mesh is not None else None
     loss = functools.partial(mse_loss, self.config, remat=bool(cfg.remat))
@@ -145,8 +142,8 @@ class _Run:
       return batch
     return jax.device_put(batch, self.batch_sharding)  # each process places its devices' rows
 
-  def evaluate(self) -> dict[str, float]:
-    self.model.params = self.state.params
+  def evaluate(self, params: Any) -> dict[str, float]:
+    self.model.params = params
     pred = self.model.predict_tokens(self.held_seqs)
     return eval_metrics(pred, self.held_y, self.cfg.accuracy_tol)
 
@@ -161,37 +158,38 @@ def train_value(cfg: ValueTrainConfig, examples: Sequence[data.ValueExample],
   run = _Run(cfg, examples, backbone_path, mesh)
   evals = eval_steps(run.total, cfg.evals)
   meta = {"best_loss": None, "best_step": None, "best": {}}
-  start_time, first_loss, last_loss = time.time(), None, None
+  start_time = time.time()
   if distributed.is_writer():
     io_utils.recover_dir(out_dir / BEST_DIR)
   distributed.sync(f"{out_dir}: recovered")
-  with Checkpointer(out_dir / CHECKPOINT_DIR, max_to_keep=cfg.keep_checkpoints) as ckpt, \
-      MetricsWriter(out_dir, tensorboard=False) as writer:
-    restored = ckpt.restore_latest(run.state)
-    first = 0
-    if restored is not None:
-      run.state, meta, first = restored
-      if distributed.is_writer():
-        io_utils.trim_jsonl(out_dir / "metrics.jsonl", first)
-    for step in range(first, run.total):
-      run.state, metrics = run.step_fn(run.state, run.batch(step))
-      done = step + 1
-      if done == 1 or done in evals or done % cfg.log_every == 0:
-        last_loss = float(distributed.replicated_value(metrics["loss"]))
-        first_loss = last_loss if first_loss is None else first_loss
-        writer.write(done, {"loss": last_loss, "epoch": step / run.steps_per_epoch})
-      if done in evals:
-        scores = run.evaluate()
-        writer.write(done, scores)
-        if on_eval is not None:
-          on_eval(done, scores)
-        if meta["best_loss"] is None or scores["eval_loss"] < meta["best_loss"]:
-          save_value_model(out_dir / BEST_DIR, run.state.params, backbone_path, cfg.max_length,
-                           {"step": done, **scores})
-          meta = {"best_loss": scores["eval_loss"], "best_step": done, "best": scores}
-        ckpt.save(done, run.state, meta)
+  plan = loop.LoopPlan(run.total, out_dir / CHECKPOINT_DIR, out_dir,
+                       checkpoint_at=lambda done: done in evals,
+                       log_at=lambda done: done == 1 or done in evals or done % cfg.log_every == 0,
+                       eval_at=lambda done: done in evals, keep_checkpoints=cfg.keep_checkpoints)
+  start = loop.resume(plan, run.state)
+  meta = start.meta or meta
+  losses: list[float] = []          # the logged training losses of this (resumed) run
+
+  def row(done: int, metrics: dict) -> dict:
+    losses.append(float(distributed.replicated_value(metrics["loss"])))
+    return {"loss": losses[-1], "epoch": (done - 1) / run.steps_per_epoch}
+
+  def evaluate(done: int, state: training.TrainState) -> dict:
+    nonlocal meta
+    scores = run.evaluate(state.params)
+    if on_eval is not None:
+      on_eval(done, scores)
+    if meta["best_loss"] is None or scores["eval_loss"] < meta["best_loss"]:
+      save_value_model(out_dir / BEST_DIR, state.params, backbone_path, cfg.max_length,
+                       {"step": done, **scores})
+      meta = {"best_loss": scores["eval_loss"], "best_step": done, "best": scores}
+    return scores
+
+  run.state = loop.run(plan, start, run.step_fn, run.batch, row=row, evaluate=evaluate,
+                       meta=lambda done: meta)
+  first_loss, last_loss = (losses[0], losses[-1]) if losses else (None, None)
   return {"value_model_path": str(out_dir / BEST_DIR), "best_step": meta["best_step"],
           **{f"best_{k}": v for k, v in meta["best"].items()},
           "num_train": len(run.train_seqs), "num_eval": len(run.held_seqs), "steps": run.total,
-          "resumed_from": first, "first_train_loss": first_loss, "last_train_loss": last_loss,
+          "resumed_from": start.step, "first_train_loss": first_loss, "last_train_loss": last_loss,
           "train_seconds": round(time.time() - start_time, 1)}

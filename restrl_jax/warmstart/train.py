@@ -3,7 +3,8 @@
 `train_policy(cfg, out_dir)` runs `cfg.steps` optimizer steps (AdamW, schedule from `cfg`),
 appends metrics to `out_dir/metrics.jsonl`, saves orbax checkpoints to `out_dir/checkpoints`
 every `cfg.checkpoint_every` steps and at the end, and resumes from the newest one when re-run
-(batches are a function of the step, so a resumed run matches an uninterrupted one). Finally it
+(`training.loop`; batches are a function of the step, so a resumed run matches an uninterrupted
+one). Finally it
 writes the policy as a Hugging Face folder (`out_dir/policy`: config.json, safetensors,
 tokenizer files) that loads with `models.load_hf` + `transformers.AutoTokenizer`.
 
@@ -21,15 +22,15 @@ from typing import Any, Callable
 
 import jax
 
-from restrl_jax import io_utils, models, training
+from restrl_jax import models, training
 from restrl_jax.checkpoint import Checkpointer
 from restrl_jax.data.synthetic import load_synthetic
-from restrl_jax.metrics_writer import MetricsWriter
 from restrl_jax.policy_folder import export_policy
+from restrl_jax.training import loop
 from restrl_jax.tokenizer import embedded_tokenizer, load_tokenizer, save_tokenizer
 from restrl_jax.warmstart import data
 
-POLICY_DIR, CHECKPOINT_DIR, METRICS_FILE = "policy", "checkpoints", "metrics.jsonl"
+POLICY_DIR, CHECKPOINT_DIR = "policy", "checkpoints"
 SERVED_TOKENIZER_DIR = "served_tokenizer"
 StepCallback = Callable[[int, dict], None]
 
@@ -103,16 +104,6 @@ def _check(cfg: WarmstartConfig) -> None:
       raise ValueError(f"config.warmstart.{field} must be >= 1, got {getattr(cfg, field)}")
 
 
-def _resume(ckpt: Checkpointer, state: training.TrainState, metrics_path: Path):
-  restored = ckpt.restore_latest(state)
-  if restored is None:
-    return state, 0
-  state, _, step = restored
-  logging.info("warm start: resuming from checkpoint step %d", step)
-  io_utils.trim_jsonl(metrics_path, step)
-  return state, step
-
-
 def restore_params(cfg: WarmstartConfig, config: models.ModelConfig,
                    out_dir: str | Path, step: int | None = None) -> tuple[Any, int]:
   """(params, step) of a warm-start checkpoint under `out_dir` (default: the newest)."""
@@ -144,24 +135,26 @@ def train_policy(cfg: WarmstartConfig, out_dir: str | Path,
   state = training.init_train_state(params, optimizer)
   step_fn = training.make_train_step(functools.partial(training.sft_loss, config), optimizer)
   start_time = time.time()
-  with Checkpointer(out_dir / CHECKPOINT_DIR, max_to_keep=cfg.keep_checkpoints) as ckpt:
-    state, first = _resume(ckpt, state, out_dir / METRICS_FILE)
-    with MetricsWriter(out_dir, tensorboard=cfg.tensorboard) as writer:
-      for step in range(first, cfg.steps):
-        batch = data.batch_for_step(examples, step, cfg.batch_size, cfg.seed, config.pad_token_id,
-                                     cfg.pad_multiple)
-        state, metrics = step_fn(state, batch)
-        done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
-          metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-          writer.write(done, metrics)
-          logging.info("warm start step %d: loss %.4f", done, metrics["loss"])
-          if on_step is not None:
-            on_step(done, metrics)
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-          ckpt.save(done, state, {"num_examples": len(examples)})
+  plan = loop.LoopPlan(cfg.steps, out_dir / CHECKPOINT_DIR, out_dir,
+                       checkpoint_at=loop.every(cfg.checkpoint_every, cfg.steps),
+                       log_at=loop.every(cfg.log_every, cfg.steps),
+                       keep_checkpoints=cfg.keep_checkpoints, tensorboard=cfg.tensorboard)
+  start = loop.resume(plan, state)
+  if start.step:
+    logging.info("warm start: resuming from checkpoint step %d", start.step)
+
+  def logged(done: int, metrics: dict) -> None:
+    logging.info("warm start step %d: loss %.4f", done, metrics["loss"])
+    if on_step is not None:
+      on_step(done, metrics)
+
+  state = loop.run(
+      plan, start, step_fn,
+      lambda step: data.batch_for_step(examples, step, cfg.batch_size, cfg.seed,
+                                       config.pad_token_id, cfg.pad_multiple),
+      meta=lambda done: {"num_examples": len(examples)}, on_row=logged)
   policy = export_policy(config, state.params, tokenizer, out_dir / POLICY_DIR)
-  return {"policy_path": str(policy), "steps": int(cfg.steps), "resumed_from": first,
+  return {"policy_path": str(policy), "steps": int(cfg.steps), "resumed_from": start.step,
           "num_examples": len(examples), "dropped_examples": dropped,
           "num_params": sum(x.size for x in jax.tree.leaves(state.params)),
           "train_seconds": round(time.time() - start_time, 1)}
