@@ -314,7 +314,15 @@ def run_search(out: str) -> dict[str, int]:
   from restrl_jax.execution import ExecutionPool
   from restrl_jax.pipeline import runner
 
+  from restrl_jax.pipeline.stages.common import benchmark_problems
+
   workdir = os.path.join(out, "work_search")
+  config = search_config(workdir)
+  # load the problems first: a process that finds them missing from the shared cache verifies
+  # their references in a sandbox pool, which the count below is not about
+  for which in ("collect", "decode"):
+    benchmark_problems(*(config.mcts[f"{which}_{k}"]
+                         for k in ("benchmark", "data_path", "split", "num_problems")))
   writes: list[str] = []
   _record_writes(writes, workdir)
   ran = {"programs": 0}
@@ -325,7 +333,7 @@ def run_search(out: str) -> dict[str, int]:
     return submit(self, programs, suites)
   ExecutionPool.submit = counted
   try:
-    runner.run_pipeline(search_config(workdir))
+    runner.run_pipeline(config)
   finally:
     ExecutionPool.submit = submit
   with open(os.path.join(out, f"search_writes.{jax.process_index()}.json"), "w") as f:
