@@ -60,7 +60,6 @@ from restrl_jax import chip_specs, models  # noqa: E402
 from restrl_jax.data.synthetic import load_synthetic  # noqa: E402
 from restrl_jax.execution import ExecutionPool, isolation  # noqa: E402
 from restrl_jax.rl import rounds  # noqa: E402
-from restrl_jax.rl.losses import GRPOLossConfig  # noqa: E402
 from restrl_jax.rl.trainer import GRPOConfig, GRPOTrainer, Request  # noqa: E402
 from restrl_jax.rollout import encode_prompt  # noqa: E402
 from restrl_jax.sampling import Buckets, Sampler, SamplingParams  # noqa: E402
@@ -262,8 +261,7 @@ def grpo_config(shapes: Shapes) -> GRPOConfig:
   size's shapes."""
   return GRPOConfig(group_size=shapes.grpo_group, prompts_per_step=shapes.grpo_prompts,
                     max_prompt_tokens=shapes.grpo_prompt_tokens,
-                    max_new_tokens=shapes.grpo_new_tokens, temperature=0.7,
-                    loss=GRPOLossConfig(beta_kl=0.04, norm_length=shapes.grpo_new_tokens))
+                    max_new_tokens=shapes.grpo_new_tokens, temperature=0.7, beta_kl=0.04)
 
 
 def request_stream(requests: list[Request]) -> Callable[[int], list[Request]]:

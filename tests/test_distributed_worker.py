@@ -106,7 +106,6 @@ def _grpo_job(mesh, per_host: bool = True) -> Job:
   from restrl_jax.data.synthetic import load_synthetic
   from restrl_jax.execution.jobs import Limits
   from restrl_jax.execution.pool import ExecutionPool
-  from restrl_jax.rl.losses import GRPOLossConfig
   from restrl_jax.rl.trainer import GRPOConfig, GRPOTrainer, Request
   from restrl_jax.sampling import Sampler
   from restrl_jax.sampling.row_feed import HostRowFeed
@@ -118,7 +117,7 @@ def _grpo_job(mesh, per_host: bool = True) -> Job:
   # accumulates 2 micro-batches
   cfg = GRPOConfig(group_size=GRPO_GROUP, prompts_per_step=GRPO_PROMPTS, max_new_tokens=12,
                    max_prompt_tokens=256, temperature=1.0, stop_at_fence=True,
-                   overlap_chunks=2, grad_accum_steps=2, loss=GRPOLossConfig(beta_kl=0.0))
+                   overlap_chunks=2, grad_accum_steps=2, beta_kl=0.0)
   pool = CountingPool(ExecutionPool(num_workers=1, limits=Limits(program_timeout_s=60)))
   problems = [dataclasses.replace(p, starter_code=p.solutions[0] + "#")
               for p in load_synthetic("train", 2 * GRPO_PROMPTS, verify=False)]
@@ -188,19 +187,16 @@ def rest_configs(steps: int):
   the GRPO job, and collection in chunks of 6 rows (16 rows: 6, 6, 4): across hosts each chunk
   is padded to the 8 batch shards, the size of the GRPO sampling chunks (one compiled sampling
   program serves both), so process 1 samples padding rows and, in the last chunk, only those."""
-  from restrl_jax.rl.losses import GRPOLossConfig
-  from restrl_jax.rl.rest_data import RestDataConfig
   from restrl_jax.rl.rounds import RoundsConfig
   from restrl_jax.rl.trainer import GRPOConfig
-  from restrl_jax.sampling import SamplingParams
   cfg = RoundsConfig(method="rest_grpo", rounds=1, num_samples=GRPO_GROUP, collect_batch=6,
-                     collect=SamplingParams(max_new_tokens=12, temperature=1.0),
-                     data=RestDataConfig(sigma0=0.05, r0=0.9, alpha=0.95, beta=0.5),
-                     epochs=4.0, max_steps_per_round=steps, learning_rate=1e-2,
-                     schedule="constant", adam_eps=1e-4, checkpoint_every=steps)
+                     max_new_tokens=12, temperature=1.0, sigma0=0.05, r0=0.9, alpha=0.95,
+                     beta=0.5, epochs=4.0, max_steps_per_round=steps, learning_rate=1e-2,
+                     schedule="constant", adam_eps=1e-4, checkpoint_every=steps,
+                     tensorboard=False)
   grpo = GRPOConfig(group_size=GRPO_GROUP, prompts_per_step=GRPO_PROMPTS, max_new_tokens=12,
                     max_prompt_tokens=256, temperature=1.0, stop_at_fence=True,
-                    overlap_chunks=2, grad_accum_steps=2, loss=GRPOLossConfig(beta_kl=0.0))
+                    overlap_chunks=2, grad_accum_steps=2, beta_kl=0.0)
   return cfg, grpo
 
 

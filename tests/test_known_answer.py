@@ -41,8 +41,6 @@ from restrl_jax.data.problem import Problem
 from restrl_jax.execution.spec import ExecResult, TestSuite
 from restrl_jax.rl import dpo, grpo_step, rounds
 from restrl_jax.rl import trainer as trainer_module
-from restrl_jax.rl.losses import GRPOLossConfig
-from restrl_jax.rl.rest_data import RestDataConfig
 from restrl_jax.rl.trainer import DPOConfig, GRPOConfig, GRPOTrainer, Request
 from restrl_jax.rollout import rollout
 from restrl_jax.sampling import SamplingParams
@@ -158,7 +156,7 @@ GRPO_STEPS, GRPO_LR = 20, 1e-2
 def grpo(model_config, tokenizer):
   cfg = GRPOConfig(group_size=GROUP, prompts_per_step=PROMPTS_PER_STEP,
                    max_new_tokens=NEW_TOKENS, max_prompt_tokens=64, temperature=1.0,
-                   loss=GRPOLossConfig(beta_kl=0.0))
+                   beta_kl=0.0)
   optimizer = training.make_optimizer(GRPO_LR, GRPO_STEPS, schedule="constant")
   return GRPOTrainer(model_config, tokenizer, cfg, optimizer, SpaceFirstPool()), optimizer
 
@@ -210,12 +208,13 @@ def rounds_setup(method: str, learning_rate: float, epochs: float,
                  seed: int = 0) -> rounds.Setup:
   """ReST rounds on the task: `epochs` passes over each round's rows (or pairs), constant LR."""
   cfg = rounds.RoundsConfig(
-      method=method, num_samples=GROUP, collect=COLLECT, seed=seed,
-      data=RestDataConfig(sigma0=0.05, r0=0.9, alpha=0.95, beta=0.5), epochs=epochs,
-      learning_rate=learning_rate, schedule="constant", checkpoint_every=1000)
+      method=method, num_samples=GROUP, max_new_tokens=COLLECT.max_new_tokens,
+      temperature=COLLECT.temperature, seed=seed, sigma0=0.05, r0=0.9, alpha=0.95, beta=0.5,
+      epochs=epochs, learning_rate=learning_rate, dpo_learning_rate=learning_rate,
+      schedule="constant", checkpoint_every=1000, tensorboard=False)
   grpo_cfg = GRPOConfig(group_size=GROUP, prompts_per_step=PROMPTS_PER_STEP,
                         max_new_tokens=NEW_TOKENS, max_prompt_tokens=64, temperature=1.0,
-                        loss=GRPOLossConfig(beta_kl=0.0))
+                        beta_kl=0.0)
   # DPO beta = 1: at the paper's 0.1 (and 0.5) the margin keeps growing long after the pair is
   # ordered, and 1 of 8 seeds moved its mass to tokens in neither pair (reward 0).
   dpo_cfg = DPOConfig(beta=1.0, pairs_per_step=4, max_prompt_tokens=64, max_completion_tokens=8)

@@ -34,9 +34,10 @@ def setup():
   return tok, config, params, prompts, completions
 
 
-def _trainer(tok, config, loss: GRPOLossConfig) -> GRPOTrainer:
+def _trainer(tok, config, **loss) -> GRPOTrainer:
+  """A trainer with the GRPOConfig loss settings `loss` (same names as GRPOLossConfig's)."""
   cfg = GRPOConfig(group_size=G, prompts_per_step=B, max_new_tokens=MAX_NEW,
-                   max_prompt_tokens=64, temperature=TEMPERATURE, loss=loss)
+                   max_prompt_tokens=64, temperature=TEMPERATURE, **loss)
   return GRPOTrainer(config, tok, cfg, optax.sgd(1.0), pool=None)
 
 
@@ -56,7 +57,7 @@ def _padded(config, params, prompts, completions, p):
 
 def test_the_completion_bucket_is_the_longest_rounded_up_and_capped(setup):
   tok, config, _, prompts, completions = setup
-  trainer = _trainer(tok, config, GRPOLossConfig())
+  trainer = _trainer(tok, config)
   assert trainer.lengths(prompts, completions) == (16, 32)
   assert trainer.lengths(prompts, [[1] * 40] * len(prompts))[1] == 64
   assert trainer.lengths(prompts, [[1] * 64] * len(prompts))[1] == MAX_NEW
@@ -85,8 +86,9 @@ def test_shared_prompt_states_equal_the_full_forward(setup):
                                          "seq-mean-token-sum-norm"])
 def test_bucketed_reference_loss_and_gradient_equal_the_padded_computation(setup, aggregation):
   tok, config, params, prompts, completions = setup
-  loss_cfg = GRPOLossConfig(beta_kl=0.1, epsilon_high=0.28, loss_aggregation=aggregation)
-  trainer = _trainer(tok, config, loss_cfg)
+  loss = dict(beta_kl=0.1, epsilon_high=0.28, loss_aggregation=aggregation)
+  loss_cfg = GRPOLossConfig(**loss)
+  trainer = _trainer(tok, config, **loss)
   ref_params = jax.tree.map(lambda x: x * 1.02, params)
   p, n = trainer.lengths(prompts, completions)
   tokens, attn, target, padded_logp = _padded(config, params, prompts, completions, p)

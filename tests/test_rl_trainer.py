@@ -71,7 +71,7 @@ def optimizer():
 @pytest.fixture(scope="module")
 def trainer(model_config, tok, optimizer, pool):
   cfg = GRPOConfig(group_size=G, prompts_per_step=B, max_new_tokens=N, max_prompt_tokens=128,
-                   temperature=0.7, loss=GRPOLossConfig(beta_kl=0.04))
+                   temperature=0.7, beta_kl=0.04)
   return GRPOTrainer(model_config, tok, cfg, optimizer, pool)
 
 
@@ -189,7 +189,8 @@ def test_objective_equals_grpo_loss_on_hand_built_batch(model_config, params0):
 def test_dynamic_sampling_keeps_informative_groups(trainer, params0, optimizer, pool, requests):
   const = [requests[0].problem.tests, requests[2].problem.tests]
   pool.fn = lambda i, program, suite: 0.25 if any(suite is c for c in const) else float(i % 2)
-  dapo = dataclasses.replace(trainer.cfg, dynamic_sampling=True, max_candidate_batches=3)
+  dapo = dataclasses.replace(trainer.cfg, dynamic_sampling=True,
+                             dynamic_max_candidate_batches=3)
   trainer.cfg = dapo  # same shapes and compiled functions; only the host loop differs
   try:
     state = fresh_state(params0, optimizer)
@@ -200,7 +201,7 @@ def test_dynamic_sampling_keeps_informative_groups(trainer, params0, optimizer, 
     assert metrics["dynamic_sampling/frac_dropped"] == 0.5
     assert metrics["frac_exec_zero_std"] == 0.0 and metrics["num_groups"] == 2
     # one candidate batch only: one valid group, the other slot is masked padding
-    trainer.cfg = dataclasses.replace(dapo, max_candidate_batches=1)
+    trainer.cfg = dataclasses.replace(dapo, dynamic_max_candidate_batches=1)
     state, metrics, ro = trainer.step(state, params0, stream(requests), jax.random.key(2))
     assert metrics["num_groups"] == 1 and metrics["dynamic_sampling/frac_filled"] == 0.5
     assert metrics["num_tokens"] == sum(len(c) for c in ro.completions[G:2 * G]) or (
@@ -233,8 +234,8 @@ def test_dpo_step_lowers_the_dpo_loss(model_config, tok, params0, requests):
 def test_kl_in_reward_and_two_iterations(trainer, params0, optimizer, pool, requests):
   pool.fn = lambda i, program, suite: float(i % 2)
   cfg = trainer.cfg
-  trainer.cfg = dataclasses.replace(cfg, num_iterations=2, loss=dataclasses.replace(
-      cfg.loss, kl_in_loss=False, beta_kl=0.5))   # host-side change; same compiled functions
+  trainer.cfg = dataclasses.replace(cfg, num_iterations=2, kl_in_loss=False,
+                                    beta_kl=0.5)   # host-side change; same compiled functions
   try:
     ref = jax.tree.map(lambda x: x * 1.05, params0)
     ro = trainer.rollouts(params0, stream(requests)(B), jax.random.key(4))

@@ -13,7 +13,6 @@ import pytest
 from restrl_jax import config_defaults, models, training
 from restrl_jax.data.synthetic import load_synthetic
 from restrl_jax.pipeline.stages import rest_grpo as stage
-from restrl_jax.rl.losses import GRPOLossConfig
 from restrl_jax.rl.trainer import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, Request
 from restrl_jax.rollout import JoinedFuture
 from restrl_jax.tokenizer import embedded_tokenizer
@@ -51,7 +50,7 @@ def setup():
 
 def _cfg(**kw):
   return GRPOConfig(group_size=G, prompts_per_step=B, max_new_tokens=N, max_prompt_tokens=128,
-                    loss=GRPOLossConfig(beta_kl=0.04), **kw)
+                    beta_kl=0.04, **kw)
 
 
 def _step(trainer, params, requests, key=7):

@@ -14,8 +14,6 @@ import pytest
 from restrl_jax import io_utils, models
 from restrl_jax.data.synthetic import load_synthetic
 from restrl_jax.execution import ExecutionPool
-from restrl_jax.rl.losses import GRPOLossConfig
-from restrl_jax.rl.rest_data import RestDataConfig
 from restrl_jax.rl.rounds import RoundsConfig, Setup, run_rounds
 from restrl_jax.rl.trainer import DPOConfig, GRPOConfig
 from restrl_jax.sampling import SamplingParams
@@ -46,12 +44,12 @@ def pool():
 
 def setup_for(method: str, pool, policy_dir, rounds: int) -> Setup:
   cfg = RoundsConfig(method=method, rounds=rounds, num_samples=4,
-                     collect=SamplingParams(max_new_tokens=16, temperature=1.0),
-                     data=RestDataConfig(sigma0=0.05, r0=0.9, alpha=0.95, beta=0.5),
-                     epochs=2.0, max_steps_per_round=2, learning_rate=1e-3, schedule="constant",
-                     checkpoint_every=1, tensorboard=True)
+                     max_new_tokens=16, temperature=1.0, sigma0=0.05, r0=0.9, alpha=0.95,
+                     beta=0.5, epochs=2.0, max_steps_per_round=2, learning_rate=1e-3,
+                     dpo_learning_rate=1e-3, schedule="constant", checkpoint_every=1,
+                     tensorboard=True)
   grpo = GRPOConfig(group_size=4, prompts_per_step=2, max_new_tokens=16, max_prompt_tokens=256,
-                    temperature=1.0, loss=GRPOLossConfig(beta_kl=0.04))
+                    temperature=1.0, beta_kl=0.04)
   return Setup(problems=comment_problems(6), tokenizer=load_tokenizer(policy_dir), pool=pool,
                cfg=cfg, grpo=grpo, dpo=DPOConfig(pairs_per_step=2, max_completion_tokens=32))
 

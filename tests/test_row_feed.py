@@ -191,10 +191,8 @@ def test_a_host_feed_selects_its_rows_and_gathers_every_process_s():
 # -- GRPO steps on per-host rows: checks, the trainer's selection and gather ---------------------
 
 def grpo_config(**cfg):
-  from restrl_jax.rl.losses import GRPOLossConfig
   from restrl_jax.rl.trainer import GRPOConfig
-  loss = GRPOLossConfig(beta_kl=cfg.pop("beta_kl", 0.0), kl_in_loss=cfg.pop("kl_in_loss", True))
-  return GRPOConfig(**dict(dict(group_size=2, prompts_per_step=4), **cfg), loss=loss)
+  return GRPOConfig(**dict(dict(group_size=2, prompts_per_step=4, beta_kl=0.0), **cfg))
 
 
 def test_a_step_on_per_host_rows_refuses_what_it_cannot_do():

@@ -90,6 +90,14 @@ class RestDataConfig:
       _check_beta(self.beta)
 
 
+def count_or_ratio(beta: float | int) -> float | int:
+  """`beta` as RestDataConfig takes it: an integral float > 1 (a config's `4.0`) is the count 4;
+  other values unchanged."""
+  if isinstance(beta, float) and beta > 1.0 and beta.is_integer():
+    return int(beta)
+  return beta
+
+
 def _check_beta(beta: float | int) -> None:
   if isinstance(beta, bool) or not isinstance(beta, (int, float)):
     raise ValueError(f"beta={beta!r} must be an int (count) or a float (ratio)")

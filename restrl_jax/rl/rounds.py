@@ -56,17 +56,33 @@ POLICY_DIR = "policy"
 
 @dataclasses.dataclass(frozen=True)
 class RoundsConfig:
+  """The ReST loop: the fields are the keys of the config's `rest` section that the loop reads
+  (and its defaults the section's values), the optimiser's keys of `grpo` (`epochs` ...
+  `grad_clip`), the policy's `dtype`, and `collect_batch` / `adam_eps`, which no section sets."""
   method: str = "rest_grpo"              # rest_grpo | grpo | dapo | rest_dpo
   rounds: int = 2
-  num_samples: int = 5                   # N per problem in collection
+  # collection: N samples per training problem
+  num_samples: int = 5
+  temperature: float = 0.7
+  top_p: float = 1.0
+  top_k: int = 0
+  max_new_tokens: int = 1024
   collect_batch: int | None = None       # rows per sampling call; None: the GRPO batch B*G
-  collect: SamplingParams = SamplingParams(max_new_tokens=1024, temperature=0.7)
-  data: rest_data.RestDataConfig = rest_data.RestDataConfig()
+  # assembly (rest_data.RestDataConfig)
+  sigma0: float = 0.05
+  r0: float = 0.9
+  alpha: float = 0.95
+  beta: float | int = 0.5                # ratio, or a count (`rest_data.count_or_ratio`)
+  mode: str = "sample"
+  dedup: bool = False
+  state_end: str = "token"
   shuffle_seed: int = 42
   seed: int = 0
+  # training
   epochs: float = 1.0
   max_steps_per_round: int | None = None
-  learning_rate: float = 1e-7
+  learning_rate: float = 1e-7            # GRPO's
+  dpo_learning_rate: float = 2e-5        # ReST-DPO's
   schedule: str = "linear"
   warmup_steps: int = 0
   weight_decay: float = 0.0
@@ -74,7 +90,7 @@ class RoundsConfig:
   adam_eps: float = 1e-8
   checkpoint_every: int = 50
   keep_checkpoints: int = 2
-  tensorboard: bool = False
+  tensorboard: bool = True
   dtype: str = "float32"
 
   def __post_init__(self):
@@ -85,6 +101,19 @@ class RoundsConfig:
         raise ValueError(f"rest.{name} must be >= 1, got {getattr(self, name)}")
     if self.epochs <= 0:
       raise ValueError(f"epochs (config.grpo.epochs) must be > 0, got {self.epochs}")
+    _ = self.data   # RestDataConfig checks its settings now, before any round runs
+
+  @property
+  def collect(self) -> SamplingParams:
+    """Collection's sampling (no stop strings; the seed is the rounds')."""
+    return SamplingParams(max_new_tokens=self.max_new_tokens, temperature=self.temperature,
+                          top_p=self.top_p, top_k=self.top_k, seed=self.seed)
+
+  @property
+  def data(self) -> rest_data.RestDataConfig:
+    return rest_data.RestDataConfig(sigma0=self.sigma0, r0=self.r0, alpha=self.alpha,
+                                    beta=rest_data.count_or_ratio(self.beta), mode=self.mode,
+                                    dedup=self.dedup, state_end=self.state_end)
 
   @property
   def data_config(self) -> rest_data.RestDataConfig:
@@ -92,6 +121,11 @@ class RoundsConfig:
     if self.method == "rest_grpo":
       return self.data
     return dataclasses.replace(self.data, mode="basic")
+
+  @property
+  def train_learning_rate(self) -> float:
+    """The peak learning rate of the round's updates: ReST-DPO's or GRPO's."""
+    return self.dpo_learning_rate if self.method == "rest_dpo" else self.learning_rate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,7 +302,7 @@ def round_optimizer(cfg: RoundsConfig) -> optax.GradientTransformation:
   + global-norm clipping with the learning rate as optimizer state, so every round sets its own
   schedule through `training.optim.with_learning_rate` and all rounds share one compiled train
   step; low-precision (bf16) params get an fp32 master copy that the optimizer updates."""
-  return training.make_optimizer(cfg.learning_rate, weight_decay=cfg.weight_decay,
+  return training.make_optimizer(cfg.train_learning_rate, weight_decay=cfg.weight_decay,
                                  grad_clip=cfg.grad_clip, eps=cfg.adam_eps, param_dtype=cfg.dtype,
                                  inject_learning_rate=True)
 
@@ -354,7 +388,7 @@ def train_round(runtime: Runtime, host_params, rows: list, round_index: int, rou
   ref = place_params(model_config, host_params, setup.mesh)
   if steps == 0:
     return ref, {"steps": 0, "resumed_from": 0}
-  schedule = training.optim.make_schedule(cfg.learning_rate, steps, cfg.warmup_steps,
+  schedule = training.optim.make_schedule(cfg.train_learning_rate, steps, cfg.warmup_steps,
                                           cfg.schedule)
   state = training.init_train_state(place_params(model_config, host_params, setup.mesh),
                                     runtime.optimizer, setup.mesh)

@@ -26,8 +26,8 @@ log-prob pass, while the sandbox runs), `exec_wait_s` (then still waiting on the
 `train_s` (advantages and the update), `step_s`; `exec_s` is the sandbox's own span.
 
 DAPO dynamic sampling (`dynamic_sampling=True`) samples candidate batches of B requests until B
-groups with non-zero execution-reward std are found (or `max_candidate_batches` ran out); the
-missing groups are padding rows with an all-zero loss mask, so the step keeps one shape.
+groups with non-zero execution-reward std are found (or `dynamic_max_candidate_batches` ran
+out); the missing groups are padding rows with an all-zero loss mask, so the step keeps one shape.
 
 `DPOTrainer.step` does the ReST-DPO update on a batch of `DPOPair`s.
 """
@@ -66,23 +66,37 @@ class Request(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class GRPOConfig:
+  """GRPO optimisation (docs/method.md §3.1, §4.3); the fields are the keys of the config's
+  `grpo` section (less the optimiser's, which the ReST rounds read) and the defaults its values
+  (TRL 0.18.2's). The loss and the advantages see their parts as `loss` and `advantage_config`."""
   group_size: int = 8                    # G
   prompts_per_step: int = 2              # B (the step trains on B*G completions)
   max_prompt_tokens: int = 1024          # longer prompts are left-truncated (TRL)
-  max_new_tokens: int = 1024
+  max_new_tokens: int = 1024             # also L of "seq-mean-token-sum-norm" (TRL's dr_grpo)
   temperature: float = 0.7
   top_p: float = 1.0
   top_k: int = 0
   stop_at_fence: bool = False            # False: the paper (no stop strings)
+  beta_kl: float = 0.04
+  kl_estimator: str = "k3"
+  kl_in_loss: bool = True                # False: KL only logged, put in the reward
+  kl_clamp: float | None = None
+  kl_reward_reduce: str = "sum"          # KL-in-reward (kl_in_loss=False): sum | mean
+  epsilon: float = 0.2                   # PPO clip ε (ε_low)
+  epsilon_high: float | None = None      # clip-higher (DAPO: 0.28); None: = epsilon
+  dual_clip_c: float | None = None       # None: no dual-clip
   num_iterations: int = 1                # μ updates per sampled batch
   old_logprobs: str = "auto"             # auto: none for μ = 1 (ratio ≡ 1), else recompute
-  loss: losses.GRPOLossConfig = losses.GRPOLossConfig()
-  advantage: AdvantageConfig = AdvantageConfig()
-  kl_reward_reduce: str = "sum"          # KL-in-reward (loss.kl_in_loss=False): sum | mean
+  policy_loss: str = "ppo-clip"
+  loss_aggregation: str = "token-mean"
+  advantage: str = "grpo"                # the estimator (advantages.ADVANTAGE)
+  advantage_scale: str = "group"         # "group" | "batch" | "none"
+  advantage_ddof: int = 1
+  advantage_eps: float = 1e-4
   symbol_reward: float = 1e-3
   trailing_penalty: float = 1e-6
-  dynamic_sampling: bool = False         # DAPO
-  max_candidate_batches: int = 4
+  dynamic_sampling: bool = False         # DAPO (the rounds set it for method "dapo")
+  dynamic_max_candidate_batches: int = 4
   dynamic_min_std: float = 0.0
   remat: bool = False
   grad_accum_steps: int = 1              # micro-batches per update (whole rows, exact loss)
@@ -91,7 +105,7 @@ class GRPOConfig:
 
   def __post_init__(self):
     for name in ("group_size", "prompts_per_step", "max_prompt_tokens", "max_new_tokens",
-                 "num_iterations", "max_candidate_batches", "grad_accum_steps",
+                 "num_iterations", "dynamic_max_candidate_batches", "grad_accum_steps",
                  "overlap_chunks"):
       if int(getattr(self, name)) < 1:
         raise ValueError(f"GRPOConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -100,6 +114,21 @@ class GRPOConfig:
     if self.temperature <= 0.0:
       raise ValueError(f"GRPOConfig.temperature={self.temperature} must be > 0 (log-probs of a "
                        "greedy policy are undefined)")
+
+  @property
+  def loss(self) -> losses.GRPOLossConfig:
+    """The loss's settings; "seq-mean-token-sum-norm"'s L is `max_new_tokens`, so the completion
+    bucket of a step does not change the loss (TRL's dr_grpo divides by max_completion_length)."""
+    return losses.GRPOLossConfig(
+        policy_loss=self.policy_loss, epsilon_low=self.epsilon, epsilon_high=self.epsilon_high,
+        dual_clip_c=self.dual_clip_c, beta_kl=self.beta_kl, kl_estimator=self.kl_estimator,
+        kl_clamp=self.kl_clamp, kl_in_loss=self.kl_in_loss,
+        loss_aggregation=self.loss_aggregation, norm_length=self.max_new_tokens)
+
+  @property
+  def advantage_config(self) -> AdvantageConfig:
+    return AdvantageConfig(estimator=self.advantage, scale=self.advantage_scale,
+                           ddof=self.advantage_ddof, eps=self.advantage_eps)
 
   @property
   def old_logprob_source(self) -> str | None:
@@ -174,7 +203,7 @@ class GRPOTrainer:
     self._check_batch()
     if not self.feed.rows_are_global:
       check_rows_per_host(cfg, mesh, self.feed)
-    objective = functools.partial(grpo_step.grpo_objective, model_config, _fixed_norm(cfg),
+    objective = functools.partial(grpo_step.grpo_objective, model_config, cfg.loss,
                                   cfg.temperature, cfg.remat,
                                   micro_batch_share(cfg.group_size, cfg.grad_accum_steps))
     self.train_step = make_accum_train_step(objective, optimizer, cfg.grad_accum_steps, mesh,
@@ -216,7 +245,7 @@ class GRPOTrainer:
                        key: jax.Array) -> tuple[Rollouts, np.ndarray, dict]:
     b, g = self.cfg.prompts_per_step, self.cfg.group_size
     sel, candidates = ds.GroupSelection(b), []
-    while not sel.full and sel.num_batches < self.cfg.max_candidate_batches:
+    while not sel.full and sel.num_batches < self.cfg.dynamic_max_candidate_batches:
       ro = self.rollouts(params, next_requests(b), jax.random.fold_in(key, sel.num_batches))
       candidates.append(ro)
       sel = ds.add_candidates(sel, ro.exec_reward.reshape(b, g), self.cfg.dynamic_min_std)
@@ -313,7 +342,7 @@ class GRPOTrainer:
                               self.cfg.loss, self.cfg.kl_reward_reduce)
       if self.cfg.old_logprob_source is None:
         batch.pop("old_logp")
-    adv = np.asarray(_advantages(rewards, self.cfg.group_size, self.cfg.advantage)) * valid
+    adv = np.asarray(_advantages(rewards, self.cfg.group_size, self.cfg.advantage_config)) * valid
     batch["advantages"] = grpo_step.place_batch({"a": adv.astype(np.float32)}, self.mesh,
                                                 self.feed)["a"]
     return batch, rollout_metrics(ro, valid, self.cfg.group_size, adv)
@@ -344,15 +373,6 @@ def micro_batch_share(group_size: int, grad_accum_steps: int) -> int:
   `grad_accum_steps` (training/accumulate.py), so a group of G rows leaves G / k consecutive
   rows in each when k divides G, and otherwise no two neighbours are known to share one."""
   return group_size // grad_accum_steps if group_size % grad_accum_steps == 0 else 1
-
-
-def _fixed_norm(cfg: GRPOConfig) -> losses.GRPOLossConfig:
-  """The loss config with "seq-mean-token-sum-norm"'s L fixed at `max_new_tokens` when unset,
-  so the completion bucket of a step does not change the loss (TRL's dr_grpo divides by
-  max_completion_length)."""
-  if cfg.loss.norm_length is not None:
-    return cfg.loss
-  return dataclasses.replace(cfg.loss, norm_length=cfg.max_new_tokens)
 
 
 def _exec_rewards(pending: PendingRollout) -> np.ndarray:
@@ -390,7 +410,7 @@ def check_rows_per_host(cfg: GRPOConfig, mesh: jax.sharding.Mesh | None, feed: A
     raise ValueError("GRPOConfig.dynamic_sampling (DAPO) is not supported across hosts: each "
                      "host would stop drawing candidate batches at a different time")
   if not cfg.loss.kl_in_loss and cfg.loss.beta_kl > 0.0:
-    raise ValueError("GRPOConfig.loss.kl_in_loss=False (KL in the reward) is not supported "
+    raise ValueError("GRPOConfig.kl_in_loss=False (KL in the reward) is not supported "
                      "across hosts; keep the KL in the loss")
   for p in range(feed.num_processes):
     feed.rows(cfg.prompts_per_step * cfg.group_size, cfg.group_size, process_index=p)
@@ -418,7 +438,7 @@ def whole_batch_metrics(feed: Any, cfg: GRPOConfig, metrics: dict, full: Rollout
   """A step's metrics with rollout statistics over the whole batch and the slowest process's
   timings (the update's own metrics are global already)."""
   g = cfg.group_size
-  adv = _advantages(jnp.asarray(full.reward, jnp.float32), g, cfg.advantage)
+  adv = _advantages(jnp.asarray(full.reward, jnp.float32), g, cfg.advantage_config)
   out = dict(metrics, **rollout_metrics(full, np.ones(len(full.prompts), bool), g,
                                         np.asarray(adv)))
   names = [k for k in TIMINGS if k in metrics]
@@ -450,6 +470,8 @@ def rollout_metrics(ro: Rollouts, valid: np.ndarray, g: int, adv: np.ndarray) ->
 
 @dataclasses.dataclass(frozen=True)
 class DPOConfig:
+  """ReST-DPO updates (docs/method.md §4.4; TRL DPOTrainer's defaults): the config's
+  `rest.dpo_<field>` keys, and `max_prompt_tokens`, `remat`, `grad_accum_steps` of `grpo`."""
   beta: float = 0.1
   label_smoothing: float = 0.0
   pairs_per_step: int = 2

@@ -20,14 +20,19 @@ from typing import Any, NamedTuple
 from restrl_jax import distributed, io_utils
 from restrl_jax.pipeline.policy_source import weights_digest
 from restrl_jax.pipeline.registry import StageContext, register_stage
-from restrl_jax.pipeline.sections import section
+from restrl_jax.pipeline.sections import dataclass_from, section
 from restrl_jax.pipeline.stages.common import (batches, benchmark_problems, execution_pool,
                                                policy_sampler, sampling_params)
 from restrl_jax.search import collect as collect_lib
+from restrl_jax.search.mcts_config import MCTSConfig
 
 STAGE = "collect_values"
 READS = ("seed", "model", "sampling", "execution.isolation", "mcts.collect_*", "mcts.eps",
          "mcts.seed", "mcts.batch_trees")
+# `mcts` keys in no MCTSConfig field: the training problems, loaded here, and the trees searched
+# together (`batches`)
+STAGE_KEYS = ("collect_benchmark", "collect_data_path", "collect_split", "collect_num_problems",
+              "batch_trees")
 VALUES_FILE, PROGRESS_FILE = "values.jsonl", "progress.json"
 TIMING_KEYS = ("generation", "execution", "value", "bookkeeping", "total", "expansions")
 
@@ -70,8 +75,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
   sampler, policy = policy_sampler(config, ctx.workdir)
   problems = benchmark_problems(cfg.collect_benchmark, cfg.collect_data_path, cfg.collect_split,
                                 cfg.collect_num_problems)
-  search = collect_lib.collect_config(cfg.collect_iterations, cfg.collect_samples,
-                                      cfg.collect_width, cfg.collect_c, cfg.eps, cfg.seed)
+  search = dataclass_from(cfg, MCTSConfig).collect_search
   sp = sampling_params(config.sampling)
   done = _resume_values(stage_dir)
   timing = dict.fromkeys(TIMING_KEYS, 0.0)

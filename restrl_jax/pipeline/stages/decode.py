@@ -21,16 +21,22 @@ from typing import Any
 from restrl_jax import distributed, io_utils
 from restrl_jax.pipeline.policy_source import weights_digest
 from restrl_jax.pipeline.registry import StageContext, register_stage
-from restrl_jax.pipeline.sections import section
+from restrl_jax.pipeline.sections import dataclass_from, section
 from restrl_jax.pipeline.stages.common import (batches, benchmark_problems, execution_pool,
                                                policy_sampler, sampling_params)
 from restrl_jax.search import answer_selection
+from restrl_jax.search.mcts_config import MCTSConfig
 from restrl_jax.value.model import load_value_model
 from restrl_jax.value.train import BEST_DIR
 
 STAGE = "decode"
 READS = ("seed", "model", "sampling", "execution.isolation", "value.dtype",
-         "value.score_batch_size", "mcts.decode_*", "mcts.eps", "mcts.seed", "mcts.batch_trees", "mcts.max_steps_factor")
+         "value.score_batch_size", "mcts.decode_*", "mcts.eps", "mcts.seed", "mcts.batch_trees",
+         "mcts.max_steps_factor")
+# `mcts` keys in no MCTSConfig field: the test problems, loaded here, the methods decoded and the
+# trees searched together (`batches`)
+STAGE_KEYS = ("decode_benchmark", "decode_data_path", "decode_split", "decode_num_problems",
+              "decode_methods", "batch_trees")
 
 
 def _answer_rows(answers, rewards) -> list[dict]:
@@ -41,25 +47,24 @@ def _answer_rows(answers, rewards) -> list[dict]:
 @dataclasses.dataclass(frozen=True)
 class Decoding:
   """What decoding every method uses: the test problems, the policy's sampler and settings, this
-  process's sandbox pool, the value model's scorer, the `mcts` section and the sample budget."""
+  process's sandbox pool, the value model's scorer, the searches' settings and the trees
+  searched together."""
   problems: list
   sampler: Any
   sampling: Any       # SamplingParams
   pool: Any
   scorer: Any
-  cfg: Any            # the `mcts` section
-  budget: int
+  mcts: MCTSConfig
+  batch_trees: int
 
   def share(self, method: str, rows: range) -> list[tuple]:
     """This process's problems `rows` (maybe none) decoded with `method`, their answers run in
     its sandbox pool -> [(answer, its rewards)]."""
     if not rows:
       return []
-    cfg, batch = self.cfg, [self.problems[i] for i in rows]
-    answers = answer_selection.decode(method, batch, self.sampler, self.sampling, self.budget,
-                                      self.scorer, cfg.decode_samples, cfg.decode_width,
-                                      cfg.decode_c, cfg.eps, cfg.seed, tree_ids=list(rows),
-                                      max_steps_factor=cfg.max_steps_factor)
+    batch = [self.problems[i] for i in rows]
+    answers = self.mcts.decode(method, batch, self.sampler, self.sampling, self.scorer,
+                               tree_ids=list(rows))
     return list(zip(answers, answer_selection.execute_answers(self.pool, batch, answers)))
 
 
@@ -68,7 +73,7 @@ def _decode_method(method: str, decoding: Decoding, stage_dir: Path) -> dict:
   problem order); process 0 writes `<method>.jsonl` and `<method>.json`. -> the method's scores
   (keys sorted, as read back from that file)."""
   answered = []
-  for rows in batches(len(decoding.problems), decoding.cfg.batch_trees):
+  for rows in batches(len(decoding.problems), decoding.batch_trees):
     answered += distributed.gather_lists(decoding.share(method, rows))
   answers, rewards = [a for a, _ in answered], [r for _, r in answered]
   scores = dict(sorted(answer_selection.answer_metrics(answers, rewards).items()))
@@ -91,18 +96,18 @@ def run(ctx: StageContext) -> dict[str, Any]:
                         tokenizer=sampler.tokenizer)
   problems = benchmark_problems(cfg.decode_benchmark, cfg.decode_data_path, cfg.decode_split,
                                 cfg.decode_num_problems)
-  budget = cfg.decode_budget or cfg.decode_iterations * cfg.decode_samples
+  mcts = dataclass_from(cfg, MCTSConfig)
   rows = []
   with execution_pool(config) as pool:
     isolation = pool.isolation
     decoding = Decoding(problems, sampler, sampling_params(config.sampling), pool, vm.scorer(),
-                        cfg, budget)
+                        mcts, cfg.batch_trees)
     for method in cfg.decode_methods:
       out = stage_dir / f"{method}.json"
       scores = (json.loads(out.read_text()) if out.exists()
                 else _decode_method(method, decoding, stage_dir))
-      rows.append({"method": f"{method} ({budget} samples)", "benchmark": cfg.decode_benchmark,
-                   **scores})
+      rows.append({"method": f"{method} ({mcts.budget} samples)",
+                   "benchmark": cfg.decode_benchmark, **scores})
   return {"policy": str(policy), "policy_sha256": weights_digest(policy),
-          "value_model": str(vm_path), "budget": budget,
+          "value_model": str(vm_path), "budget": mcts.budget,
           "isolation": isolation, "rows": rows}

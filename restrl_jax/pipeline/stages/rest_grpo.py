@@ -3,8 +3,9 @@
 `config.rest.method` picks the variant: "rest_grpo" (the paper), "grpo" (naive GRPO), "dapo"
 (naive data + dynamic sampling) or "rest_dpo". The sections `config.rest` / `config.grpo` are
 read over `config_defaults.rest()` / `grpo()`, so a config sets only what it changes (a field
-the defaults do not know is an error naming it) and become the plain dataclasses of
-`restrl_jax.rl` (RoundsConfig, GRPOConfig, DPOConfig). The training problems are those of
+the defaults do not know is an error naming it), and become the plain dataclasses of
+`restrl_jax.rl` (RoundsConfig, GRPOConfig, DPOConfig), whose fields are their keys (the map
+below). The training problems are those of
 `rest.benchmark` and of each `rest.extra_benchmarks` (files in `rest.extra_data_paths`, filled
 from the data root), less those whose task text is that of a problem of the `rest.held_out`
 evaluation sets (`data.holdout`; counts in the summary). The start policy is the newest policy an
@@ -35,12 +36,9 @@ from restrl_jax.data.holdout import drop_held_out
 from restrl_jax.data.registry import load_problems
 from restrl_jax.pipeline.policy_source import policy_tokenizer, resolve_policy, weights_digest
 from restrl_jax.pipeline.registry import StageContext, register_stage
-from restrl_jax.pipeline.sections import section
+from restrl_jax.pipeline.sections import dataclass_from, section
 from restrl_jax.pipeline.stages.common import execution_pool
 from restrl_jax.pipeline.stages.learning_curve import plot_curve
-from restrl_jax.rl import rest_data
-from restrl_jax.rl.advantages import AdvantageConfig
-from restrl_jax.rl.losses import GRPOLossConfig
 from restrl_jax.rl.rounds import CurveEval, RoundsConfig, Setup, run_rounds
 from restrl_jax.rl.trainer import DPOConfig, GRPOConfig
 from restrl_jax.sampling import SamplingParams
@@ -49,58 +47,38 @@ STAGE = "rest_grpo"
 READS = ("seed", "model", "rest", "grpo", "execution.isolation")
 
 
-def _beta(value: Any) -> float | int:
-  """rest.beta: a float ratio in (0, 1] or an int count (an integral float >= 1 counts)."""
-  if isinstance(value, float) and value > 1.0 and value.is_integer():
-    return int(value)
-  return value
+# How the two sections fill the dataclasses of restrl_jax.rl, each key in one place
+# (tests/test_config_sections.py checks that every key lands in exactly one):
+#   rest.<field>      -> RoundsConfig.<field>
+#   rest.dpo_<field>  -> DPOConfig.<field>
+#   model.dtype       -> RoundsConfig.dtype
+#   grpo.<field>      -> GRPOConfig.<field>, but for:
+GRPO_KEYS_OF_ROUNDS = ("epochs", "learning_rate", "schedule", "warmup_steps", "weight_decay",
+                       "grad_clip")    # the optimiser of each round, which the ReST loop builds
+GRPO_KEYS_OF_DPO = ("max_prompt_tokens", "remat", "grad_accum_steps")   # shared with ReST-DPO
+DPO_PREFIX = "dpo_"
+# fields no section sets: their defaults hold (the rounds set `dynamic_sampling` for "dapo")
+ROUNDS_UNSET, GRPO_UNSET = ("collect_batch", "adam_eps"), ("dynamic_sampling",)
+# `rest` keys in no dataclass: the training sets, loaded here (`training_problems`), and the
+# held-out learning curve, whose problems this stage loads (`curve_eval`).
+STAGE_KEYS = ("benchmark", "data_path", "split", "num_problems", "extra_benchmarks",
+              "extra_data_paths", "held_out", "held_out_paths", "curve_every", "curve_split",
+              "curve_num_problems", "curve_num_samples", "curve_max_new_tokens")
 
 
 def rounds_config(rest: ml_collections.ConfigDict, grpo: ml_collections.ConfigDict,
                   dtype: str) -> RoundsConfig:
-  dpo = rest.method == "rest_dpo"
-  data = rest_data.RestDataConfig(sigma0=rest.sigma0, r0=rest.r0, alpha=rest.alpha,
-                                  beta=_beta(rest.beta), mode=rest.mode, dedup=rest.dedup,
-                                  state_end=rest.state_end)
-  collect = SamplingParams(max_new_tokens=rest.max_new_tokens, temperature=rest.temperature,
-                           top_p=rest.top_p, top_k=rest.top_k, seed=rest.seed)
-  return RoundsConfig(
-      method=rest.method, rounds=rest.rounds, num_samples=rest.num_samples, collect=collect,
-      data=data, shuffle_seed=rest.shuffle_seed, seed=rest.seed, epochs=grpo.epochs,
-      max_steps_per_round=rest.max_steps_per_round,
-      learning_rate=rest.dpo_learning_rate if dpo else grpo.learning_rate,
-      schedule=grpo.schedule, warmup_steps=grpo.warmup_steps, weight_decay=grpo.weight_decay,
-      grad_clip=grpo.grad_clip, checkpoint_every=rest.checkpoint_every,
-      keep_checkpoints=rest.keep_checkpoints, tensorboard=rest.tensorboard, dtype=dtype)
+  return dataclass_from(rest, RoundsConfig, unset=ROUNDS_UNSET, dtype=dtype,
+                        **{key: grpo[key] for key in GRPO_KEYS_OF_ROUNDS})
 
 
 def grpo_config(grpo: ml_collections.ConfigDict) -> GRPOConfig:
-  loss = GRPOLossConfig(
-      policy_loss=grpo.policy_loss, epsilon_low=grpo.epsilon, epsilon_high=grpo.epsilon_high,
-      dual_clip_c=grpo.dual_clip_c, beta_kl=grpo.beta_kl, kl_estimator=grpo.kl_estimator,
-      kl_clamp=grpo.kl_clamp, kl_in_loss=grpo.kl_in_loss,
-      loss_aggregation=grpo.loss_aggregation, norm_length=grpo.max_new_tokens)
-  advantage = AdvantageConfig(estimator=grpo.advantage, scale=grpo.advantage_scale,
-                              ddof=grpo.advantage_ddof, eps=grpo.advantage_eps)
-  return GRPOConfig(
-      group_size=grpo.group_size, prompts_per_step=grpo.prompts_per_step,
-      max_prompt_tokens=grpo.max_prompt_tokens, max_new_tokens=grpo.max_new_tokens,
-      temperature=grpo.temperature, top_p=grpo.top_p, top_k=grpo.top_k,
-      stop_at_fence=grpo.stop_at_fence, num_iterations=grpo.num_iterations,
-      old_logprobs=grpo.old_logprobs, loss=loss, advantage=advantage,
-      kl_reward_reduce=grpo.kl_reward_reduce, symbol_reward=grpo.symbol_reward,
-      trailing_penalty=grpo.trailing_penalty,
-      max_candidate_batches=grpo.dynamic_max_candidate_batches,
-      dynamic_min_std=grpo.dynamic_min_std, remat=grpo.remat,
-      grad_accum_steps=grpo.grad_accum_steps, overlap_chunks=grpo.overlap_chunks)
+  return dataclass_from(grpo, GRPOConfig, unset=GRPO_UNSET)
 
 
 def dpo_config(rest: ml_collections.ConfigDict, grpo: ml_collections.ConfigDict) -> DPOConfig:
-  return DPOConfig(beta=rest.dpo_beta, label_smoothing=rest.dpo_label_smoothing,
-                   pairs_per_step=rest.dpo_pairs_per_step,
-                   max_prompt_tokens=grpo.max_prompt_tokens,
-                   max_completion_tokens=rest.dpo_max_completion_tokens, remat=grpo.remat,
-                   grad_accum_steps=grpo.grad_accum_steps)
+  return dataclass_from(rest, DPOConfig, prefix=DPO_PREFIX,
+                        **{key: grpo[key] for key in GRPO_KEYS_OF_DPO})
 
 
 def curve_eval(rest: ml_collections.ConfigDict) -> CurveEval | None:
@@ -111,7 +89,7 @@ def curve_eval(rest: ml_collections.ConfigDict) -> CurveEval | None:
                                  limit=rest.curve_num_problems))
   sampling = SamplingParams(max_new_tokens=rest.curve_max_new_tokens, temperature=0.7)
   return CurveEval(problems=problems, every=rest.curve_every,
-                   num_samples=rest.curve_num_samples, sampling=sampling)
+                   num_samples=rest.curve_num_samples, sampling=sampling, seed=rest.seed)
 
 
 def start_policy(ctx: StageContext) -> Path:

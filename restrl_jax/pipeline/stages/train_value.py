@@ -25,6 +25,9 @@ from restrl_jax.value.train import ValueTrainConfig, train_value
 
 STAGE = "train_value"
 READS = ("seed", "model", "value", "mesh.shape")
+# `value` keys in no ValueTrainConfig field: which records become examples, read here, and
+# whether to train on the config's mesh
+STAGE_KEYS = ("kinds", "dedupe", "shard")
 
 
 @register_stage(STAGE, reads=READS)

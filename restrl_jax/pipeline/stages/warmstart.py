@@ -30,6 +30,9 @@ STAGE = "warmstart"
 READS = ("seed", "warmstart", "sampling", "execution.isolation")
 METHOD = "base (warm start)"
 ROW_KEYS = ("strict_accuracy", "test_case_average", "pass@1")
+# `warmstart` keys in no WarmstartConfig field: whether to copy a policy instead of training
+# one, and the evaluation of the placed policy, both done here
+STAGE_KEYS = ("use_shipped", "policy_path", "eval_num_problems", "eval_samples", "eval_seed")
 
 
 def copy_policy(source: str | Path, dest: Path) -> Path:
