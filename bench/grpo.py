@@ -2,7 +2,7 @@
 execution, update), with and without sampling/execution overlap (`grpo.overlap_chunks`).
 
 Sizes:
-  tiny  the demo: the shipped demo policy (tiny preset), `config_defaults.demo_grpo()` (B=2
+  tiny  the demo: the shipped demo policy (tiny preset), `configs/demo.py`'s `grpo()` (B=2
         prompts x G=4 completions of <= 64 tokens), synthetic train problems, the real sandbox.
   100m  `bench/model_sizes.py`'s ~100M dims (width 768, 32k-vocab embedding replaced by the
         synthetic tokenizer's, 16 layers so the count stays ~100M), random weights, and small
@@ -60,8 +60,8 @@ def _model(size: str, tokenizer):
 
 
 def _grpo_section(size: str):
-  from restrl_jax import config_defaults  # ml_collections: bench/accelerator.py imports this file
-  grpo = config_defaults.demo_grpo()
+  from configs import demo  # ml_collections: bench/accelerator.py imports this file
+  grpo = demo.grpo()
   if size == "100m":
     grpo.update(dict(group_size=2, prompts_per_step=2, max_new_tokens=32))
   return grpo

@@ -77,11 +77,12 @@ class Settings:
 def value_config(settings: Settings, seed: int, policy: Path, workdir: Path):
   """The demo config's sections for collection + value training with `policy`."""
   # pylint: disable=import-outside-toplevel
+  from configs import demo
   from restrl_jax import config_defaults
   c = config_defaults.base()
   c.workdir, c.seed, c.stages = str(workdir), seed, ("collect_values", "train_value")
   c.model.hf_path = str(policy)
-  c.mcts, c.value = config_defaults.demo_mcts(), config_defaults.demo_value()
+  c.mcts, c.value = demo.mcts(), demo.value()
   c.sampling.max_new_tokens, c.sampling.batch_size = 128, 256
   c.mcts.collect_num_problems = settings.collect_problems
   c.mcts.collect_iterations = settings.collect_iterations

@@ -1,6 +1,6 @@
 """Config sections shared by every pipeline config (configs/*.py build on these).
 
-Defaults are the paper's hyper-parameters (docs/method.md); the demo config shrinks sizes.
+Defaults are the paper's hyper-parameters (docs/method.md); configs/demo.py holds the CPU sizes.
 """
 import ml_collections
 from ml_collections import config_dict
@@ -122,22 +122,6 @@ def grpo() -> ml_collections.ConfigDict:
       grad_accum_steps=1, overlap_chunks=1))
 
 
-def demo_rest() -> ml_collections.ConfigDict:
-  """`rest` sized for the CPU demo (tiny model, synthetic train split)."""
-  c = rest()
-  c.update(dict(num_samples=4, max_new_tokens=64, num_problems=64, max_steps_per_round=16,
-                checkpoint_every=8, dpo_learning_rate=1e-4, dpo_max_completion_tokens=64))
-  return c
-
-
-def demo_grpo() -> ml_collections.ConfigDict:
-  """`grpo` sized for the CPU demo: 2 prompts x 4 completions of <= 64 tokens per step."""
-  c = grpo()
-  c.update(dict(group_size=4, prompts_per_step=2, max_prompt_tokens=256, max_new_tokens=64,
-                learning_rate=5e-5, schedule="constant"))
-  return c
-
-
 def mcts() -> ml_collections.ConfigDict:
   """Value-target collection (docs/method.md §5) and VM-MCTS decoding + baselines (docs/method.md §7)."""
   return ml_collections.ConfigDict(dict(
@@ -155,14 +139,6 @@ def mcts() -> ml_collections.ConfigDict:
       decode_split="test", decode_num_problems=200))
 
 
-def demo_mcts() -> ml_collections.ConfigDict:
-  """Small searches for the CPU demo."""
-  c = mcts()
-  c.collect_iterations, c.collect_num_problems = 12, 32
-  c.decode_iterations, c.decode_num_problems = 4, 32
-  return c
-
-
 def value() -> ml_collections.ConfigDict:
   """Value model training (docs/method.md §6): LR 1e-7, 2 epochs, batch 1, 2048 tokens, 95/5 split."""
   return ml_collections.ConfigDict(dict(
@@ -174,12 +150,6 @@ def value() -> ml_collections.ConfigDict:
       keep_checkpoints=2, log_every=50,
       shard=False,                                # train on the config.mesh (FSDP like the policy)
       dedupe=False))                              # one example per distinct (problem, text)
-
-
-def demo_value() -> ml_collections.ConfigDict:
-  c = value()
-  c.learning_rate, c.batch_size, c.max_length, c.min_eval = 3e-4, 16, 512, 32
-  return c
 
 
 # The paper's Table 1 benchmarks, in its column order (restrl_jax.evaluation.table1).

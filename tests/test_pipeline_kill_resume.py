@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO_POLICY = REPO / "restrl_jax" / "assets" / "demo_policy"
 
 CONFIG = """
+from configs import demo
 from restrl_jax import config_defaults
 
 def get_config():
@@ -41,17 +42,17 @@ def get_config():
                           checkpoint_every=2, log_every=1, max_len=128, pad_multiple=128,
                           eval_num_problems=2,
                           eval_samples=1))
-  c.rest = config_defaults.demo_rest()
+  c.rest = demo.rest()
   c.rest.update(dict(method="rest_dpo", rounds=1, num_problems=8, num_samples=4,
                      max_new_tokens=32, max_steps_per_round=3, checkpoint_every=1,
                      tensorboard=False, dpo_max_completion_tokens=32))
-  c.grpo = config_defaults.demo_grpo()
+  c.grpo = demo.grpo()
   c.grpo.update(dict(epochs=4.0, max_new_tokens=32, max_prompt_tokens=256))
-  c.mcts = config_defaults.demo_mcts()
+  c.mcts = demo.mcts()
   c.mcts.update(dict(collect_iterations=2, collect_samples=2, collect_num_problems=4,
                      batch_trees=2, decode_iterations=2, decode_samples=2,
                      decode_num_problems=2, decode_methods=("sampling", "best_of_n")))
-  c.value = config_defaults.demo_value()
+  c.value = demo.value()
   c.value.update(dict(epochs=1, batch_size=4, evals=2, min_eval=2, max_length=256,
                       pad_multiple=256, score_batch_size=8))
   return c

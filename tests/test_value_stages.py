@@ -4,6 +4,7 @@ train_value -> decode (restrl_jax.pipeline.stages)."""
 import jax
 import pytest
 
+from configs import demo
 from restrl_jax import config_defaults, io_utils, models
 from restrl_jax.pipeline import StageContext
 from restrl_jax.pipeline.stages import collect_values, decode, train_value
@@ -22,11 +23,11 @@ def run(tmp_path_factory):
   c.model.hf_path = str(policy)
   c.sampling.max_new_tokens, c.sampling.temperature, c.sampling.batch_size = 24, 1.0, 16
   c.execution.num_workers = 2
-  c.mcts = config_defaults.demo_mcts()
+  c.mcts = demo.mcts()
   c.mcts.update(dict(collect_iterations=3, collect_samples=3, collect_num_problems=3,
                      batch_trees=2, decode_iterations=2, decode_samples=3, decode_width=2,
                      decode_num_problems=2))
-  c.value = config_defaults.demo_value()
+  c.value = demo.value()
   c.value.update(dict(epochs=1, batch_size=8, min_eval=4, max_length=256, evals=1,
                       pad_multiple=128))
   work = root / "work"
