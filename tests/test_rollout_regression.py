@@ -26,7 +26,6 @@ import pytest
 
 from restrl_jax import models, training
 from restrl_jax.data.synthetic import load_synthetic
-from restrl_jax.rl.losses import GRPOLossConfig
 from restrl_jax.rl.trainer import GRPOConfig, GRPOTrainer, Request
 from restrl_jax.rollout import rollout
 from restrl_jax.sampling import Sampler, SamplingParams
@@ -82,7 +81,7 @@ def _setup():
 
 def _trainer_case(config, params, tok, requests, **cfg) -> dict:
   gcfg = GRPOConfig(group_size=4, prompts_per_step=4, max_new_tokens=40, max_prompt_tokens=150,
-                    temperature=1.0, loss=GRPOLossConfig(beta_kl=0.04), **cfg)
+                    temperature=1.0, beta_kl=0.04, **cfg)
   trainer = GRPOTrainer(config, tok, gcfg, optax.sgd(0.05), ContentPool())
   state = training.init_train_state(jax.tree.map(jnp.copy, params), optax.sgd(0.05))
   state, metrics, ro = trainer.step(state, params, lambda n: list(requests[:n]),
