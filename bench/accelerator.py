@@ -336,13 +336,19 @@ class Results:
       os.replace(tmp, self.path)
 
 
+def record_stop(results: Results, budget: Budget, current: list[str]) -> None:
+  """Record and say where the run was when its budget ran out, and write the file."""
+  results.record["stopped"] = f"the budget of {budget.total_s:g} s ran out during {current[0]}"
+  print(f"\n{results.record['stopped']}: ending the run (results so far in {results.path})",
+        flush=True)
+  results.write()
+
+
 def start_watchdog(results: Results, budget: Budget, current: list[str]) -> None:
-  """At the end of the budget: record where the run was, write the file and end the process."""
+  """At the end of the budget: record where the run was, write the file and end the process
+  (exit status 3; `main` ends the same way if it gets past the budget first)."""
   def stop():
-    results.record["stopped"] = f"the budget of {budget.total_s:g} s ran out during {current[0]}"
-    print(f"\n{results.record['stopped']}: ending the run (results so far in {results.path})",
-          flush=True)
-    results.write()
+    record_stop(results, budget, current)
     os._exit(3)
   timer = threading.Timer(max(budget.left(), 0.0), stop)
   timer.daemon = True
@@ -449,6 +455,9 @@ def main(argv=None) -> int:
   if "grpo" in parts:
     run_part("grpo_step", lambda: grpo_part(config, params, shapes, args.sandbox, budget),
              need("grpo"), budget, results, current)
+  if budget.left() <= 0:    # the watchdog's end, whichever thread gets there first
+    record_stop(results, budget, current)
+    return 3
   results.record["complete"] = not (results.record["skipped"] or results.record["errors"])
   results.write()
   print(f"done in {time.perf_counter() - START:.0f} s; results in {args.out}", flush=True)

@@ -77,8 +77,9 @@ def pipeline_of(stage: str) -> str:
   return next(name for name, stages in PIPELINES.items() if stage in stages)
 
 
-def run_main(config: Path, workdir: Path, cache: Path, kill_at: str | None = None):
-  """The pipeline of `workdir`'s name ("warm" / "rest") run in `workdir`."""
+def run_main(config: Path, workdir: Path, cache: Path, kill_at: str | None = None,
+             extra: tuple[str, ...] = ()):
+  """The pipeline of `workdir`'s name ("warm" / "rest") run in `workdir` (`extra`: more flags)."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(cache),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
              PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -88,8 +89,8 @@ def run_main(config: Path, workdir: Path, cache: Path, kill_at: str | None = Non
     env["RESTRL_KILL_AT"] = kill_at
   return subprocess.run([sys.executable, "-m", "restrl_jax.main", f"--config={config}",
                          f"--config.workdir={workdir}",
-                         f"--config.stages={PIPELINES[workdir.name]!r}"], cwd=REPO, env=env, capture_output=True,
-                        text=True, timeout=600)
+                         f"--config.stages={PIPELINES[workdir.name]!r}", *extra], cwd=REPO,
+                        env=env, capture_output=True, text=True, timeout=600)
 
 
 def steps_in(checkpoints: Path) -> list[int]:
@@ -118,14 +119,23 @@ def losses(path: Path) -> list:
           for r in map(json.loads, path.read_text().splitlines())]
 
 
-@pytest.mark.slow
-def test_each_stage_killed_mid_write_resumes_bitwise(tmp_path):
-  config = tmp_path / "kill_config.py"
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+  """(config file, XLA cache, folder of the uninterrupted runs of both pipelines at seed 0)."""
+  root = tmp_path_factory.mktemp("kill_resume")
+  config = root / "kill_config.py"
   config.write_text(CONFIG.format(policy=str(DEMO_POLICY)))
-  cache, straight, killed = tmp_path / "xla_cache", tmp_path / "straight", tmp_path / "killed"
+  cache = root / "xla_cache"
   for name in PIPELINES:
-    out = run_main(config, straight / name, cache)
+    out = run_main(config, root / "straight" / name, cache)
     assert out.returncode == 0, out.stderr[-3000:]
+  return config, cache, root / "straight"
+
+
+@pytest.mark.slow
+def test_each_stage_killed_mid_write_resumes_bitwise(straight, tmp_path):
+  config, cache, straight = straight
+  killed = tmp_path / "killed"
 
   for stage, kill_at in KILLS:
     workdir = killed / pipeline_of(stage)
@@ -151,3 +161,29 @@ def test_each_stage_killed_mid_write_resumes_bitwise(tmp_path):
   done = json.loads((killed / "rest" / "train_value" / "DONE.json").read_text())["summary"]
   assert done["resumed_from"] >= 1
   assert same_tree(value_params(killed), value_params(straight))
+
+
+# What each stage writes that the seed must change: its trained weights or its sampled programs.
+SEEDED_OUTPUTS = {"warmstart": ("warm/warmstart/policy/model.safetensors",),
+                  "rest_grpo": ("rest/rest_grpo/round_0/rows.jsonl",
+                                "rest/rest_grpo/policy/model.safetensors"),
+                  "collect_values": ("rest/collect_values/values.jsonl",),
+                  "decode": ("rest/decode/sampling.jsonl", "rest/decode/best_of_n.jsonl")}
+
+
+@pytest.mark.slow
+def test_every_stage_output_depends_on_the_top_level_seed(straight, tmp_path):
+  """`--config.seed=1` reaches every stage's randomness: each stage's outputs differ from the
+  seed-0 run of the same config (the value model: its trained parameters)."""
+  config, cache, seed0 = straight
+  seed1 = tmp_path / "seed1"
+  for name in PIPELINES:
+    out = run_main(config, seed1 / name, cache, extra=("--config.seed=1",))
+    assert out.returncode == 0, out.stderr[-3000:]
+  for stage, files in SEEDED_OUTPUTS.items():
+    for name in files:
+      assert (seed1 / name).read_bytes() != (seed0 / name).read_bytes(), (stage, name)
+  assert not same_tree(value_params(seed1), value_params(seed0))      # train_value
+  for stage in ("warmstart", "rest_grpo", "collect_values", "train_value", "decode"):
+    inputs = json.loads((seed1 / pipeline_of(stage) / stage / "stage_config.json").read_text())
+    assert inputs["seed"] == 1, stage
