@@ -4,7 +4,8 @@
       --methods grpo,rest_grpo,sft --seeds 0,1,2 [--lr 5e-5] [--steps 300] [--problems 600]
   python -m experiments.learning record-stats --workdirs runs/learning/main \
       --record docs/runs/learning
-  python -m experiments.learning report --record docs/runs/learning --docs docs
+  python -m experiments.learning report --record docs/runs/learning --docs docs \
+      [--tags main,steps450]
 
 `run` trains one cell per (method, seed) from the shipped policy, each in its own process and
 workdir `<out>/<tag>/<method>/seed<s>/`:
@@ -26,9 +27,12 @@ resumes from checkpoints).
 `record-stats` (re)computes the `reward_std` field of every existing RL record from the cell
 workdirs under `--workdirs` (`<method>/seed<s>/`), leaving the other fields as they are.
 
-`report` reads only the records and writes the learning-curve and reward-std figures, the tables
-(markdown, between markers in `<docs>/results.md`) and the headline numbers and reward-std
-statistics in `<docs>/results.json`.
+`report` reads only the records of every setting named in `--tags` (a `run --tag T` record
+folder each; the first is the main table, `table1`) and writes the learning-curve and reward-std
+figures, the tables (markdown, between markers in `<docs>/results.md`) and the headline numbers
+and reward-std statistics in `<docs>/results.json`. The headline (`rl_gain_strict_in_dist`) is
+the id_test gain of the (setting, RL method) whose gain on id_validation is largest: settings are
+chosen on validation, never on the split they are reported on.
 """
 from __future__ import annotations
 
@@ -278,9 +282,13 @@ def table(summary: dict, setting: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
-def curve_panels(cells: dict[str, list[dict]], base: dict) -> dict:
-  panels = {"held-out strict accuracy (id_validation)": {},
-            "held-out test-case average (id_validation)": {}}
+def curve_panels(cells: dict[str, list[dict]], base: dict, label: str = "",
+                 panels: dict | None = None) -> dict:
+  """Held-out curves per method, mean ± std over seeds at the steps every seed recorded;
+  `label` follows the method's name (another setting's runs), `panels` adds to earlier ones."""
+  panels = panels if panels is not None else {
+      "held-out strict accuracy (id_validation)": {},
+      "held-out test-case average (id_validation)": {}}
   for method, records in cells.items():
     curves = [r["curve"] for r in records if r["curve"]]
     if not curves:
@@ -291,16 +299,34 @@ def curve_panels(cells: dict[str, list[dict]], base: dict) -> dict:
       for step in steps:
         v = np.asarray([next(p[key] for p in c if p["step"] == step) for c in curves])
         points.append((step, float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0))
-      panels[panel][f"{NAMES[method]} ({len(curves)} seeds)"] = points
+      panels[panel][f"{NAMES[method]}{label} ({len(curves)} seeds)"] = points
   return panels
 
 
-def headline(summary: dict, split: str = "id_test") -> dict:
-  best = max((m for m in RL_METHODS if m in summary),
-             key=lambda m: summary[m][split]["gain_strict_accuracy"]["mean"])
-  g = summary[best][split]["gain_strict_accuracy"]
-  return {"rl_gain_strict_in_dist": {"method": best, "split": split, "mean": g["mean"],
-                                     "std": g["std"], "seeds": len(g["per_seed"])}}
+SELECT_SPLIT = "id_validation"   # the split a setting is chosen on (never the reported one)
+
+
+def setting_label(setting: dict) -> str:
+  return f"{setting['steps']} steps, {setting['problems']} problems, LR {setting['lr']:g}"
+
+
+def headline(summaries: dict[str, dict], settings: dict[str, dict] | None = None,
+             split: str = "id_test") -> dict:
+  """The RL gain on `split` of the (setting, RL method) with the largest mean gain on
+  `SELECT_SPLIT` (with one setting and no validation scores: the largest on `split`)."""
+  candidates = [(tag, m) for tag, summary in summaries.items() for m in RL_METHODS
+                if m in summary]
+  def chosen_on(tag_method):
+    row = summaries[tag_method[0]][tag_method[1]]
+    return row.get(SELECT_SPLIT, row[split])["gain_strict_accuracy"]["mean"]
+  tag, best = max(candidates, key=chosen_on)
+  g = summaries[tag][best][split]["gain_strict_accuracy"]
+  out = {"method": best, "split": split, "mean": g["mean"], "std": g["std"],
+         "seeds": len(g["per_seed"]), "setting": tag,
+         "chosen_on": SELECT_SPLIT if SELECT_SPLIT in summaries[tag][best] else split}
+  if settings and tag in settings:
+    out["setting_detail"] = setting_label(settings[tag])
+  return {"rl_gain_strict_in_dist": out}
 
 
 KIND_NAMES = {"partial": "partial-state"}   # ReST prompt kinds as the tables name them
@@ -386,21 +412,33 @@ def replace_between(text: str, body: str, begin: str = BEGIN, end: str = END) ->
 
 
 def report(args: argparse.Namespace) -> dict:
+  """Tables, figures and results.json from the records of every setting in `args.tags` (the
+  first is the main one: its table is `table1`, its reward-std statistics the figure's)."""
   from restrl_jax import plots  # pylint: disable=import-outside-toplevel
-  root, docs = Path(args.record) / args.tag, Path(args.docs)
-  base, cells = load_records(root)
-  summary = summarize(base, cells)
-  setting = base["setting"]
-  plots.learning_curves(curve_panels(cells, base), docs / "learning_curve.png",
+  tags, docs = args.tags.split(","), Path(args.docs)
+  runs = {tag: load_records(Path(args.record) / tag) for tag in tags}
+  summaries = {tag: summarize(*runs[tag]) for tag in tags}
+  settings = {tag: runs[tag][0]["setting"] for tag in tags}
+  main_tag = tags[0]
+  panels = None
+  for tag in tags:
+    label = "" if tag == main_tag else f", {setting_label(settings[tag])}"
+    panels = curve_panels(runs[tag][1], runs[tag][0], label, panels)
+  plots.learning_curves(panels, docs / "learning_curve.png",
                         title=f"{CURVE_PROBLEMS} id_validation problems x {CURVE_SAMPLES} samples, "
                               f"mean ± std over seeds")
   results_path = docs / "results.json"
   results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-  results.update(headline(summary))
-  results["table1"] = summary
+  results.update(headline(summaries, settings))
+  results["table1"] = summaries[main_tag]
+  results["table1_settings"] = {tag: {"setting": settings[tag], "summary": summaries[tag]}
+                                for tag in tags[1:]}
+  body = "\n".join((table(summaries[tag], settings[tag]) if tag == main_tag else
+                     f"Setting `{tag}` ({setting_label(settings[tag])}):\n\n"
+                     + table(summaries[tag], settings[tag])) for tag in tags)
   text = replace_between((docs / "results.md").read_text() if (docs / "results.md").is_file()
-                         else "", table(summary, setting))
-  by_method = reward_std_by_method(cells)
+                         else "", body)
+  by_method = reward_std_by_method(runs[main_tag][1])
   if by_method:
     plots.panels_figure(reward_std_panels(by_method), docs / "reward_std.png", width=6.0,
                         title="execution-reward std per prompt: share of prompts per bin, "
@@ -410,7 +448,7 @@ def report(args: argparse.Namespace) -> dict:
     text = replace_between(text, reward_std_table(by_method), REWARD_STD_BEGIN, REWARD_STD_END)
   io_utils.atomic_write_text(results_path, json.dumps(results, indent=1, sort_keys=True) + "\n")
   io_utils.atomic_write_text(docs / "results.md", text)
-  return summary
+  return summaries[main_tag]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -430,10 +468,14 @@ def main(argv: Sequence[str] | None = None) -> None:
   s = sub.add_parser("record-stats")
   s.add_argument("--workdirs", default="runs/learning/main",
                  help="the folder of the cells' workdirs <method>/seed<s>/ (run's <out>/<tag>)")
-  for p in (r, sub.add_parser("report"), s):
+  rep = sub.add_parser("report")
+  for p in (r, rep, s):
     p.add_argument("--record", default="docs/runs/learning")
+  for p in (r, s):
     p.add_argument("--tag", default="main")
-  sub.choices["report"].add_argument("--docs", default="docs")
+  rep.add_argument("--tags", default="main",
+                   help="the settings' record folders under --record, the main one first")
+  rep.add_argument("--docs", default="docs")
   args = parser.parse_args(argv)
   {"run": run, "record-stats": record_stats, "report": report}[args.command](args)
 

@@ -12,6 +12,7 @@ from experiments import learning
 
 REPO = Path(__file__).resolve().parents[1]
 KEPT = REPO / "docs" / "runs" / "learning"
+TAGS = "main,steps450"   # the settings docs/results.md reports (`learning report --tags`)
 
 
 def record(method, seed, scores, curve=()):
@@ -35,8 +36,25 @@ def test_gains_are_paired_per_seed_then_averaged_over_seeds():
   # test-case average per problem: base .5 0 .75; seed 0: 1 0 1 -> +0.25
   tca = out["grpo"]["id_test"]["gain_test_case_average"]["per_seed"]
   assert tca[0] == pytest.approx(0.25)
-  head = learning.headline(out)["rl_gain_strict_in_dist"]
+  head = learning.headline({"main": out})["rl_gain_strict_in_dist"]
   assert head["method"] == "grpo" and head["seeds"] == 2 and head["mean"] == pytest.approx(7 / 24)
+
+
+def _cell_summary(test_gain, validation_gain):
+  row = lambda g: {"gain_strict_accuracy": {"mean": g, "std": 0.01, "per_seed": [g] * 3}}
+  return {"id_test": row(test_gain), "id_validation": row(validation_gain)}
+
+
+def test_the_headline_setting_is_chosen_on_validation_not_on_the_reported_split():
+  summaries = {"main": {"grpo": _cell_summary(0.09, 0.05), "rest_grpo": _cell_summary(0.05, 0.04)},
+               "longer": {"grpo": _cell_summary(0.07, 0.06), "sft": _cell_summary(0.2, 0.2)}}
+  settings = {"main": {"steps": 300, "problems": 600, "lr": 1e-4},
+              "longer": {"steps": 450, "problems": 900, "lr": 1e-4}}
+  head = learning.headline(summaries, settings)["rl_gain_strict_in_dist"]
+  # longer/grpo has the best validation gain among RL cells (SFT is not RL): its TEST gain is
+  # reported, although main/grpo's test gain is larger
+  assert (head["setting"], head["method"], head["chosen_on"]) == ("longer", "grpo", "id_validation")
+  assert head["mean"] == pytest.approx(0.07) and head["setting_detail"].startswith("450 steps")
 
 
 def test_curve_panels_average_the_seeds_at_shared_steps():
@@ -57,7 +75,7 @@ def test_docs_are_regenerated_from_the_kept_records(tmp_path):
   typed by hand)."""
   for name in ("results.md", "results.json"):
     shutil.copy(REPO / "docs" / name, tmp_path / name)
-  learning.report(argparse.Namespace(record=str(KEPT), tag="main", docs=str(tmp_path)))
+  learning.report(argparse.Namespace(record=str(KEPT), tags=TAGS, docs=str(tmp_path)))
   for name in ("results.md", "results.json"):
     assert (tmp_path / name).read_text() == (REPO / "docs" / name).read_text(), name
   assert (tmp_path / "learning_curve.png").is_file() and (tmp_path / "reward_std.png").is_file()
