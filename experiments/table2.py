@@ -41,8 +41,11 @@ from experiments import budget_curve
 from restrl_jax import io_utils
 
 MCTS_METHODS = ("orm_mcts", "vm_mcts")
-CURVE_METHODS = ("sampling", "best_of_n", "orm_mcts", "vm_mcts", "oracle")
+CURVE_METHODS = ("sampling", "best_of_n", "best_of_n_likelihood", "orm_mcts", "vm_mcts",
+                 "oracle")
+SELECTIONS = MCTS_METHODS + ("best_of_n", "best_of_n_likelihood")   # compared with the baselines
 NAMES = {"sampling": "sampling (pass@1)", "best_of_n": "best-of-N (value model as ORM)",
+         "best_of_n_likelihood": "reference: best-of-N by the policy's log-likelihood",
          "orm_mcts": "ORM-MCTS", "vm_mcts": "VM-MCTS",
          "oracle": "reference: perfect verifier (pass@k)"}
 STRICT = budget_curve.STRICT_THRESHOLD
@@ -110,14 +113,20 @@ def round4(values: Sequence[float]) -> list[float]:
   return [round(float(v), 4) for v in values]
 
 
+def sample_pool(sampler: Any, pool: Any, problems: Sequence, size: int, seed: int,
+                sampling_params: Any) -> list:
+  """`size` executed samples per problem (a function of `seed`): the rollout records, per
+  problem."""
+  from restrl_jax.rollout import group_records, rollout  # pylint: disable=import-outside-toplevel
+  return group_records(rollout(sampler, pool, problems, sampling_params, size, rng=seed,
+                               chunk_size=512, request_ids=list(range(len(problems)))))
+
+
 def pool_cell(sampler: Any, vm: Any, pool: Any, problems: Sequence, size: int, seed: int,
               sampling_params: Any) -> dict:
   """`size` executed samples per problem, scored by the value model."""
-  # pylint: disable=import-outside-toplevel
-  from restrl_jax.rollout import group_records, rollout
   start = time.perf_counter()
-  groups = group_records(rollout(sampler, pool, problems, sampling_params, size, rng=seed,
-                                 chunk_size=512, request_ids=list(range(len(problems)))))
+  groups = sample_pool(sampler, pool, problems, size, seed, sampling_params)
   flat = [(p, r.program) for p, g in zip(problems, groups) for r in g]
   scores = np.asarray(vm.score_states([p for p, _ in flat], [s for _, s in flat]))
   scores = scores.reshape(len(problems), size)
@@ -126,6 +135,22 @@ def pool_cell(sampler: Any, vm: Any, pool: Any, problems: Sequence, size: int, s
           "scores": [round4(s) for s in scores],
           "clean": [[int(not any(s in CRASH_STATUSES for s in r.statuses)) for r in g]
                     for g in groups],
+          "seconds": round(time.perf_counter() - start, 1)}
+
+
+def likelihood_cell(sampler: Any, pool: Any, problems: Sequence, size: int, seed: int,
+                    sampling_params: Any, pool_data: dict) -> dict:
+  """The pool's programs scored by the policy's own log-likelihood: the sum of the log-probs the
+  sampler recorded for each sampled token (at the sampling temperature). A reference scorer
+  beside the value model: how much of "which program is right" the policy itself knows. The
+  pool is drawn again with its seed; its rewards must equal the pool cell's."""
+  start = time.perf_counter()
+  groups = sample_pool(sampler, pool, problems, size, seed, sampling_params)
+  rewards = [round4(r.reward for r in g) for g in groups]
+  if rewards != pool_data["rewards"]:
+    raise RuntimeError("likelihood cell: the pool drawn again differs from the pool cell's "
+                       "(sampling is not a function of the seed?)")
+  return {"sum": [[round(float(np.sum(r.logprobs)), 3) for r in g] for g in groups],
           "seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -185,6 +210,9 @@ def run_seed(settings: Settings, seed: int, policy: Path, workdir: Path) -> dict
   with ExecutionPool() as pool:
     pool_data = cached(cells / f"pool_n{settings.pool_size}.json", lambda: pool_cell(
         sampler, vm, pool, problems, settings.pool_size, seed, sp))
+    likelihood = cached(cells / f"likelihood_n{settings.pool_size}.json",
+                        lambda: likelihood_cell(sampler, pool, problems, settings.pool_size,
+                                                seed, sp, pool_data))
     seen = cached(cells / "training_ranking.json", lambda: training_ranking_cell(
         vm, workdir / "value" / "collect_values" / "values.jsonl"))
     mcts = {}
@@ -195,7 +223,8 @@ def run_seed(settings: Settings, seed: int, policy: Path, workdir: Path) -> dict
             cells / f"{method}_b{budget}.json", lambda: mcts_cell(
                 sampler, vm, pool, problems, method, budget, seed, sp, config.mcts))
   return {"seed": seed, "policy": str(policy), "settings": dataclasses.asdict(settings),
-          "value": value, "training_ranking": seen, "pool": pool_data, "mcts": mcts}
+          "value": value, "training_ranking": seen, "pool": pool_data,
+          "likelihood": likelihood, "mcts": mcts}
 
 
 def cached(path: Path, compute) -> dict:
@@ -255,6 +284,10 @@ def per_problem(record: dict, budget: int) -> dict[str, np.ndarray]:
     out["best_of_n"] = np.array([budget_curve.best_of_k(s, r, budget)[0]
                                  for s, r in zip(pool["scores"], pool["rewards"])])
     out["oracle"] = np.array([budget_curve.best_of_k(r, r, budget)[0] for r in pool["rewards"]])
+    if "likelihood" in record:
+      out["best_of_n_likelihood"] = np.array([
+          budget_curve.best_of_k(s, r, budget)[0]
+          for s, r in zip(record["likelihood"]["sum"], pool["rewards"])])
   for method in MCTS_METHODS:
     cell = record["mcts"].get(method, {}).get(str(budget))
     if cell is not None:
@@ -287,6 +320,10 @@ def summarize(records: Sequence[dict], budget: int) -> dict:
     ranking.append({"seed": rec["seed"], "auc": auc, "pairs": pairs, "auc_clean": clean_auc,
                     "pairs_clean": clean_pairs, "training_auc": seen.get("auc"),
                     "training_pairs": seen.get("pairs")})
+    if "likelihood" in rec:
+      ranking[-1]["likelihood_auc"] = within_auc(rec["likelihood"]["sum"], pool["rewards"])[0]
+      ranking[-1]["likelihood_auc_clean"] = within_auc(rec["likelihood"]["sum"], pool["rewards"],
+                                                       pool["clean"])[0]
   table = {}
   per_seed = [per_problem(rec, budget) for rec in records]
   for method in CURVE_METHODS:
@@ -295,7 +332,7 @@ def summarize(records: Sequence[dict], budget: int) -> dict:
     row = {"strict_accuracy": mean_std([p[method].mean() for p in per_seed]),
            "samples_per_problem": mean_std([samples_drawn(r, method, budget) for r in records])}
     for other in ("best_of_n", "sampling"):
-      if other != method and method in MCTS_METHODS + ("best_of_n",):
+      if other != method and method in SELECTIONS:
         row[f"minus_{other}"] = mean_std([(p[method] - p[other]).mean() for p in per_seed])
         row[f"minus_{other}_problem_se"] = [float((p[method] - p[other]).std(ddof=1)
                                                   / np.sqrt(len(p[method]))) for p in per_seed]
@@ -310,8 +347,10 @@ def summarize(records: Sequence[dict], budget: int) -> dict:
         curve.setdefault(method, {})[b] = mean_std([p[method].mean() for p in points])
   return {"budget": budget, "seeds": [r["seed"] for r in records], "ranking": ranking,
           "auc": mean_std([r["auc"] for r in ranking]),
-          "auc_clean": mean_std([r["auc_clean"] for r in ranking]), "table": table,
-          "curve": curve}
+          "auc_clean": mean_std([r["auc_clean"] for r in ranking]),
+          "likelihood_auc": mean_std([r.get("likelihood_auc") for r in ranking]),
+          "likelihood_auc_clean": mean_std([r.get("likelihood_auc_clean") for r in ranking]),
+          "table": table, "curve": curve}
 
 
 def fmt(ms: tuple[float, float] | None, sign: bool = False) -> str:
@@ -346,7 +385,13 @@ def markdown(summary: dict, records: Sequence[dict]) -> str:
             f"{n} seed(s): {fmt(s['auc'])} (all pairs), {fmt(s['auc_clean'])} (no exception). "
             "On the executed programs of its own first collection problems (seen in training): "
             + ", ".join(f"{fmt1(r.get('training_auc'))} ({r.get('training_pairs')} pairs)"
-                        for r in s["ranking"]) + ".",
+                        for r in s["ranking"]) + "."
+            + ("" if s["likelihood_auc"] is None else
+               f" For reference, the policy's own log-likelihood of each sampled program (the "
+               f"sum of its sampled tokens' log-probs) ranks the same pools at "
+               + ", ".join(fmt1(r.get("likelihood_auc")) for r in s["ranking"])
+               + f" (mean {fmt(s['likelihood_auc'])}; no exception: "
+               f"{fmt(s['likelihood_auc_clean'])})."),
             "", f"Setting: RL'd policy = naive GRPO of the learning experiment (one per seed); "
             f"{settings['num_test']} id_test problems, a pool of {settings['pool_size']} samples "
             f"per problem; value model per seed from collection on "

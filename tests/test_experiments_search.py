@@ -164,6 +164,42 @@ def test_summarize_table_paired_differences_and_curve():
   assert f"| VM-MCTS | 0.500 | 1.5 | " in one and f"+0.167 ± {se:.3f} (SE) |" in one
 
 
+def test_the_likelihood_reference_ranks_and_selects_from_the_pool_it_scores():
+  """A record's `likelihood` scores (the policy's log-likelihood of each pool program) give the
+  reference ranking and its best-of-N row, computed like the value model's."""
+  records = [_record(0, 0.0), _record(1, 1.0)]
+  # seed 0: the likelihood prefers the wrong programs; seed 1: the right ones
+  records[0]["likelihood"] = {"sum": [[-1.0, -9.0, -2.0], [-8.0, -1.0, -1.0]]}
+  records[1]["likelihood"] = {"sum": [[-9.0, -1.0, -2.0], [-1.0, -8.0, -9.0]]}
+  s = table2.summarize(records, budget=2)
+  assert [r["likelihood_auc"] for r in s["ranking"]] == [0.0, 1.0]
+  # seed 0, problem 1: program 1 crashed, so the clean pairs are (0 vs 2) only, lost
+  assert s["ranking"][0]["likelihood_auc_clean"] == 0.0
+  assert s["likelihood_auc"] == pytest.approx((0.5, math.sqrt(0.5)))
+  per = [np.mean([brute_best_of_k(l, r, 2)[0] for l, r in zip(
+      rec["likelihood"]["sum"], rec["pool"]["rewards"])]) for rec in records]
+  row = s["table"]["best_of_n_likelihood"]
+  assert row["strict_accuracy"] == pytest.approx((np.mean(per), np.std(per, ddof=1)))
+  assert row["minus_sampling"][0] == pytest.approx(np.mean(per) - 1 / 3)
+  text = table2.markdown(s, records)
+  assert "the policy's own log-likelihood" in text and "0.000, 1.000 (mean 0.500" in text
+  # records without it (older runs) report no reference
+  plain = table2.summarize([_record(0, 0.0)], budget=2)
+  assert plain["likelihood_auc"] is None and "best_of_n_likelihood" not in plain["table"]
+
+
+def test_likelihood_cell_sums_the_sampled_log_probs_of_the_same_pool(monkeypatch):
+  from types import SimpleNamespace as NS
+  groups = [[NS(reward=1.0, logprobs=np.array([-0.5, -0.25])), NS(reward=0.0,
+             logprobs=np.array([-3.0]))], [NS(reward=0.5, logprobs=np.array([-1.0, -1.0, -1.0]))]]
+  monkeypatch.setattr(table2, "sample_pool", lambda *args: groups)
+  cell = table2.likelihood_cell(None, None, [None, None], 2, 0, None,
+                                {"rewards": [[1.0, 0.0], [0.5]]})
+  assert cell["sum"] == [[-0.75, -3.0], [-3.0]]
+  with pytest.raises(RuntimeError, match="differs from the pool cell"):
+    table2.likelihood_cell(None, None, [None, None], 2, 0, None, {"rewards": [[0.0, 1.0], [0.5]]})
+
+
 def test_report_writes_docs_between_markers_and_keeps_other_keys(tmp_path):
   pytest.importorskip("matplotlib")
   record, docs = tmp_path / "rec", tmp_path / "docs"
