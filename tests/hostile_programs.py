@@ -73,6 +73,13 @@ PROC_ACCESS = (
     "    try: open(f'/proc/{t}/{what}', mode).close(); reached.append((t, what))\n"
     "    except OSError: pass\n"
     "def add(a, b): return a + b if reached else -1\n")
+# Deterministic witness of the race PROC_ACCESS can lose: a program inherits dumpability from
+# the sandbox process that forked its namespace's init, which may still be alive while the program
+# runs; a dumpable program means that process was open to it.
+DUMPABLE_SELF = (
+    "import ctypes\n"
+    "dumpable = ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)  # PR_GET_DUMPABLE\n"
+    "def add(a, b): return a + b if dumpable == 1 else -1\n")
 READ_TRAINER_FILES = (
     "import os\nfound = []\n"
     "try: found.append(open('SECRET_FILE').read())\nexcept OSError: pass\n"
@@ -162,6 +169,7 @@ HOSTILE = {
     "thread_bomb": (THREAD_BOMB, CALL),
     "double_fork_daemon": (DOUBLE_FORK_DAEMON, CALL),
     "proc_access_to_ancestors": (PROC_ACCESS, CALL),
+    "dumpable_self": (DUMPABLE_SELF, CALL),
     "read_trainer_files": (READ_TRAINER_FILES, CALL),
     "write_outside": (WRITE_OUTSIDE, CALL),
     "network": (NETWORK, CALL),

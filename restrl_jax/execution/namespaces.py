@@ -11,8 +11,10 @@ of its own, made by a child of the zygote before any program code runs:
     init dies the kernel kills every process of the namespace;
   * RLIMIT_NPROC is counted per (user namespace, uid) since Linux 5.14, so the limit set inside
     bounds the program's processes and threads alone, not the trainer's that share its host uid.
-The zygote itself is not dumpable (`guard_zygote`): a process of the same host uid cannot open
-its /proc/<pid>/mem, fd or environ, although the program's /proc still lists it.
+The zygote itself is not dumpable (`guard_zygote`), and neither is the child that makes a
+program's namespaces once its id maps are written (`enter`), nor, by inheritance, the init and
+the program: a process of the same uid cannot open their /proc/<pid>/mem, fd or environ, although
+the program's /proc still lists them.
 
 ctypes wrappers for unshare, prctl and capset (`os.unshare` needs Python 3.12).
 Standalone: stdlib only, no package imports (it is part of the sandbox payload).
@@ -68,6 +70,11 @@ def enter(uid: int) -> None:
   _write("/proc/self/setgroups", "deny")
   _write("/proc/self/uid_map", f"{uid} {host_uid} 1")
   _write("/proc/self/gid_map", f"{uid} {host_gid} 1")
+  # Not dumpable again at once: this process outlives the fork of the namespace's init for a
+  # moment, with no capabilities left and the program's uid, so while dumpable the program could
+  # open its /proc/<pid>/mem, fd and environ (and forge the init pid it reports). The init and
+  # the program inherit the flag.
+  prctl(PR_SET_DUMPABLE, 0)
 
 
 def drop_capabilities() -> None:
