@@ -451,17 +451,60 @@ def markdown_plan(hw: mesh_presets.Hardware, wl: Workload = Workload()) -> str:
   return "\n".join(lines)
 
 
+SUMMARY_MODEL = "qwen2.5-coder-7b-instruct"
+SUMMARY_PEAKS = {TRAIN_PEAK: "`rest_grpo` update",
+                 SAMPLE_PEAK: "`rest_grpo` sampling, train state resident",
+                 VALUE_PEAK: "`train_value` step",
+                 HOST_SAMPLE_PEAK: "`evaluate`, `collect_values` (host mesh)",
+                 HOST_DECODE_PEAK: "`decode` with the value model (host mesh)"}
+HARDWARE_NAMES = {"gpu-8": "8 x H100 (`gpu-8`)"}
+
+
+def summary_table(wl: Workload = Workload()) -> str:
+  """docs/reproduce.md's table: per paper preset its meshes, memory and GRPO passes, and each
+  peak in GiB per device for `SUMMARY_MODEL` with the largest of the four paper models' in
+  brackets."""
+  hws = [mesh_presets.get(name) for name in PAPER_HARDWARE]
+  wls = [preset_workload(hw, wl) for hw in hws]
+  plans = [[analytic_plan(models.get_preset(m), hw.mesh_shape, w, hw.host_mesh_shape)
+            for m in PAPER_MODELS] for hw, w in zip(hws, wls)]
+  main = list(PAPER_MODELS).index(SUMMARY_MODEL)
+  passes = lambda w: ("one pass" if w.grad_accum_steps == 1 else
+                      f"{w.grad_accum_steps} micro-batches of {w.micro_batch}")
+  rows = [("mesh (data, fsdp, tensor)", [str(hw.mesh_shape) for hw in hws]),
+          ("host mesh (`mesh.host_shape`: evaluate, collect_values, decode)",
+           [str(hw.host_mesh_shape) for hw in hws]),
+          ("memory per device", [f"{hw.hbm_gib:g} GiB" for hw in hws]),
+          (f"GRPO update of {wl.train_batch} x {wl.train_len}", [passes(w) for w in wls])]
+  for peak, label in SUMMARY_PEAKS.items():
+    rows.append((label, [f"{p[main][peak] / GIB:.1f} ({max(r[peak] for r in p) / GIB:.1f})"
+                         for p in plans]))
+  lines = ["| | " + " | ".join(HARDWARE_NAMES.get(n, n) for n in PAPER_HARDWARE) + " |",
+           "|---|" + "---|" * len(hws)]
+  lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
+  return "\n".join(lines)
+
+
+def _replace_block(text: str, name: str, body: str) -> str:
+  begin, end = f"<!-- memory-plan:{name}:begin -->", f"<!-- memory-plan:{name}:end -->"
+  head, rest = text.split(begin, 1)
+  return head + begin + "\n" + body + "\n" + end + rest.split(end, 1)[1]
+
+
 def update_docs(path: str) -> None:
   """Rewrite each `<!-- memory-plan:NAME:begin -->` ... `end -->` block of the markdown file at
-  `path` with `markdown_plan` of the preset NAME."""
+  `path`: NAME a preset of `PAPER_HARDWARE` gets `markdown_plan` of it, `summary` gets
+  `summary_table`; a file with none of them is an error."""
   text = Path(path).read_text()
-  for name in PAPER_HARDWARE:
-    begin, end = f"<!-- memory-plan:{name}:begin -->", f"<!-- memory-plan:{name}:end -->"
-    if begin not in text or end not in text:
-      raise ValueError(f"{path} has no {begin} ... {end} block")
-    head, rest = text.split(begin, 1)
-    text = head + begin + "\n" + markdown_plan(mesh_presets.get(name)) + "\n" + end + \
-        rest.split(end, 1)[1]
+  blocks = {name: (lambda n=name: markdown_plan(mesh_presets.get(n))) for name in PAPER_HARDWARE}
+  blocks["summary"] = summary_table
+  found = [name for name in blocks if f"<!-- memory-plan:{name}:begin -->" in text
+           and f"<!-- memory-plan:{name}:end -->" in text]
+  if not found:
+    raise ValueError(f"{path} has no <!-- memory-plan:NAME:begin --> ... end --> block (NAME: "
+                     f"{', '.join(blocks)})")
+  for name in found:
+    text = _replace_block(text, name, blocks[name]())
   Path(path).write_text(text)
 
 
@@ -492,8 +535,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   ap.add_argument("--layers", type=int, default=None,
                   help="with --compile: compile this many layers (default: the model's)")
   ap.add_argument("--update-docs", metavar="MARKDOWN",
-                  help="rewrite the tables of the paper's models and presets in this file "
-                       "(docs/memory_plan.md) and exit")
+                  help="rewrite the memory-plan tables in this file (docs/memory_plan.md: "
+                       "per preset; docs/reproduce.md: the summary) and exit")
   args = ap.parse_args(argv)
   if args.update_docs:
     update_docs(args.update_docs)

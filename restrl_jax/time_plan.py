@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+from pathlib import Path
 from typing import Sequence
 
 from restrl_jax import memory_plan as mp
@@ -190,13 +191,79 @@ def format_estimate(name: str, hw: mesh_presets.Hardware, steps: dict[str, float
   return "\n".join(lines)
 
 
+# docs/reproduce.md's table: the model, the hardware columns and the rows' wording
+DOCS_MODEL = "qwen2.5-coder-7b-instruct"
+HARDWARE_NAMES = {"gpu-8": "8 x H100"}
+STEP_LABELS = {
+    "sampling call, 16 rows, on the mesh":
+        "one sampling call ({rows} x {new} new tokens), on the mesh",
+    "sampling call, 16 rows, on one host's mesh": "one sampling call, on one host's mesh",
+    "GRPO update (+ reference forward)": "one GRPO update (+ reference forward)",
+    "value-model step": "one value-model step"}
+STAGE_LABELS = {
+    "rest_grpo: collect (per round)":
+        "`rest_grpo`, per round: sampling {samples_per_problem} x {train_problems:,} problems",
+    "rest_grpo: GRPO steps (per round)": "`rest_grpo`, per round: {grpo_steps_per_round} updates",
+    "rest_grpo (all rounds)": "`rest_grpo`, {rounds} rounds",
+    "collect_values": "`collect_values`, {collect_problems:,} problems",
+    "train_value": "`train_value`, {value_records:,} records x {value_epochs} epochs",
+    "decode": "`decode`, {decode_problems} problems x {decode_methods} methods",
+    "evaluate": "`evaluate`, six benchmarks (every host all of them)"}
+BEGIN, END = "<!-- time-plan:begin -->", "<!-- time-plan:end -->"
+
+
+def _step_cell(v: float) -> str:
+  return f"{v:.1f} s" if v >= 1 else f"{v:.2f} s"
+
+
+def _stage_cell(v: float) -> str:
+  return "does not fit" if v != v else f"{v / 3600:.1f} h"
+
+
+def markdown_table(model: str = DOCS_MODEL, hardware: Sequence[str] = mp.PAPER_HARDWARE,
+                   c: Counts = Counts()) -> str:
+  """docs/reproduce.md's wall-time table: the unit steps and the stages of `model` on each of
+  `hardware` at its preset's settings."""
+  config, hws = models.get_preset(model), [mesh_presets.get(h) for h in hardware]
+  wls = [mp.preset_workload(hw) for hw in hws]
+  steps = [per_step_seconds(config, hw, wl) for hw, wl in zip(hws, wls)]
+  stages = [stage_seconds(config, hw, wl, c) for hw, wl in zip(hws, wls)]
+  fields = dict(dataclasses.asdict(c), rows=wls[0].sample_batch, new=wls[0].new_tokens)
+  lines = ["| | " + " | ".join(HARDWARE_NAMES.get(h, h) for h in hardware) + " |",
+           "|---|" + "---:|" * len(hardware)]
+  for key in steps[0]:
+    lines.append(f"| {STEP_LABELS[key].format(**fields)} | "
+                 + " | ".join(_step_cell(s[key]) for s in steps) + " |")
+  for key in stages[0]:
+    lines.append(f"| {STAGE_LABELS[key].format(**fields)} | "
+                 + " | ".join(_stage_cell(s[key]) for s in stages) + " |")
+  return "\n".join(lines)
+
+
+def update_docs(path: str) -> None:
+  """Rewrite the `<!-- time-plan:begin -->` ... `end -->` block of the markdown file at `path`
+  with `markdown_table()`."""
+  text = Path(path).read_text()
+  if BEGIN not in text or END not in text:
+    raise ValueError(f"{path} has no {BEGIN} ... {END} block")
+  head, rest = text.split(BEGIN, 1)
+  Path(path).write_text(head + BEGIN + "\n" + markdown_table() + "\n" + END
+                        + rest.split(END, 1)[1])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--model", default="qwen2.5-coder-7b-instruct", choices=sorted(models.PRESETS))
   ap.add_argument("--hardware", default="v5p-8", choices=sorted(mesh_presets.PRESETS))
   for field in dataclasses.fields(Counts):
     ap.add_argument("--" + field.name.replace("_", "-"), type=int, default=field.default)
+  ap.add_argument("--update-docs", metavar="PATH",
+                  help="rewrite the time-plan table of this markdown file (docs/reproduce.md) "
+                       f"for {DOCS_MODEL} on {', '.join(mp.PAPER_HARDWARE)} and exit")
   args = ap.parse_args(argv)
+  if args.update_docs:
+    update_docs(args.update_docs)
+    return
   config, hw = models.get_preset(args.model), mesh_presets.get(args.hardware)
   counts = Counts(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Counts)})
   wl = mp.preset_workload(hw)

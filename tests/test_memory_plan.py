@@ -240,3 +240,25 @@ def test_docs_tables_are_what_the_plan_writes(tmp_path):
   assert copy.read_text() == docs.read_text()
   for name in mp.PAPER_HARDWARE:
     assert mp.markdown_plan(mesh_presets.get(name)) in docs.read_text()
+
+
+def test_reproduce_guides_tables_are_what_the_plans_write(tmp_path):
+  """docs/reproduce.md's memory summary and wall-time tables are `memory_plan --update-docs` and
+  `time_plan --update-docs` output (typed by hand before: rounding had drifted)."""
+  from restrl_jax import time_plan
+  docs = Path(__file__).resolve().parents[1] / "docs" / "reproduce.md"
+  copy = tmp_path / "reproduce.md"
+  copy.write_text(docs.read_text())
+  mp.main(["--update-docs", str(copy)])
+  time_plan.main(["--update-docs", str(copy)])
+  assert copy.read_text() == docs.read_text()
+  assert mp.summary_table() in docs.read_text() and time_plan.markdown_table() in docs.read_text()
+  # the summary's 7B cell and bracketed maximum come from the per-preset plans
+  row = next(l for l in mp.summary_table().splitlines() if l.startswith("| `rest_grpo` update"))
+  assert row.split(" | ")[1] == "13.9 (15.0)"
+  empty = tmp_path / "empty.md"
+  empty.write_text("no blocks\n")
+  with pytest.raises(ValueError, match="no <!-- memory-plan:NAME:begin"):
+    mp.update_docs(str(empty))
+  with pytest.raises(ValueError, match="time-plan:begin"):
+    time_plan.update_docs(str(empty))
