@@ -405,10 +405,7 @@ REWARD_STD_BEGIN, REWARD_STD_END = "<!-- reward-std:begin -->", "<!-- reward-std
 
 
 def replace_between(text: str, body: str, begin: str = BEGIN, end: str = END) -> str:
-  if begin not in text or end not in text:
-    return text.rstrip("\n") + f"\n\n{begin}\n{body}{end}\n"
-  head, rest = text.split(begin, 1)
-  return head + begin + "\n" + body + end + rest.split(end, 1)[1]
+  return io_utils.replace_marked_block(text, begin, end, body, append=True)
 
 
 def report(args: argparse.Namespace) -> dict:

@@ -422,10 +422,7 @@ BEGIN, END = "<!-- table2:begin -->", "<!-- table2:end -->"
 
 
 def replace_between(text: str, body: str) -> str:
-  if BEGIN not in text or END not in text:
-    return text.rstrip("\n") + f"\n\n{BEGIN}\n{body}{END}\n"
-  head, rest = text.split(BEGIN, 1)
-  return head + BEGIN + "\n" + body + END + rest.split(END, 1)[1]
+  return io_utils.replace_marked_block(text, BEGIN, END, body, append=True)
 
 
 def load_records(root: Path) -> list[dict]:

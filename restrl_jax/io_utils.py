@@ -46,6 +46,19 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
   atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def replace_marked_block(text: str, begin: str, end: str, body: str,
+                         append: bool = False) -> str:
+  """`text` with what lies between its marker lines `begin` and `end` replaced by `body` (a
+  newline-terminated block, e.g. a generated table); a text without both markers gets the block
+  appended with `append`, else ValueError."""
+  if begin not in text or end not in text:
+    if not append:
+      raise ValueError(f"no {begin} ... {end} block")
+    return text.rstrip("\n") + f"\n\n{begin}\n{body}{end}\n"
+  head, rest = text.split(begin, 1)
+  return head + begin + "\n" + body + end + rest.split(end, 1)[1]
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
   """All complete records of a JSON-lines file; a torn last line (crash mid-write) is ignored."""
   records = []

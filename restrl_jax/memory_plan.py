@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import AbstractMesh, Mesh
 
-from restrl_jax import mesh_presets, models, parallel
+from restrl_jax import io_utils, mesh_presets, models, parallel
 from restrl_jax.sampling import token_loop
 from restrl_jax.sampling.transforms import SamplingMode
 from restrl_jax.training import TrainState, sft_loss
@@ -485,12 +485,6 @@ def summary_table(wl: Workload = Workload()) -> str:
   return "\n".join(lines)
 
 
-def _replace_block(text: str, name: str, body: str) -> str:
-  begin, end = f"<!-- memory-plan:{name}:begin -->", f"<!-- memory-plan:{name}:end -->"
-  head, rest = text.split(begin, 1)
-  return head + begin + "\n" + body + "\n" + end + rest.split(end, 1)[1]
-
-
 def update_docs(path: str) -> None:
   """Rewrite each `<!-- memory-plan:NAME:begin -->` ... `end -->` block of the markdown file at
   `path`: NAME a preset of `PAPER_HARDWARE` gets `markdown_plan` of it, `summary` gets
@@ -504,7 +498,8 @@ def update_docs(path: str) -> None:
     raise ValueError(f"{path} has no <!-- memory-plan:NAME:begin --> ... end --> block (NAME: "
                      f"{', '.join(blocks)})")
   for name in found:
-    text = _replace_block(text, name, blocks[name]())
+    text = io_utils.replace_marked_block(text, f"<!-- memory-plan:{name}:begin -->",
+                                         f"<!-- memory-plan:{name}:end -->", blocks[name]() + "\n")
   Path(path).write_text(text)
 
 

@@ -34,8 +34,8 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+from restrl_jax import io_utils, mesh_presets, models
 from restrl_jax import memory_plan as mp
-from restrl_jax import mesh_presets, models
 
 UPDATE_BYTES_PER_PARAM = 32   # read + write: bf16 weight, fp32 master, fp32 mu and nu; gradient
 ACCUM_BYTES_PER_PARAM = 8     # read + write of the fp32 accumulator, per micro-batch
@@ -244,11 +244,11 @@ def update_docs(path: str) -> None:
   """Rewrite the `<!-- time-plan:begin -->` ... `end -->` block of the markdown file at `path`
   with `markdown_table()`."""
   text = Path(path).read_text()
-  if BEGIN not in text or END not in text:
-    raise ValueError(f"{path} has no {BEGIN} ... {END} block")
-  head, rest = text.split(BEGIN, 1)
-  Path(path).write_text(head + BEGIN + "\n" + markdown_table() + "\n" + END
-                        + rest.split(END, 1)[1])
+  try:
+    text = io_utils.replace_marked_block(text, BEGIN, END, markdown_table() + "\n")
+  except ValueError as exc:
+    raise ValueError(f"{path}: {exc}") from None
+  Path(path).write_text(text)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
