@@ -14,7 +14,8 @@
   pool    `--pool_size` samples of the policy per problem of the in-distribution test split
           (first `--num_test`), executed and scored by the value model: sampling (pass@1),
           best-of-N at every budget (exact expectation, `budget_curve.best_of_k`), the perfect
-          verifier, and the value model's within-problem ranking;
+          verifier, and the value model's within-problem ranking; beside it, as a reference
+          scorer, the policy's own log-likelihood of each program (its ranking and best-of-N);
   mcts    ORM-MCTS and VM-MCTS at each of `--mcts_budgets` sampled programs per problem, all
           trees together; the samples each tree actually drew are kept.
 The seed's record `<record>/seed<s>.json` holds per-problem figures only (rewards and scores
@@ -133,24 +134,11 @@ def pool_cell(sampler: Any, vm: Any, pool: Any, problems: Sequence, size: int, s
   return {"problem_ids": [p.id for p in problems],
           "rewards": [round4(r.reward for r in g) for g in groups],
           "scores": [round4(s) for s in scores],
+          # reference scorer: the policy's own log-likelihood of each program (the sum of the
+          # log-probs the sampler recorded for its sampled tokens, at the sampling temperature)
+          "likelihood": [[round(float(np.sum(r.logprobs)), 3) for r in g] for g in groups],
           "clean": [[int(not any(s in CRASH_STATUSES for s in r.statuses)) for r in g]
                     for g in groups],
-          "seconds": round(time.perf_counter() - start, 1)}
-
-
-def likelihood_cell(sampler: Any, pool: Any, problems: Sequence, size: int, seed: int,
-                    sampling_params: Any, pool_data: dict) -> dict:
-  """The pool's programs scored by the policy's own log-likelihood: the sum of the log-probs the
-  sampler recorded for each sampled token (at the sampling temperature). A reference scorer
-  beside the value model: how much of "which program is right" the policy itself knows. The
-  pool is drawn again with its seed; its rewards must equal the pool cell's."""
-  start = time.perf_counter()
-  groups = sample_pool(sampler, pool, problems, size, seed, sampling_params)
-  rewards = [round4(r.reward for r in g) for g in groups]
-  if rewards != pool_data["rewards"]:
-    raise RuntimeError("likelihood cell: the pool drawn again differs from the pool cell's "
-                       "(sampling is not a function of the seed?)")
-  return {"sum": [[round(float(np.sum(r.logprobs)), 3) for r in g] for g in groups],
           "seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -210,9 +198,6 @@ def run_seed(settings: Settings, seed: int, policy: Path, workdir: Path) -> dict
   with ExecutionPool() as pool:
     pool_data = cached(cells / f"pool_n{settings.pool_size}.json", lambda: pool_cell(
         sampler, vm, pool, problems, settings.pool_size, seed, sp))
-    likelihood = cached(cells / f"likelihood_n{settings.pool_size}.json",
-                        lambda: likelihood_cell(sampler, pool, problems, settings.pool_size,
-                                                seed, sp, pool_data))
     seen = cached(cells / "training_ranking.json", lambda: training_ranking_cell(
         vm, workdir / "value" / "collect_values" / "values.jsonl"))
     mcts = {}
@@ -223,8 +208,7 @@ def run_seed(settings: Settings, seed: int, policy: Path, workdir: Path) -> dict
             cells / f"{method}_b{budget}.json", lambda: mcts_cell(
                 sampler, vm, pool, problems, method, budget, seed, sp, config.mcts))
   return {"seed": seed, "policy": str(policy), "settings": dataclasses.asdict(settings),
-          "value": value, "training_ranking": seen, "pool": pool_data,
-          "likelihood": likelihood, "mcts": mcts}
+          "value": value, "training_ranking": seen, "pool": pool_data, "mcts": mcts}
 
 
 def cached(path: Path, compute) -> dict:
@@ -284,10 +268,10 @@ def per_problem(record: dict, budget: int) -> dict[str, np.ndarray]:
     out["best_of_n"] = np.array([budget_curve.best_of_k(s, r, budget)[0]
                                  for s, r in zip(pool["scores"], pool["rewards"])])
     out["oracle"] = np.array([budget_curve.best_of_k(r, r, budget)[0] for r in pool["rewards"]])
-    if "likelihood" in record:
+    if "likelihood" in pool:
       out["best_of_n_likelihood"] = np.array([
           budget_curve.best_of_k(s, r, budget)[0]
-          for s, r in zip(record["likelihood"]["sum"], pool["rewards"])])
+          for s, r in zip(pool["likelihood"], pool["rewards"])])
   for method in MCTS_METHODS:
     cell = record["mcts"].get(method, {}).get(str(budget))
     if cell is not None:
@@ -320,9 +304,9 @@ def summarize(records: Sequence[dict], budget: int) -> dict:
     ranking.append({"seed": rec["seed"], "auc": auc, "pairs": pairs, "auc_clean": clean_auc,
                     "pairs_clean": clean_pairs, "training_auc": seen.get("auc"),
                     "training_pairs": seen.get("pairs")})
-    if "likelihood" in rec:
-      ranking[-1]["likelihood_auc"] = within_auc(rec["likelihood"]["sum"], pool["rewards"])[0]
-      ranking[-1]["likelihood_auc_clean"] = within_auc(rec["likelihood"]["sum"], pool["rewards"],
+    if "likelihood" in pool:
+      ranking[-1]["likelihood_auc"] = within_auc(pool["likelihood"], pool["rewards"])[0]
+      ranking[-1]["likelihood_auc_clean"] = within_auc(pool["likelihood"], pool["rewards"],
                                                        pool["clean"])[0]
   table = {}
   per_seed = [per_problem(rec, budget) for rec in records]

@@ -169,15 +169,15 @@ def test_the_likelihood_reference_ranks_and_selects_from_the_pool_it_scores():
   reference ranking and its best-of-N row, computed like the value model's."""
   records = [_record(0, 0.0), _record(1, 1.0)]
   # seed 0: the likelihood prefers the wrong programs; seed 1: the right ones
-  records[0]["likelihood"] = {"sum": [[-1.0, -9.0, -2.0], [-8.0, -1.0, -1.0]]}
-  records[1]["likelihood"] = {"sum": [[-9.0, -1.0, -2.0], [-1.0, -8.0, -9.0]]}
+  records[0]["pool"]["likelihood"] = [[-1.0, -9.0, -2.0], [-8.0, -1.0, -1.0]]
+  records[1]["pool"]["likelihood"] = [[-9.0, -1.0, -2.0], [-1.0, -8.0, -9.0]]
   s = table2.summarize(records, budget=2)
   assert [r["likelihood_auc"] for r in s["ranking"]] == [0.0, 1.0]
   # seed 0, problem 1: program 1 crashed, so the clean pairs are (0 vs 2) only, lost
   assert s["ranking"][0]["likelihood_auc_clean"] == 0.0
   assert s["likelihood_auc"] == pytest.approx((0.5, math.sqrt(0.5)))
   per = [np.mean([brute_best_of_k(l, r, 2)[0] for l, r in zip(
-      rec["likelihood"]["sum"], rec["pool"]["rewards"])]) for rec in records]
+      rec["pool"]["likelihood"], rec["pool"]["rewards"])]) for rec in records]
   row = s["table"]["best_of_n_likelihood"]
   assert row["strict_accuracy"] == pytest.approx((np.mean(per), np.std(per, ddof=1)))
   assert row["minus_sampling"][0] == pytest.approx(np.mean(per) - 1 / 3)
@@ -188,16 +188,20 @@ def test_the_likelihood_reference_ranks_and_selects_from_the_pool_it_scores():
   assert plain["likelihood_auc"] is None and "best_of_n_likelihood" not in plain["table"]
 
 
-def test_likelihood_cell_sums_the_sampled_log_probs_of_the_same_pool(monkeypatch):
+def test_pool_cell_keeps_the_sampled_log_prob_sums_beside_the_value_scores(monkeypatch):
   from types import SimpleNamespace as NS
-  groups = [[NS(reward=1.0, logprobs=np.array([-0.5, -0.25])), NS(reward=0.0,
-             logprobs=np.array([-3.0]))], [NS(reward=0.5, logprobs=np.array([-1.0, -1.0, -1.0]))]]
+  ok = ("pass",)
+  groups = [[NS(reward=1.0, logprobs=np.array([-0.5, -0.25]), program="a", statuses=ok),
+             NS(reward=0.0, logprobs=np.array([-3.0]), program="b", statuses=("error",))],
+            [NS(reward=0.5, logprobs=np.array([-1.0, -1.0, -1.0]), program="c", statuses=ok),
+             NS(reward=1.0, logprobs=np.array([-0.125]), program="d", statuses=ok)]]
   monkeypatch.setattr(table2, "sample_pool", lambda *args: groups)
-  cell = table2.likelihood_cell(None, None, [None, None], 2, 0, None,
-                                {"rewards": [[1.0, 0.0], [0.5]]})
-  assert cell["sum"] == [[-0.75, -3.0], [-3.0]]
-  with pytest.raises(RuntimeError, match="differs from the pool cell"):
-    table2.likelihood_cell(None, None, [None, None], 2, 0, None, {"rewards": [[0.0, 1.0], [0.5]]})
+  vm = NS(score_states=lambda problems, states: [float(ord(x)) for x in states])
+  problems = [NS(id="p0"), NS(id="p1")]
+  cell = table2.pool_cell(None, vm, None, problems, 2, 0, None)
+  assert cell["likelihood"] == [[-0.75, -3.0], [-3.0, -0.125]]
+  assert cell["scores"] == [[97.0, 98.0], [99.0, 100.0]] and cell["clean"] == [[1, 0], [1, 1]]
+  assert cell["rewards"] == [[1.0, 0.0], [0.5, 1.0]] and cell["problem_ids"] == ["p0", "p1"]
 
 
 def test_report_writes_docs_between_markers_and_keeps_other_keys(tmp_path):
