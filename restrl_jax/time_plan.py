@@ -191,9 +191,8 @@ def format_estimate(name: str, hw: mesh_presets.Hardware, steps: dict[str, float
   return "\n".join(lines)
 
 
-# docs/reproduce.md's table: the model, the hardware columns and the rows' wording
+# docs/reproduce.md's table: the model and the rows' wording (columns named as the memory plan's)
 DOCS_MODEL = "qwen2.5-coder-7b-instruct"
-HARDWARE_NAMES = {"gpu-8": "8 x H100"}
 STEP_LABELS = {
     "sampling call, 16 rows, on the mesh":
         "one sampling call ({rows} x {new} new tokens), on the mesh",
@@ -229,7 +228,7 @@ def markdown_table(model: str = DOCS_MODEL, hardware: Sequence[str] = mp.PAPER_H
   steps = [per_step_seconds(config, hw, wl) for hw, wl in zip(hws, wls)]
   stages = [stage_seconds(config, hw, wl, c) for hw, wl in zip(hws, wls)]
   fields = dict(dataclasses.asdict(c), rows=wls[0].sample_batch, new=wls[0].new_tokens)
-  lines = ["| | " + " | ".join(HARDWARE_NAMES.get(h, h) for h in hardware) + " |",
+  lines = ["| | " + " | ".join(mp.HARDWARE_NAMES.get(h, h) for h in hardware) + " |",
            "|---|" + "---:|" * len(hardware)]
   for key in steps[0]:
     lines.append(f"| {STEP_LABELS[key].format(**fields)} | "
