@@ -229,6 +229,13 @@ def run(args: argparse.Namespace) -> None:
                       collect_samples=args.collect_samples, value_epochs=args.value_epochs,
                       value_batch_size=args.value_batch_size,
                       value_learning_rate=args.value_learning_rate)
+  record_seeds(args, lambda seed, policy, workdir: run_seed(settings, seed, policy, workdir))
+
+
+def record_seeds(args: argparse.Namespace, run_one) -> None:
+  """`run_one(seed, RL'd policy, workdir)` for every seed of `args.seeds` without a record at
+  `<args.record>/seed<s>.json` (the learning experiment's naive-GRPO policy of that seed, the
+  workdir `<args.out>/seed<s>`), its result written there."""
   for seed in [int(s) for s in args.seeds.split(",")]:
     record = Path(args.record) / f"seed{seed}.json"
     if record.is_file():
@@ -237,7 +244,8 @@ def run(args: argparse.Namespace) -> None:
     if not (policy / "config.json").is_file():
       raise FileNotFoundError(f"no RL'd policy for seed {seed} at {policy}: run `python -m "
                               "experiments.learning run --methods grpo` first")
-    result = run_seed(settings, seed, policy, Path(args.out) / f"seed{seed}")
+    result = run_one(seed, policy, Path(args.out) / f"seed{seed}")
+    record.parent.mkdir(parents=True, exist_ok=True)
     io_utils.atomic_write_text(record, json.dumps(result, separators=(",", ":")) + "\n")
 
 

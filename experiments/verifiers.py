@@ -209,17 +209,8 @@ def run_seed(settings: Settings, seed: int, policy: Path, workdir: Path) -> dict
 def run(args: argparse.Namespace) -> None:
   settings = Settings(**{f.name: type(f.default)(getattr(args, f.name))
                          for f in dataclasses.fields(Settings)})
-  for seed in [int(s) for s in args.seeds.split(",")]:
-    record = Path(args.record) / f"seed{seed}.json"
-    if record.is_file():
-      continue
-    policy = Path(args.learning) / "grpo" / f"seed{seed}" / "rest_grpo" / "policy"
-    if not (policy / "config.json").is_file():
-      raise FileNotFoundError(f"no RL'd policy for seed {seed} at {policy}: run `python -m "
-                              "experiments.learning run --methods grpo` first")
-    result = run_seed(settings, seed, policy, Path(args.out) / f"seed{seed}")
-    record.parent.mkdir(parents=True, exist_ok=True)
-    io_utils.atomic_write_text(record, json.dumps(result, separators=(",", ":")) + "\n")
+  table2.record_seeds(args, lambda seed, policy, workdir: run_seed(settings, seed, policy,
+                                                                 workdir))
 
 
 # -- report --------------------------------------------------------------------------------------
