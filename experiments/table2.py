@@ -40,6 +40,7 @@ import numpy as np
 
 from experiments import budget_curve
 from restrl_jax import io_utils
+from restrl_jax.evaluation.metrics import within_problem_auc
 
 MCTS_METHODS = ("orm_mcts", "vm_mcts")
 CURVE_METHODS = ("sampling", "best_of_n", "best_of_n_likelihood", "orm_mcts", "vm_mcts",
@@ -65,12 +66,19 @@ class Settings:
   value_epochs: int = 2
   value_batch_size: int = 32
   value_learning_rate: float = 5e-4
+  value_kind: str = "mse"         # or "implicit_prm" (config.value.kind) ...
+  implicit_steps: int = 750       # ... trained with these `value.implicit_*` settings
+  implicit_learning_rate: float = 1e-4
+  implicit_pairs_per_step: int = 32
 
   def __post_init__(self):
     for name in ("num_test", "pool_size", "collect_problems", "collect_iterations",
                  "collect_samples", "value_epochs", "value_batch_size"):
       if int(getattr(self, name)) < 1:
         raise ValueError(f"Settings.{name} must be >= 1, got {getattr(self, name)}")
+    if self.value_kind not in ("mse", "implicit_prm"):
+      raise ValueError(f"Settings.value_kind must be 'mse' or 'implicit_prm', got "
+                       f"{self.value_kind!r}")
     if not self.mcts_budgets or min(self.mcts_budgets) < 5:
       raise ValueError(f"Settings.mcts_budgets: give budgets >= 5 (one expansion of 5 "
                        f"samples), got {self.mcts_budgets}")
@@ -95,6 +103,10 @@ def value_config(settings: Settings, seed: int, policy: Path, workdir: Path):
   c.value.epochs, c.value.learning_rate = settings.value_epochs, settings.value_learning_rate
   c.value.batch_size = settings.value_batch_size
   c.value.dedupe = True
+  c.value.kind = settings.value_kind
+  c.value.implicit_steps = settings.implicit_steps
+  c.value.implicit_learning_rate = settings.implicit_learning_rate
+  c.value.implicit_pairs_per_step = settings.implicit_pairs_per_step
   return c
 
 
@@ -142,22 +154,24 @@ def pool_cell(sampler: Any, vm: Any, pool: Any, problems: Sequence, size: int, s
           "seconds": round(time.perf_counter() - start, 1)}
 
 
-def training_ranking_cell(vm: Any, values_path: Path, num_problems: int = 200) -> dict:
+def training_ranking_cell(vm: Any, values_path: Path, problems: dict,
+                          num_problems: int = 200) -> dict:
   """The value model's ranking of the executed programs of its own first `num_problems`
-  collection problems (seen in training), beside the held-out pool's: how far it generalises."""
+  collection problems (seen in training; `problems` by id), beside the held-out pool's: how far
+  it generalises."""
   by_problem: dict[str, list[dict]] = {}
   for r in io_utils.read_jsonl(values_path):
     if r["kind"] == "program" and (r["problem_id"] in by_problem or
                                    len(by_problem) < num_problems):
       by_problem.setdefault(r["problem_id"], []).append(r)
-  from restrl_jax.data.prompts import value_model_input  # pylint: disable=import-outside-toplevel
   groups = list(by_problem.values())
-  scores = vm.score([value_model_input(r["prompt"], r["state"]) for g in groups for r in g])
+  scores = vm.score_states([problems[r["problem_id"]] for g in groups for r in g],
+                           [r["state"] for g in groups for r in g])
   out, k = [], 0
   for g in groups:
     out.append(scores[k:k + len(g)])
     k += len(g)
-  auc, pairs = within_auc(out, [[r["value"] for r in g] for g in groups])
+  auc, pairs = within_problem_auc(out, [[r["value"] for r in g] for g in groups])
   return {"num_problems": len(groups), "auc": auc, "pairs": pairs}
 
 
@@ -199,7 +213,9 @@ def run_seed(settings: Settings, seed: int, policy: Path, workdir: Path) -> dict
     pool_data = cached(cells / f"pool_n{settings.pool_size}.json", lambda: pool_cell(
         sampler, vm, pool, problems, settings.pool_size, seed, sp))
     seen = cached(cells / "training_ranking.json", lambda: training_ranking_cell(
-        vm, workdir / "value" / "collect_values" / "values.jsonl"))
+        vm, workdir / "value" / "collect_values" / "values.jsonl",
+        {p.id: p for p in load_problems("synthetic", None, split="train",
+                                        limit=min(200, settings.collect_problems))}))
     mcts = {}
     for budget in sorted(settings.mcts_budgets):
       for method in MCTS_METHODS:
@@ -222,13 +238,9 @@ def cached(path: Path, compute) -> dict:
 
 
 def run(args: argparse.Namespace) -> None:
-  settings = Settings(num_test=args.num_test, pool_size=args.pool_size,
-                      mcts_budgets=tuple(int(b) for b in args.mcts_budgets.split(",")),
-                      collect_problems=args.collect_problems,
-                      collect_iterations=args.collect_iterations,
-                      collect_samples=args.collect_samples, value_epochs=args.value_epochs,
-                      value_batch_size=args.value_batch_size,
-                      value_learning_rate=args.value_learning_rate)
+  settings = Settings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
+                         if f.name != "mcts_budgets"},
+                      mcts_budgets=tuple(int(b) for b in args.mcts_budgets.split(",")))
   record_seeds(args, lambda seed, policy, workdir: run_seed(settings, seed, policy, workdir))
 
 
@@ -250,22 +262,6 @@ def record_seeds(args: argparse.Namespace, run_one) -> None:
 
 
 # -- report --------------------------------------------------------------------------------------
-
-def within_auc(scores: Sequence[Sequence[float]], rewards: Sequence[Sequence[float]],
-               keep: Sequence[Sequence[int]] | None = None) -> tuple[float | None, int]:
-  """P(a strictly correct program outscores a wrong one of the same problem) + 0.5 P(tie), over
-  every such pair of every problem (pairs weighted equally), and the number of pairs; `keep`
-  restricts both programs of a pair to the kept ones."""
-  hits, pairs = 0.0, 0
-  for k, (s, r) in enumerate(zip(scores, rewards)):
-    s, r = np.asarray(s, np.float64), np.asarray(r, np.float64)
-    mask = np.ones(len(s), bool) if keep is None else np.asarray(keep[k], bool)
-    pos, neg = s[mask & (r > STRICT)], s[mask & (r <= STRICT)]
-    diff = pos[:, None] - neg[None, :]  # [P, Q]
-    hits += float(np.sum((diff > 0) + 0.5 * (diff == 0)))
-    pairs += diff.size
-  return (hits / pairs if pairs else None), pairs
-
 
 def per_problem(record: dict, budget: int) -> dict[str, np.ndarray]:
   """Per-problem strict accuracy of every method at `budget` (sampling: pass@1 of the pool;
@@ -306,16 +302,16 @@ def summarize(records: Sequence[dict], budget: int) -> dict:
   ranking = []
   for rec in records:
     pool = rec["pool"]
-    auc, pairs = within_auc(pool["scores"], pool["rewards"])
-    clean_auc, clean_pairs = within_auc(pool["scores"], pool["rewards"], pool["clean"])
+    auc, pairs = within_problem_auc(pool["scores"], pool["rewards"])
+    clean_auc, clean_pairs = within_problem_auc(pool["scores"], pool["rewards"], pool["clean"])
     seen = rec.get("training_ranking", {})
     ranking.append({"seed": rec["seed"], "auc": auc, "pairs": pairs, "auc_clean": clean_auc,
                     "pairs_clean": clean_pairs, "training_auc": seen.get("auc"),
                     "training_pairs": seen.get("pairs")})
     if "likelihood" in pool:
-      ranking[-1]["likelihood_auc"] = within_auc(pool["likelihood"], pool["rewards"])[0]
-      ranking[-1]["likelihood_auc_clean"] = within_auc(pool["likelihood"], pool["rewards"],
-                                                       pool["clean"])[0]
+      ranking[-1]["likelihood_auc"] = within_problem_auc(pool["likelihood"], pool["rewards"])[0]
+      ranking[-1]["likelihood_auc_clean"] = within_problem_auc(
+          pool["likelihood"], pool["rewards"], pool["clean"])[0]
   table = {}
   per_seed = [per_problem(rec, budget) for rec in records]
   for method in CURVE_METHODS:
@@ -459,10 +455,9 @@ def main(argv: Sequence[str] | None = None) -> None:
   r.add_argument("--out", default="runs/table2")
   r.add_argument("--seeds", default="0,1,2")
   r.add_argument("--mcts_budgets", default=",".join(map(str, d.mcts_budgets)))
-  for name in ("num_test", "pool_size", "collect_problems", "collect_iterations",
-               "collect_samples", "value_epochs", "value_batch_size"):
-    r.add_argument(f"--{name}", type=int, default=getattr(d, name))
-  r.add_argument("--value_learning_rate", type=float, default=d.value_learning_rate)
+  for f in dataclasses.fields(Settings):
+    if f.name != "mcts_budgets":
+      r.add_argument(f"--{f.name}", type=type(f.default), default=f.default)
   rep = sub.add_parser("report")
   rep.add_argument("--docs", default="docs")
   rep.add_argument("--budget", type=int, default=20)

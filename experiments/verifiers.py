@@ -44,6 +44,8 @@ import numpy as np
 
 from experiments import table2
 from restrl_jax import io_utils
+from restrl_jax.evaluation.metrics import within_problem_auc
+from restrl_jax.value import preferences
 
 SCORERS = ("likelihood", "dpo_implicit_reward", "dpo_likelihood")
 NAMES = {"likelihood": "RL'd policy's log-likelihood log π_RL(y ∣ x)",
@@ -89,17 +91,11 @@ def executed_pool(sampler: Any, pool: Any, problems: Sequence, size: int, seed: 
 
 
 def correct_wrong_pairs(pool: dict, per_problem: int, seed: int) -> list[tuple[str, str, str]]:
-  """(problem id, strictly correct completion, wrong completion) pairs of distinct texts, at
-  most `per_problem` per problem drawn at random (a function of `seed`)."""
-  rng = np.random.default_rng(seed)
-  out = []
-  for pid, texts, rewards in zip(pool["problem_ids"], pool["completions"], pool["rewards"]):
-    right = sorted({t for t, r in zip(texts, rewards) if r > table2.STRICT})
-    wrong = sorted({t for t, r in zip(texts, rewards) if r <= table2.STRICT})
-    pairs = [(pid, c, w) for c in right for w in wrong]
-    for i in rng.permutation(len(pairs))[:per_problem]:
-      out.append(pairs[i])
-  return out
+  """(problem id, strictly correct completion, wrong completion) pairs of the pool's distinct
+  texts, at most `per_problem` per problem (`value.preferences.correct_wrong_pairs`)."""
+  return preferences.correct_wrong_pairs(
+      [preferences.ProgramGroup(*g) for g in zip(pool["problem_ids"], pool["completions"],
+                                                 pool["rewards"])], per_problem, seed)
 
 
 # -- scoring and training ------------------------------------------------------------------------
@@ -152,8 +148,8 @@ def rankings(scores: dict[str, np.ndarray], pool: dict) -> dict:
   """Within-problem AUC of each scorer (all pairs, and pairs of programs that both ran clean)."""
   out = {}
   for name, s in scores.items():
-    auc, pairs = table2.within_auc(s, pool["rewards"])
-    clean, clean_pairs = table2.within_auc(s, pool["rewards"], pool["clean"])
+    auc, pairs = within_problem_auc(s, pool["rewards"])
+    clean, clean_pairs = within_problem_auc(s, pool["rewards"], pool["clean"])
     out[name] = {"auc": auc, "pairs": pairs, "auc_clean": clean, "pairs_clean": clean_pairs}
   return out
 

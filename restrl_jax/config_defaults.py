@@ -149,7 +149,14 @@ def value() -> ml_collections.ConfigDict:
       kinds=("node", "program"), remat=False, score_batch_size=16, pad_multiple=32,
       keep_checkpoints=2, log_every=50,
       shard=False,                                # train on the config.mesh (FSDP like the policy)
-      dedupe=False))                              # one example per distinct (problem, text)
+      dedupe=False,                               # one example per distinct (problem, text)
+      # "mse": the paper's value model (backbone + scalar head, MSE on the collected values);
+      # "implicit_prm": the policy trained with the DPO loss on (correct, wrong) program pairs
+      # of the collected programs, states scored by its implicit reward (the implicit_* keys)
+      kind="mse",
+      implicit_beta=0.1, implicit_learning_rate=1e-4, implicit_steps=750,
+      implicit_pairs_per_step=32, implicit_pairs_per_problem=8, implicit_eval_every=50,
+      implicit_eval_problems=200, implicit_max_prompt_tokens=1024))
 
 
 # The paper's Table 1 benchmarks, in its column order (restrl_jax.evaluation.table1).

@@ -1,5 +1,6 @@
 """Config sections mirror the domain dataclasses: every key of a section is a field of the
-dataclass its stage fills (under the same name, or `rest.dpo_<field>` for DPOConfig), a key
+dataclass its stage fills (under the same name, or `rest.dpo_<field>` for DPOConfig and
+`value.implicit_<field>` for ImplicitPRMConfig), a key
 another section's dataclass takes, or one of the stage's own keys (STAGE_KEYS, each stage
 saying why); the dataclasses' defaults are the config's defaults; and the stages fill them with
 the section's values unchanged."""
@@ -14,6 +15,7 @@ from restrl_jax.rl.rounds import RoundsConfig
 from restrl_jax.rl.trainer import DPOConfig, GRPOConfig
 from restrl_jax.search.mcts_config import MCTSConfig
 from restrl_jax.value import ValueTrainConfig
+from restrl_jax.value.train_implicit import ImplicitPRMConfig
 from restrl_jax.warmstart import WarmstartConfig
 
 
@@ -38,7 +40,11 @@ GRPO_FROM = {f: ("grpo", f) for f in fields(GRPOConfig) - set(rest_grpo.GRPO_UNS
 DPO_FROM = {**{f: ("rest", rest_grpo.DPO_PREFIX + f)
                for f in fields(DPOConfig) - set(rest_grpo.GRPO_KEYS_OF_DPO)},
             **{k: ("grpo", k) for k in rest_grpo.GRPO_KEYS_OF_DPO}}
+IMPLICIT_FROM = {**{f: ("value", train_value.IMPLICIT_PREFIX + f)
+                    for f in fields(ImplicitPRMConfig) - set(train_value.SHARED_WITH_IMPLICIT)},
+                 **{k: ("value", k) for k in train_value.SHARED_WITH_IMPLICIT}}
 SOURCES = {RoundsConfig: ROUNDS_FROM, GRPOConfig: GRPO_FROM, DPOConfig: DPO_FROM,
+           ImplicitPRMConfig: IMPLICIT_FROM,
            MCTSConfig: {f: ("mcts", f) for f in fields(MCTSConfig)},
            ValueTrainConfig: {f: ("value", f) for f in fields(ValueTrainConfig)},
            WarmstartConfig: {f: ("warmstart", f) for f in fields(WarmstartConfig)}}
@@ -52,7 +58,8 @@ STAGE_KEYS = {"rest": set(rest_grpo.STAGE_KEYS),
 def test_every_key_of_a_section_lands_in_one_dataclass_field_or_is_the_stages_own(name):
   landed = [key for source in SOURCES.values() for section_name, key in source.values()
             if section_name == name]
-  shared = set(rest_grpo.GRPO_KEYS_OF_DPO) if name == "grpo" else set()   # GRPO's and DPO's
+  shared = {"grpo": set(rest_grpo.GRPO_KEYS_OF_DPO),                     # GRPO's and DPO's
+            "value": set(train_value.SHARED_WITH_IMPLICIT)}.get(name, set())  # both kinds'
   assert len(landed) == len(set(landed)) + len(shared), sorted(landed)
   assert not set(landed) & STAGE_KEYS[name], sorted(set(landed) & STAGE_KEYS[name])
   assert set(landed) | STAGE_KEYS[name] == keys(name)
@@ -71,7 +78,7 @@ def test_the_dataclass_defaults_are_the_config_defaults(cls):
   base = config_defaults.base()
   filled = {name: section(base, name) for name in STAGE_KEYS}
   want = {f: filled[name][key] for f, (name, key) in SOURCES[cls].items()}
-  if cls is ValueTrainConfig:
+  if cls in (ValueTrainConfig, ImplicitPRMConfig):
     want["dtype"] = base.model.dtype
   if cls is RoundsConfig:
     want["dtype"] = base.model.dtype
@@ -100,3 +107,12 @@ def test_the_stages_fill_the_dataclasses_with_the_section_values():
   assert gcfg.dynamic_max_candidate_batches == 6 and not gcfg.dynamic_sampling
   dpo = rest_grpo.dpo_config(rest, grpo)
   assert (dpo.beta, dpo.max_prompt_tokens, dpo.remat) == (0.3, 512, True)
+
+
+def test_the_train_value_stage_fills_the_implicit_prm_config():
+  c = config_defaults.base()
+  c.value = dict(kind="implicit_prm", implicit_beta=0.2, implicit_steps=30, max_length=512,
+                 score_batch_size=8, seed=3, implicit_max_prompt_tokens=256)
+  cfg = train_value.implicit_config(section(c, "value"), "bfloat16")
+  assert (cfg.beta, cfg.steps, cfg.max_length, cfg.score_batch_size, cfg.seed, cfg.dtype,
+          cfg.max_prompt_tokens) == (0.2, 30, 512, 8, 3, "bfloat16", 256)

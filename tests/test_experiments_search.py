@@ -9,6 +9,7 @@ import pytest
 
 from experiments import budget_curve as bc
 from experiments import table2
+from restrl_jax.evaluation.metrics import within_problem_auc
 
 
 def brute_best_of_k(scores, rewards, k):
@@ -115,15 +116,15 @@ def test_cached_cell_is_computed_once_and_a_failed_cell_leaves_nothing(tmp_path)
   assert table2.cached(other, compute) == {"rewards": [1.0, 0.0]} and len(calls) == 2
 
 
-def test_within_auc_counts_pairs_ties_and_the_no_exception_subset():
+def test_within_problem_auc_counts_pairs_ties_and_the_no_exception_subset():
   scores = [[0.9, 0.2, 0.5, 0.5], [0.1, 0.3, 0.2]]
   rewards = [[1.0, 0.0, 1.0, 0.5], [0.0, 0.0, 0.25]]
   # problem 0: correct {0.9, 0.5} vs wrong {0.2, 0.5}: 0.9>0.2, 0.9>0.5, 0.5>0.2, 0.5=0.5 -> 3.5/4
   # problem 1: no correct program -> no pair
-  assert table2.within_auc(scores, rewards) == (3.5 / 4, 4)
+  assert within_problem_auc(scores, rewards) == (3.5 / 4, 4)
   # without program 3 (it crashed): 2 pairs, both won
-  assert table2.within_auc(scores, rewards, [[1, 1, 1, 0], [1, 1, 1]]) == (1.0, 2)
-  assert table2.within_auc([[0.5]], [[1.0]]) == (None, 0)
+  assert within_problem_auc(scores, rewards, [[1, 1, 1, 0], [1, 1, 1]]) == (1.0, 2)
+  assert within_problem_auc([[0.5]], [[1.0]]) == (None, 0)
 
 
 def _record(seed, shift):

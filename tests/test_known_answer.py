@@ -38,6 +38,7 @@ from flat_init import flat_init_params  # tests/ is on sys.path under pytest
 from experiments.budget_curve import pool_ranking
 from restrl_jax import models, training
 from restrl_jax.data.problem import Problem
+from restrl_jax.evaluation import metrics
 from restrl_jax.execution.spec import ExecResult, TestSuite
 from restrl_jax.rl import dpo, grpo_step, rounds
 from restrl_jax.rl import trainer as trainer_module
@@ -46,7 +47,9 @@ from restrl_jax.rollout import rollout
 from restrl_jax.sampling import SamplingParams
 from restrl_jax.tokenizer import embedded_tokenizer
 from restrl_jax.value import data as value_data
-from restrl_jax.value import ValueTrainConfig, load_value_model, train_value
+from restrl_jax.value import (ValueTrainConfig, load_value_model, preferences, train_implicit,
+                              train_value)
+from restrl_jax.value.train_implicit import ImplicitPRMConfig, train_implicit_prm
 from restrl_jax.warmstart import export_policy, policy_config
 
 THRESHOLD = 0.9          # the issue's bar for a working trainer
@@ -362,3 +365,51 @@ def test_value_model_with_misaligned_targets_ranks_at_chance(start_policy, tmp_p
                                                              monkeypatch):
   misalign_value_targets(monkeypatch)
   assert train_and_rank(start_policy, tmp_path) < 0.8
+
+
+# -- the implicit PRM: restrl_jax.value.train_implicit -------------------------------------------
+
+def value_groups(problem_ids: range, per_label: int, seed: int):
+  """The value task's programs as ({id: problem}, program groups): `per_label` correct and
+  wrong programs per problem (drawn as `value_examples` draws them), rewards 1 / 0."""
+  rng = np.random.default_rng(seed)
+  problems, groups = {}, []
+  for i in problem_ids:
+    pid = f"value/{i}"
+    problems[pid] = Problem(pid, "synthetic", f"Problem {i}: print the total.", "", SUITE)
+    labels = [correct for correct in (True, False) for _ in range(per_label)]
+    groups.append(preferences.ProgramGroup(pid, [value_program(rng, c) for c in labels],
+                                           [float(c) for c in labels]))
+  return problems, groups
+
+
+def train_and_rank_implicit(start_policy, out_dir) -> tuple[float, dict]:
+  """Within-problem AUC on 16 unseen problems of an implicit PRM trained on 16 others (8 more
+  held out for its step choice), scored through `load_value_model`."""
+  cfg = ImplicitPRMConfig(beta=0.1, learning_rate=3e-3, steps=40, pairs_per_step=16,
+                          pairs_per_problem=16, eval_every=20, eval_problems=8,
+                          max_prompt_tokens=64, max_length=192, score_batch_size=32)
+  problems, groups = value_groups(range(24), per_label=6, seed=0)
+  summary = train_implicit_prm(cfg, groups, problems, start_policy, out_dir)
+  prm = load_value_model(summary["value_model_path"], batch_size=32)
+  test_problems, test_groups = value_groups(range(100, 116), per_label=3, seed=1)
+  scores = [prm.score_states([test_problems[g.problem_id]] * len(g.texts), g.texts)
+            for g in test_groups]
+  auc, pairs = metrics.within_problem_auc(scores, [g.rewards for g in test_groups])
+  assert pairs == 16 * 9
+  return auc, summary
+
+
+def test_implicit_prm_ranks_programs_within_held_out_problems(start_policy, tmp_path):
+  auc, summary = train_and_rank_implicit(start_policy, tmp_path)
+  assert summary["num_pairs"] == 16 * 16 and summary["num_eval_problems"] == 8
+  assert summary["best_eval_auc"] >= 0.95
+  assert auc >= 0.95, (auc, summary)
+
+
+def test_implicit_prm_with_swapped_pairs_ranks_backwards(start_policy, tmp_path, monkeypatch):
+  pairs = train_implicit.correct_wrong_pairs
+  monkeypatch.setattr(train_implicit, "correct_wrong_pairs",
+                      lambda *a: [(pid, w, c) for pid, c, w in pairs(*a)])
+  auc, summary = train_and_rank_implicit(start_policy, tmp_path)
+  assert auc < 0.5, (auc, summary)

@@ -138,7 +138,11 @@ def _compare(got, want, where: str) -> None:
     for i, (a, b) in enumerate(zip(got, want)):
       _compare(a, b, f"{where}[{i}]")
   elif isinstance(want, float):
-    assert got == pytest.approx(want, rel=1e-6, abs=1e-9), where
+    # XLA:CPU vectorises float32 reductions by what the host CPU offers, so the same code sums
+    # in another order on another CPU model: summed log-probs moved by up to 6e-6 (~20 ulp at
+    # 15) between two CI hosts, with every sampled token, program and reward equal. The discrete
+    # outputs stay exact; a float moves by more than this only when the computation changed.
+    assert got == pytest.approx(want, rel=1e-5, abs=1e-5), where
   else:
     assert got == want, where
 

@@ -75,3 +75,21 @@ def paired_difference(after: Mapping[str, float], before: Mapping[str, float]) -
   d = np.asarray([after[p] - before[p] for p in common], np.float64)   # [n]
   return {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d))),
           "num_problems": len(common)}
+
+
+def within_problem_auc(scores: Sequence[Sequence[float]], rewards: Sequence[Sequence[float]],
+                       keep: Sequence[Sequence[int]] | None = None
+                       ) -> tuple[float | None, int]:
+  """How a scorer ranks each problem's programs: P(a strictly correct program outscores a wrong
+  one of the same problem) + 0.5 P(tie), over every such pair of every problem (pairs weighted
+  equally), and the number of pairs (None when there is none); `keep` restricts both programs of
+  a pair to the kept ones. `scores[k]` and `rewards[k]` hold problem k's programs."""
+  hits, pairs = 0.0, 0
+  for k, (s, r) in enumerate(zip(scores, rewards)):
+    s, r = np.asarray(s, np.float64), np.asarray(r, np.float64)    # [K]
+    mask = np.ones(len(s), bool) if keep is None else np.asarray(keep[k], bool)
+    pos, neg = s[mask & (r > STRICT_THRESHOLD)], s[mask & (r <= STRICT_THRESHOLD)]
+    diff = pos[:, None] - neg[None, :]                             # [P, Q]
+    hits += float(np.sum((diff > 0) + 0.5 * (diff == 0)))
+    pairs += diff.size
+  return (hits / pairs if pairs else None), pairs

@@ -62,7 +62,7 @@ def place_value_params(config: models.ModelConfig, params: Any,
 _forward = jax.jit(models.value_from, static_argnums=0)
 
 
-def _bucket_rows(n: int, batch_size: int, multiple: int) -> int:
+def bucket_rows(n: int, batch_size: int, multiple: int) -> int:
   """Rows of a scoring batch of n texts: the next power of two, at least the process's smallest
   batch bucket (`sampling.buckets.set_minimums`), at most `batch_size`."""
   size = max(1, Buckets().min_batch)
@@ -105,7 +105,7 @@ class ValueModel:
     order = np.argsort([len(s) for s in seqs], kind="stable")
     for start in range(0, len(order), self.batch_size):
       rows = order[start:start + self.batch_size]
-      size = _bucket_rows(len(rows), self.batch_size, self._rows_multiple())
+      size = bucket_rows(len(rows), self.batch_size, self._rows_multiple())
       batch = data.make_batch([seqs[i] for i in rows], [0.0] * len(rows), size, self.pad_id,
                               self.pad_multiple, self.max_length)
       with self._context():
@@ -165,9 +165,14 @@ def read_value_meta(path: str | os.PathLike) -> dict:
 def load_value_model(path: str | os.PathLike, dtype: str = "float32", batch_size: int = 16,
                      mesh: jax.sharding.Mesh | None = None, tokenizer: Any = None,
                      pad_multiple: int = 32) -> ValueModel:
-  """A saved value model, ready to score (tokenizer: default the backbone folder's)."""
-  from restrl_jax.tokenizer import load_tokenizer  # pylint: disable=import-outside-toplevel
+  """A saved value model, ready to score (tokenizer: default the backbone folder's): a
+  `ValueModel`, or an `implicit_prm.ImplicitPRM` where its value_model.json says so."""
+  # pylint: disable=import-outside-toplevel
+  from restrl_jax.tokenizer import load_tokenizer
+  from restrl_jax.value import implicit_prm
   meta = read_value_meta(path)
+  if meta.get("kind") == implicit_prm.KIND:
+    return implicit_prm.load_implicit_prm(path, meta, dtype, batch_size, mesh, tokenizer)
   config = models.read_hf_config(meta["backbone_path"], dtype=dtype, param_dtype=dtype)
   like = jax.eval_shape(lambda: init_value_params(
       config, models.init_params(config, jax.random.key(0)), jax.random.key(0)))
