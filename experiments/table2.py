@@ -10,7 +10,8 @@
           model has to rank (docs/method.md §5-§7);
   value   one value model per seed: the pipeline's `collect_values` and `train_value` stages with
           that policy as `model.hf_path`, in `<out>/seed<s>/value` (collection on the first
-          `--collect_problems` train problems, `--collect_iterations` x `--collect_samples`);
+          `--collect_problems` train problems, `--collect_iterations` x `--collect_samples`;
+          `--value_kind` mse or implicit_prm);
   pool    `--pool_size` samples of the policy per problem of the in-distribution test split
           (first `--num_test`), executed and scored by the value model: sampling (pass@1),
           best-of-N at every budget (exact expectation, `budget_curve.best_of_k`), the perfect
@@ -24,7 +25,9 @@ rounded to 4 decimals); a record that exists is not recomputed.
 `report` reads only the records: the table at `--budget` (mean +- std over seeds, the samples
 each method drew, paired differences against best-of-N and sampling), the budget curve (table and
 `budget_curve.png`) and the ranking, written into `<docs>/results.md` between markers and into
-`<docs>/results.json` (`value_auc_within_problem_heldout`, `table2`).
+`<docs>/results.json` (`value_auc_within_problem_heldout`, `table2`). Records of the implicit
+PRM (`--value_kind implicit_prm`, docs/method.md §6) go to their own block, figure and keys,
+suffixed `_implicit_prm`.
 """
 from __future__ import annotations
 
@@ -384,12 +387,25 @@ def markdown(summary: dict, records: Sequence[dict]) -> str:
             f"{settings['num_test']} id_test problems, a pool of {settings['pool_size']} samples "
             f"per problem; value model per seed from collection on "
             f"{settings['collect_problems']} train problems x {settings['collect_iterations']} "
-            f"iterations x {settings['collect_samples']} samples, {settings['value_epochs']} "
-            f"epochs of batch {settings['value_batch_size']} at LR "
-            f"{settings['value_learning_rate']}; mean ± std over seeds; paired differences"
+            f"iterations x {settings['collect_samples']} samples, " + value_training(settings)
+            + "; mean ± std over seeds; paired differences"
             " are per seed the mean over problems of (method - baseline); with one seed the ±"
             " of a difference is its standard error over problems (SE)."]
   return "\n".join(lines) + "\n"
+
+
+def value_kind(settings: dict) -> str:
+  return settings.get("value_kind", "mse")     # records before the implicit PRM: "mse"
+
+
+def value_training(settings: dict) -> str:
+  if value_kind(settings) == "implicit_prm":
+    return (f"the implicit PRM (DPO, {settings['implicit_steps']} steps of "
+            f"{settings['implicit_pairs_per_step']} pairs at LR "
+            f"{settings['implicit_learning_rate']}, step chosen on 200 held-out collection "
+            f"problems)")
+  return (f"{settings['value_epochs']} epochs of batch {settings['value_batch_size']} at LR "
+          f"{settings['value_learning_rate']}")
 
 
 def diff_cell(row: dict, key: str, seeds: int) -> str:
@@ -409,8 +425,15 @@ def fmt1(x: float | None) -> str:
 BEGIN, END = "<!-- table2:begin -->", "<!-- table2:end -->"
 
 
-def replace_between(text: str, body: str) -> str:
-  return io_utils.replace_marked_block(text, BEGIN, END, body, append=True)
+def suffix(kind: str) -> str:
+  """What names a value-model kind's docs block, figure and results.json keys ("" for mse)."""
+  return "" if kind == "mse" else f"_{kind}"
+
+
+def replace_between(text: str, body: str, kind: str = "mse") -> str:
+  begin, end = (BEGIN, END) if kind == "mse" else (f"<!-- table2{suffix(kind)}:begin -->",
+                                                   f"<!-- table2{suffix(kind)}:end -->")
+  return io_utils.replace_marked_block(text, begin, end, body, append=True)
 
 
 def load_records(root: Path) -> list[dict]:
@@ -421,26 +444,31 @@ def report(args: argparse.Namespace) -> dict:
   records, docs = load_records(Path(args.record)), Path(args.docs)
   if not records:
     raise FileNotFoundError(f"no seed records under {args.record}: run `table2 run` first")
+  kinds = {value_kind(r["settings"]) for r in records}
+  if len(kinds) != 1:
+    raise ValueError(f"records under {args.record} mix value-model kinds {sorted(kinds)}")
+  kind = kinds.pop()
   summary = summarize(records, args.budget)
-  budget_curve.plot_curves(summary["curve"], docs / "budget_curve.png", "strict accuracy",
+  budget_curve.plot_curves(summary["curve"], docs / f"budget_curve{suffix(kind)}.png",
+                           "strict accuracy",
                            f"id_test ({records[0]['settings']['num_test']} problems), "
                            f"{len(records)} seed(s), mean ± std")
   results_path = docs / "results.json"
   results = json.loads(results_path.read_text()) if results_path.is_file() else {}
   auc = summary["auc"] or (None, None)
-  results["value_auc_within_problem_heldout"] = {
+  results[f"value_auc_within_problem_heldout{suffix(kind)}"] = {
       "mean": auc[0], "std": auc[1], "split": "id_test",
       "pairs": [r["pairs"] for r in summary["ranking"]],
       "mean_no_exception": (summary["auc_clean"] or (None,))[0],
       "pairs_no_exception": [r["pairs_clean"] for r in summary["ranking"]],
       "seeds": len(records)}
-  results["table2"] = {k: summary[k] for k in ("budget", "seeds", "ranking", "table")}
-  results["table2"]["curve"] = {m: {str(b): v for b, v in pts.items()}
-                                for m, pts in summary["curve"].items()}
+  table = results[f"table2{suffix(kind)}"] = {k: summary[k] for k in ("budget", "seeds",
+                                                                    "ranking", "table")}
+  table["curve"] = {m: {str(b): v for b, v in pts.items()} for m, pts in summary["curve"].items()}
   io_utils.atomic_write_text(results_path, json.dumps(results, indent=1, sort_keys=True) + "\n")
   md = docs / "results.md"
   io_utils.atomic_write_text(md, replace_between(md.read_text() if md.is_file() else "",
-                                                 markdown(summary, records)))
+                                                 markdown(summary, records), kind))
   return summary
 
 

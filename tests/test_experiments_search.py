@@ -256,3 +256,29 @@ def test_settings_checks():
     table2.Settings(num_test=0)
   with pytest.raises(ValueError, match="budgets >= 5"):
     table2.Settings(mcts_budgets=(2,))
+
+
+def test_report_writes_implicit_prm_records_to_their_own_block_and_keys(tmp_path):
+  record, docs = tmp_path / "rec", tmp_path / "docs"
+  record.mkdir()
+  docs.mkdir()
+  for seed in (0, 1):
+    rec = _record(seed, 0.1 * seed)
+    rec["settings"] = dataclasses.asdict(table2.Settings(value_kind="implicit_prm"))
+    (record / f"seed{seed}.json").write_text(json.dumps(rec))
+  (docs / "results.md").write_text("# R\n\n<!-- table2:begin -->\nmse\n<!-- table2:end -->\n")
+  (docs / "results.json").write_text(json.dumps({"value_auc_within_problem_heldout": 0.5}))
+  table2.main(["report", "--record", str(record), "--docs", str(docs), "--budget", "2"])
+  md = (docs / "results.md").read_text()
+  assert "<!-- table2:begin -->\nmse\n<!-- table2:end -->" in md          # left as it was
+  block = md.split("<!-- table2_implicit_prm:begin -->")[1]
+  assert "the implicit PRM (DPO, 750 steps of 32 pairs at LR 0.0001" in block
+  res = json.loads((docs / "results.json").read_text())
+  assert res["value_auc_within_problem_heldout"] == 0.5
+  assert res["value_auc_within_problem_heldout_implicit_prm"]["pairs"] == [4, 4]
+  assert "table2_implicit_prm" in res and "table2" not in res
+  assert (docs / "budget_curve_implicit_prm.png").is_file()
+  mixed = _record(2, 0.0)
+  (record / "seed2.json").write_text(json.dumps(mixed))
+  with pytest.raises(ValueError, match="mix value-model kinds"):
+    table2.main(["report", "--record", str(record), "--docs", str(docs), "--budget", "2"])

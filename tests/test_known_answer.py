@@ -22,6 +22,7 @@ share compiled functions). Injected bugs (monkeypatched, host side):
            (`value.data.make_batch`), so labels go with the wrong programs.
 Settings were checked on 8-10 seeds each (initialisation and sampling): every normal run ended
 at mean reward 1.0, every buggy run at <= 0.42 (mask: about the base rate; sign / swap: <= 0.02).
+ReST-DPO trains on 32 such prompts (see REST_DPO_PROBLEMS for why, and on how many runs).
 
 The value model (restrl_jax.value.train_value) learns a label that is a simple function of the
 program text and must rank each held-out problem's correct programs above its wrong ones: over 5
@@ -60,9 +61,8 @@ SUITE = TestSuite(kind="stdio", inputs=("",), outputs=("",))   # never run: the 
 
 # -- the task ----------------------------------------------------------------------------------
 
-def task_problems() -> tuple[Problem, ...]:
-  return tuple(Problem(f"known/{i}", "synthetic", f"Task {i}.", "", SUITE)
-               for i in range(NUM_PROBLEMS))
+def task_problems(n: int = NUM_PROBLEMS) -> tuple[Problem, ...]:
+  return tuple(Problem(f"known/{i}", "synthetic", f"Task {i}.", "", SUITE) for i in range(n))
 
 
 def reward(program: str) -> float:
@@ -207,9 +207,10 @@ def test_grpo_with_a_bug_misses_the_optimum(grpo, params0, bug, monkeypatch):
 COLLECT = SamplingParams(max_new_tokens=NEW_TOKENS, temperature=1.0)
 
 
-def rounds_setup(method: str, learning_rate: float, epochs: float,
-                 seed: int = 0) -> rounds.Setup:
-  """ReST rounds on the task: `epochs` passes over each round's rows (or pairs), constant LR."""
+def rounds_setup(method: str, learning_rate: float, epochs: float, seed: int = 0,
+                 num_problems: int = NUM_PROBLEMS, pairs_per_step: int = 4) -> rounds.Setup:
+  """ReST rounds on the task (`num_problems` prompts): `epochs` passes over each round's rows
+  (or pairs), constant LR."""
   cfg = rounds.RoundsConfig(
       method=method, num_samples=GROUP, max_new_tokens=COLLECT.max_new_tokens,
       temperature=COLLECT.temperature, seed=seed, sigma0=0.05, r0=0.9, alpha=0.95, beta=0.5,
@@ -220,8 +221,9 @@ def rounds_setup(method: str, learning_rate: float, epochs: float,
                         beta_kl=0.0)
   # DPO beta = 1: at the paper's 0.1 (and 0.5) the margin keeps growing long after the pair is
   # ordered, and 1 of 8 seeds moved its mass to tokens in neither pair (reward 0).
-  dpo_cfg = DPOConfig(beta=1.0, pairs_per_step=4, max_prompt_tokens=64, max_completion_tokens=8)
-  return rounds.Setup(problems=task_problems(), tokenizer=embedded_tokenizer(),
+  dpo_cfg = DPOConfig(beta=1.0, pairs_per_step=pairs_per_step, max_prompt_tokens=64,
+                      max_completion_tokens=8)
+  return rounds.Setup(problems=task_problems(num_problems), tokenizer=embedded_tokenizer(),
                       pool=SpaceFirstPool(), cfg=cfg, grpo=grpo_cfg, dpo=dpo_cfg)
 
 
@@ -232,7 +234,8 @@ def runtime_for(setup: rounds.Setup, start_policy) -> rounds.Runtime:
 
 
 def rounds_mean_reward(runtime: rounds.Runtime, policy_dir) -> float:
-  """Mean reward of 8 samples per problem from the policy folder, sampled as in collection."""
+  """Mean reward of 8 samples on each of the runtime's problems from the policy folder, sampled
+  as in collection."""
   config, host = models.load_hf(policy_dir)
   params = rounds.place_params(config, jax.device_get(host), None)
   records = rollout(runtime.sampler, runtime.setup.pool, runtime.setup.problems, COLLECT, GROUP,
@@ -276,14 +279,25 @@ def test_rest_grpo_with_a_bug_misses_the_optimum(rest_grpo, start_policy, tmp_pa
   assert rounds_mean_reward(rest_grpo, policy) < BUGGY_CEILING
 
 
-# 5 rounds: at 3 one of 4 initialisations (seed 0) first moved mass to tokens in neither pair
-# and ended at 0.28; with 5 rounds all 4 reached 1.0 (also at LR 2e-2).
-REST_DPO_ROUNDS, REST_DPO_EPOCHS, REST_DPO_LR = 5, 3.0, 3e-2   # <= 6 steps per round
+# ReST-DPO has one pair per problem and round, so with the 8 prompts a round near the optimum
+# trains on one or two pairs, and a few Adam steps of the full LR on a single pair (weights of
+# scale 0.02, LR 1e-2 to 3e-2) could move every prompt's mass to one token in neither pair:
+# reward 0, where no pair is left to undo it. Which runs did so changed with the float summation
+# order: the same settings that reached 1.0 on one CPU model left one of them at 0 on another.
+# Over 4 initialisations x 2 sampling seeds x 1 and 8 host devices (two summation orders), every
+# 8-prompt setting tried (LR 3e-3 to 3e-2, 5-12 rounds, 3-60 epochs, DPO label smoothing 0.1 and
+# 0.2) left 1-2 of the 16 runs below 0.9 (most at 0); with 32 prompts (up to 32 pairs a round,
+# 8 per step) at LR 1e-2 all 16 ended at >= 0.988, and on the 4 initialisations the runs with
+# swapped pairs at <= 0.004 and with the shifted mask at <= 0.2.
+REST_DPO_ROUNDS, REST_DPO_EPOCHS, REST_DPO_LR = 6, 3.0, 1e-2   # <= 12 steps per round
+REST_DPO_PROBLEMS, REST_DPO_PAIRS_PER_STEP = 32, 8
 
 
 @pytest.fixture(scope="module")
 def rest_dpo(start_policy):
-  return runtime_for(rounds_setup("rest_dpo", REST_DPO_LR, REST_DPO_EPOCHS), start_policy)
+  return runtime_for(rounds_setup("rest_dpo", REST_DPO_LR, REST_DPO_EPOCHS,
+                                  num_problems=REST_DPO_PROBLEMS,
+                                  pairs_per_step=REST_DPO_PAIRS_PER_STEP), start_policy)
 
 
 def test_rest_dpo_reaches_the_optimum(rest_dpo, start_policy, tmp_path):
