@@ -42,9 +42,11 @@ def mcts():
 
 
 def value():
-  """`value`: LR 3e-4, batches of 16 examples of <= 512 tokens."""
+  """`value`: LR 3e-4, batches of 16 examples of <= 512 tokens (for the implicit PRM: prompts
+  of <= 256 tokens, programs of <= 256)."""
   c = config_defaults.value()
-  c.update(dict(learning_rate=3e-4, batch_size=16, max_length=512, min_eval=32))
+  c.update(dict(learning_rate=3e-4, batch_size=16, max_length=512, min_eval=32,
+                implicit_max_prompt_tokens=256))
   return c
 
 
