@@ -369,11 +369,13 @@ def markdown(summary: dict, records: Sequence[dict]) -> str:
     lines.append(f"| {NAMES[method]} | " + " | ".join(
         ("" if b not in points else fmt(points[b]) if n > 1 else f"{points[b][0]:.3f}")
         for b in budgets) + " |")
+  over_seeds = fmt if n > 1 else (lambda ms: fmt1(None if ms is None else ms[0]))  # no ± of one
   auc = ", ".join(f"{fmt1(r['auc'])} ({r['pairs']} pairs)" for r in s["ranking"])
   clean = ", ".join(f"{fmt1(r['auc_clean'])} ({r['pairs_clean']})" for r in s["ranking"])
   lines += ["", f"Value model ranking (within-problem AUC on the pools, per seed): {auc}; on "
             f"the pairs where both programs ran without an exception: {clean}. Mean over "
-            f"{n} seed(s): {fmt(s['auc'])} (all pairs), {fmt(s['auc_clean'])} (no exception). "
+            f"{n} seed(s): {over_seeds(s['auc'])} (all pairs), {over_seeds(s['auc_clean'])} (no "
+            "exception). "
             "On the executed programs of its own first collection problems (seen in training): "
             + ", ".join(f"{fmt1(r.get('training_auc'))} ({r.get('training_pairs')} pairs)"
                         for r in s["ranking"]) + "."
@@ -381,8 +383,8 @@ def markdown(summary: dict, records: Sequence[dict]) -> str:
                f" For reference, the policy's own log-likelihood of each sampled program (the "
                f"sum of its sampled tokens' log-probs) ranks the same pools at "
                + ", ".join(fmt1(r.get("likelihood_auc")) for r in s["ranking"])
-               + f" (mean {fmt(s['likelihood_auc'])}; no exception: "
-               f"{fmt(s['likelihood_auc_clean'])})."),
+               + f" (mean {over_seeds(s['likelihood_auc'])}; no exception: "
+               f"{over_seeds(s['likelihood_auc_clean'])})."),
             "", f"Setting: RL'd policy = naive GRPO of the learning experiment (one per seed); "
             f"{settings['num_test']} id_test problems, a pool of {settings['pool_size']} samples "
             f"per problem; value model per seed from collection on "

@@ -224,15 +224,18 @@ def test_report_writes_docs_between_markers_and_keeps_other_keys(tmp_path):
   assert (docs / "budget_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_kept_records_regenerate_the_docs(tmp_path):
-  """docs/results.md's Table 2 block and results.json's table2 equal what `report` writes from
-  the records kept in docs/runs/table2."""
+@pytest.mark.parametrize("kind", ["mse", "implicit_prm"])
+def test_kept_records_regenerate_the_docs(tmp_path, kind):
+  """docs/results.md's Table 2 blocks and results.json's table2 keys equal what `report` writes
+  from the records kept in docs/runs/table2 (the MSE value model) and
+  docs/runs/table2_implicit_prm."""
   import pathlib
   import shutil
   repo = pathlib.Path(__file__).resolve().parents[1]
-  kept = repo / "docs" / "runs" / "table2"
-  if not list(kept.glob("seed*.json")):  # then the docs carry no Table 2 block either
-    assert "<!-- table2:begin -->" not in (repo / "docs" / "results.md").read_text()
+  kept = repo / "docs" / "runs" / f"table2{table2.suffix(kind)}"
+  if not list(kept.glob("seed*.json")):  # then the docs carry no such block either
+    assert f"<!-- table2{table2.suffix(kind)}:begin -->" not in (
+        repo / "docs" / "results.md").read_text()
     return
   docs = tmp_path / "docs"
   docs.mkdir()
