@@ -5,7 +5,7 @@ example per distinct text with `dedupe`), trains from the newest policy's backbo
 `value.train_value` (resumable) and keeps the best model at `<stage_dir>/best`. With
 `value.kind="implicit_prm"` it instead trains the implicit PRM (`value.train_implicit`: the
 policy trained with the DPO loss on (correct, wrong) pairs of the collected programs, settings
-`value.implicit_*`, on one device), kept at the same place. `config.value`
+`value.implicit_*`, one process on one device), kept at the same place. `config.value`
 (over `config_defaults.value()`) fills `value.ValueTrainConfig`; its dtype None means
 `config.model.dtype`; `shard` trains on the `config.mesh.shape` mesh, which a run of several
 processes always does: every process reads the same records and runs the same steps on the mesh
@@ -48,6 +48,9 @@ def implicit_config(cfg: Any, dtype: str) -> ImplicitPRMConfig:
 def _train_implicit(config: Any, cfg: Any, dtype: str, records: Path, policy: Path,
                     stage_dir: Path) -> dict[str, Any]:
   """The implicit PRM on the collected programs of the collection's problems."""
+  if jax.process_count() > 1:
+    raise ValueError("value.kind='implicit_prm' trains on one process (each would write the same "
+                     "files): run the train_value stage with one process, or use value.kind='mse'")
   mcts = section(config, "mcts")
   problems = benchmark_problems(mcts.collect_benchmark, mcts.collect_data_path,
                                 mcts.collect_split, mcts.collect_num_problems)
