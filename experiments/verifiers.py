@@ -121,9 +121,10 @@ class Verifier:
     self.state = training.init_train_state(jax.tree.map(jnp.copy, self.ref), optimizer)
 
   def _pairs(self, triples) -> list:
-    from restrl_jax.rl.dpo import DPOPair  # pylint: disable=import-outside-toplevel
-    return [DPOPair(pid, self.trainer.problems[pid].starter_code, c + "```", w + "```",
-                          1.0, 0.0) for pid, c, w in triples]
+    # pylint: disable=import-outside-toplevel
+    from restrl_jax.rl.dpo import CLOSING_MARKER, DPOPair
+    return [DPOPair(pid, self.trainer.problems[pid].starter_code, c + CLOSING_MARKER,
+                    w + CLOSING_MARKER, 1.0, 0.0) for pid, c, w in triples]
 
   def logps(self, params: Any, pool: dict, batch: int = 64) -> np.ndarray:
     """Σ log π(completion + marker + EOS | prompt) of every program of the pool.  # [P, K]"""

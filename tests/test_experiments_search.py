@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from docs_check import REPO, assert_report_regenerates_docs  # tests/ is on sys.path
 from experiments import budget_curve as bc
 from experiments import table2
 from restrl_jax.evaluation.metrics import within_problem_auc
@@ -229,22 +230,9 @@ def test_kept_records_regenerate_the_docs(tmp_path, kind):
   """docs/results.md's Table 2 blocks and results.json's table2 keys equal what `report` writes
   from the records kept in docs/runs/table2 (the MSE value model) and
   docs/runs/table2_implicit_prm."""
-  import pathlib
-  import shutil
-  repo = pathlib.Path(__file__).resolve().parents[1]
-  kept = repo / "docs" / "runs" / f"table2{table2.suffix(kind)}"
-  if not list(kept.glob("seed*.json")):  # then the docs carry no such block either
-    assert f"<!-- table2{table2.suffix(kind)}:begin -->" not in (
-        repo / "docs" / "results.md").read_text()
-    return
-  docs = tmp_path / "docs"
-  docs.mkdir()
-  shutil.copy(repo / "docs" / "results.md", docs / "results.md")
-  shutil.copy(repo / "docs" / "results.json", docs / "results.json")
-  table2.main(["report", "--record", str(kept), "--docs", str(docs)])
-  assert (docs / "results.md").read_text() == (repo / "docs" / "results.md").read_text()
-  assert (json.loads((docs / "results.json").read_text())
-          == json.loads((repo / "docs" / "results.json").read_text()))
+  assert_report_regenerates_docs(
+      tmp_path, REPO / "docs" / "runs" / f"table2{table2.suffix(kind)}",
+      f"<!-- table2{table2.suffix(kind)}:begin -->", table2.main)
 
 
 def test_plot_curves_writes_a_png(tmp_path):

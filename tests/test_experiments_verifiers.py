@@ -1,15 +1,13 @@
 """The verifier experiment: pairs, step choice on validation, the summary and the docs it writes,
 and a DPO verifier that learns the one pair it is trained on (the demo policy, a few steps)."""
 import json
-import pathlib
-import shutil
 
 import numpy as np
 import pytest
 
+from docs_check import REPO, assert_report_regenerates_docs  # tests/ is on sys.path
 from experiments import verifiers
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_pairs_are_distinct_correct_wrong_texts_of_one_problem_capped_and_seeded():
@@ -83,18 +81,8 @@ def test_report_writes_between_markers_and_keeps_other_keys(tmp_path):
 def test_kept_records_regenerate_the_docs(tmp_path):
   """docs/results.md's verifier block and results.json's `verifiers` equal what `report` writes
   from the records kept in docs/runs/verifiers."""
-  kept = REPO / "docs" / "runs" / "verifiers"
-  if not list(kept.glob("seed*.json")):  # then the docs carry no verifier block either
-    assert verifiers.BEGIN not in (REPO / "docs" / "results.md").read_text()
-    return
-  docs = tmp_path / "docs"
-  docs.mkdir()
-  shutil.copy(REPO / "docs" / "results.md", docs / "results.md")
-  shutil.copy(REPO / "docs" / "results.json", docs / "results.json")
-  verifiers.main(["report", "--record", str(kept), "--docs", str(docs)])
-  assert (docs / "results.md").read_text() == (REPO / "docs" / "results.md").read_text()
-  assert (json.loads((docs / "results.json").read_text())
-          == json.loads((REPO / "docs" / "results.json").read_text()))
+  assert_report_regenerates_docs(tmp_path, REPO / "docs" / "runs" / "verifiers",
+                                 verifiers.BEGIN, verifiers.main)
 
 
 def test_settings_checks():

@@ -85,8 +85,9 @@ class ImplicitPRM:
   def encode(self, problems: Sequence[Problem], states: Sequence[str]
              ) -> tuple[list[list[int]], list[list[int]]]:
     """(prompt ids, state ids) per pair; a state longer than the budget keeps its start."""
-    prompts = [encode_prompt(self.tokenizer, p, p.starter_code, self.max_prompt_tokens)
-               for p in problems]
+    by_id = {p.id: encode_prompt(self.tokenizer, p, p.starter_code, self.max_prompt_tokens)
+             for p in {p.id: p for p in problems}.values()}     # once per problem, not per state
+    prompts = [by_id[p.id] for p in problems]
     completions = [list(self.tokenizer.encode(state_completion(p, s)))[:self.max_completion_tokens]
                    for p, s in zip(problems, states)]
     return prompts, completions

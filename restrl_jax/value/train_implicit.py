@@ -141,15 +141,16 @@ def train_implicit_prm(cfg: ImplicitPRMConfig, groups: Sequence[ProgramGroup],
   plan = loop.LoopPlan(cfg.steps, out_dir / CHECKPOINT_DIR, out_dir,
                        checkpoint_at=loop.every(cfg.eval_every, cfg.steps),
                        log_at=loop.every(max(1, cfg.eval_every // 5), cfg.steps),
-                       eval_at=loop.every(cfg.eval_every, cfg.steps))
+                       # not at step 0: the policy itself gives every program reward 0
+                       eval_at=lambda done: done > 0 and loop.every(cfg.eval_every,
+                                                                   cfg.steps)(done))
   start = loop.resume(plan, run.state)
   meta = start.meta or {"best_auc": None, "best_step": None}
 
   def evaluate(done: int, state: training.TrainState) -> dict:
     nonlocal meta
     auc, pairs = run.held_auc(state.params)
-    # step 0 (the policy itself: every implicit reward 0) is no candidate
-    better = done > 0 and auc is not None and (meta["best_auc"] is None or auc > meta["best_auc"])
+    better = auc is not None and (meta["best_auc"] is None or auc > meta["best_auc"])
     if better or (done == cfg.steps and meta["best_step"] is None):
       save_implicit_prm(out_dir / BEST_DIR, run.config, state.params, run.tokenizer, policy_path,
                         cfg.beta, cfg.max_prompt_tokens, cfg.max_length,
