@@ -25,9 +25,11 @@ rounded to 4 decimals); a record that exists is not recomputed.
 `report` reads only the records: the table at `--budget` (mean +- std over seeds, the samples
 each method drew, paired differences against best-of-N and sampling), the budget curve (table and
 `budget_curve.png`) and the ranking, written into `<docs>/results.md` between markers and into
-`<docs>/results.json` (`value_auc_within_problem_heldout`, `table2`). Records of the implicit
-PRM (`--value_kind implicit_prm`, docs/method.md §6) go to their own block, figure and keys,
-suffixed `_implicit_prm`.
+`<docs>/results.json` (`value_auc_within_problem_heldout_mse`, `table2`). Records of the
+implicit PRM (`--value_kind implicit_prm`, docs/method.md §6) go to their own block, figure and
+keys, suffixed `_implicit_prm`. The headline `value_auc_within_problem_heldout` is the pipeline's
+value model for the embedded suite: the implicit PRM's entry where it was reported (the MSE
+value model ranks near chance there, docs/results.md), else the MSE one's; its `kind` says which.
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ NAMES = {"sampling": "sampling (pass@1)", "best_of_n": "best-of-N (value model a
          "orm_mcts": "ORM-MCTS", "vm_mcts": "VM-MCTS",
          "oracle": "reference: perfect verifier (pass@k)"}
 STRICT = budget_curve.STRICT_THRESHOLD
+POOL_PART = 20   # a pool is drawn (and cached) in parts of this many samples per problem
 CRASH_STATUSES = ("error", "timeout")
 
 
@@ -61,7 +64,8 @@ CRASH_STATUSES = ("error", "timeout")
 class Settings:
   """Sizes of one seed's run (defaults: what fits the 2-core CPU machine)."""
   num_test: int = 200             # in-distribution test problems (id_test, first N)
-  pool_size: int = 20             # policy samples per problem (sampling / best-of-N / ranking)
+  pool_size: int = 20             # policy samples per problem (sampling / best-of-N / ranking),
+                                  # drawn in parts of POOL_PART
   mcts_budgets: tuple[int, ...] = (5, 10, 20)
   collect_problems: int = 1600    # value-target collection: train problems ...
   collect_iterations: int = 2     # ... MCTS iterations ...
@@ -82,6 +86,9 @@ class Settings:
     if self.value_kind not in ("mse", "implicit_prm"):
       raise ValueError(f"Settings.value_kind must be 'mse' or 'implicit_prm', got "
                        f"{self.value_kind!r}")
+    if self.pool_size % POOL_PART:
+      raise ValueError(f"Settings.pool_size must be a multiple of {POOL_PART} (the pool is drawn "
+                       f"in parts of {POOL_PART}), got {self.pool_size}")
     if not self.mcts_budgets or min(self.mcts_budgets) < 5:
       raise ValueError(f"Settings.mcts_budgets: give budgets >= 5 (one expansion of 5 "
                        f"samples), got {self.mcts_budgets}")
@@ -213,8 +220,10 @@ def run_seed(settings: Settings, seed: int, policy: Path, workdir: Path) -> dict
   problems = load_problems("synthetic", None, split="id_test", limit=settings.num_test)
   cells = workdir / "cells"
   with ExecutionPool() as pool:
-    pool_data = cached(cells / f"pool_n{settings.pool_size}.json", lambda: pool_cell(
-        sampler, vm, pool, problems, settings.pool_size, seed, sp))
+    pool_data = merge_pools([
+        cached(cells / pool_part_name(i), lambda i=i: pool_cell(
+            sampler, vm, pool, problems, POOL_PART, pool_part_seed(seed, i), sp))
+        for i in range(settings.pool_size // POOL_PART)])
     seen = cached(cells / "training_ranking.json", lambda: training_ranking_cell(
         vm, workdir / "value" / "collect_values" / "values.jsonl",
         {p.id: p for p in load_problems("synthetic", None, split="train",
@@ -228,6 +237,27 @@ def run_seed(settings: Settings, seed: int, policy: Path, workdir: Path) -> dict
                 sampler, vm, pool, problems, method, budget, seed, sp, config.mcts))
   return {"seed": seed, "policy": str(policy), "settings": dataclasses.asdict(settings),
           "value": value, "training_ranking": seen, "pool": pool_data, "mcts": mcts}
+
+
+def pool_part_name(i: int) -> str:
+  return f"pool_n{POOL_PART}.json" if i == 0 else f"pool_n{POOL_PART}_part{i}.json"
+
+
+def pool_part_seed(seed: int, i: int) -> int:
+  """Part i's sampling seed (part 0: the seed itself, as pools of one part were drawn)."""
+  return seed + 1000 * i
+
+
+def merge_pools(parts: Sequence[dict]) -> dict:
+  """One pool from parts drawn on the same problems: each problem's samples side by side."""
+  ids = parts[0]["problem_ids"]
+  if any(p["problem_ids"] != ids for p in parts):
+    raise ValueError("merge_pools: the pool parts hold different problems")
+  merged = {"problem_ids": ids, "seconds": round(sum(p["seconds"] for p in parts), 1)}
+  for key in ("rewards", "scores", "likelihood", "clean"):
+    if all(key in p for p in parts):
+      merged[key] = [sum(rows, []) for rows in zip(*(p[key] for p in parts))]
+  return merged
 
 
 def cached(path: Path, compute) -> dict:
@@ -286,6 +316,37 @@ def per_problem(record: dict, budget: int) -> dict[str, np.ndarray]:
   return out
 
 
+def matched_differences(record: dict, method: str, budget: int) -> dict[str, np.ndarray] | None:
+  """Per problem, the MCTS method at `budget` minus best-of-N over as many programs as its tree
+  drew (the exact expectation over the pool) and minus sampling; None where a tree drew more
+  programs than the pool holds.  # {"best_of_n": [P], "sampling": [P]}"""
+  cell, pool = record["mcts"].get(method, {}).get(str(budget)), record["pool"]
+  if cell is None or max(cell["samples"]) > len(pool["rewards"][0]):
+    return None
+  mcts = (np.asarray(cell["rewards"]) > STRICT).astype(np.float64)
+  best = np.array([budget_curve.best_of_k(s, r, max(int(k), 1))[0]
+                   for s, r, k in zip(pool["scores"], pool["rewards"], cell["samples"])])
+  sampling = np.array([np.mean(np.asarray(r) > STRICT) for r in pool["rewards"]])
+  return {"best_of_n": mcts - best, "sampling": mcts - sampling}
+
+
+def matched_rows(records: Sequence[dict]) -> dict:
+  """{method: {budget: {"drawn", "minus_best_of_n", "minus_sampling"}}}, each a mean ± std over
+  seeds of the per-seed means over problems (drawn: programs per problem)."""
+  out: dict = {}
+  budgets = sorted({int(b) for r in records for m in MCTS_METHODS for b in r["mcts"].get(m, {})})
+  for method in MCTS_METHODS:
+    for b in budgets:
+      diffs = [matched_differences(r, method, b) for r in records]
+      if any(d is None for d in diffs):
+        continue
+      out.setdefault(method, {})[b] = {
+          "drawn": mean_std([samples_drawn(r, method, b) for r in records]),
+          **{f"minus_{k}": mean_std([d[k].mean() for d in diffs])
+             for k in ("best_of_n", "sampling")}}
+  return out
+
+
 def samples_drawn(record: dict, method: str, budget: int) -> float:
   if method in MCTS_METHODS:
     return float(np.mean(record["mcts"][method][str(budget)]["samples"]))
@@ -341,7 +402,7 @@ def summarize(records: Sequence[dict], budget: int) -> dict:
           "auc_clean": mean_std([r["auc_clean"] for r in ranking]),
           "likelihood_auc": mean_std([r.get("likelihood_auc") for r in ranking]),
           "likelihood_auc_clean": mean_std([r.get("likelihood_auc_clean") for r in ranking]),
-          "table": table, "curve": curve}
+          "table": table, "curve": curve, "matched": matched_rows(records)}
 
 
 def fmt(ms: tuple[float, float] | None, sign: bool = False) -> str:
@@ -369,6 +430,7 @@ def markdown(summary: dict, records: Sequence[dict]) -> str:
     lines.append(f"| {NAMES[method]} | " + " | ".join(
         ("" if b not in points else fmt(points[b]) if n > 1 else f"{points[b][0]:.3f}")
         for b in budgets) + " |")
+  lines += matched_markdown(s["matched"], n)
   over_seeds = fmt if n > 1 else (lambda ms: fmt1(None if ms is None else ms[0]))  # no ± of one
   auc = ", ".join(f"{fmt1(r['auc'])} ({r['pairs']} pairs)" for r in s["ranking"])
   clean = ", ".join(f"{fmt1(r['auc_clean'])} ({r['pairs_clean']})" for r in s["ranking"])
@@ -394,6 +456,26 @@ def markdown(summary: dict, records: Sequence[dict]) -> str:
             " are per seed the mean over problems of (method - baseline); with one seed the ±"
             " of a difference is its standard error over problems (SE)."]
   return "\n".join(lines) + "\n"
+
+
+def matched_markdown(matched: dict, seeds: int) -> list[str]:
+  """The MCTS rows at every budget against best-of-N over as many programs as each tree drew
+  (paired per problem) and against sampling; no lines where no budget fits the pool."""
+  budgets = sorted({b for rows in matched.values() for b in rows})
+  if not budgets:
+    return []
+  cell = (lambda ms, sign=True: fmt(ms, sign)) if seeds > 1 else (
+      lambda ms, sign=True: f"{ms[0]:+.3f}" if sign else f"{ms[0]:.3f}")
+  lines = ["", "| MCTS budget (programs per problem) | " + " | ".join(map(str, budgets)) + " |",
+           "|---|" + "---|" * len(budgets)]
+  for method, rows in matched.items():
+    for key, label in (("drawn", "programs drawn / problem"),
+                       ("minus_best_of_n", "minus best-of-N over as many programs (paired)"),
+                       ("minus_sampling", "minus sampling (paired)")):
+      lines.append(f"| {NAMES[method]}: {label} | " + " | ".join(
+          "" if b not in rows else f"{rows[b]['drawn'][0]:.1f}" if key == "drawn"
+          else cell(rows[b][key]) for b in budgets) + " |")
+  return lines
 
 
 def value_kind(settings: dict) -> str:
@@ -427,6 +509,9 @@ def fmt1(x: float | None) -> str:
 BEGIN, END = "<!-- table2:begin -->", "<!-- table2:end -->"
 
 
+HEADLINE_KINDS = ("implicit_prm", "mse")   # the headline AUC: the first kind reported
+
+
 def suffix(kind: str) -> str:
   """What names a value-model kind's docs block, figure and results.json keys ("" for mse)."""
   return "" if kind == "mse" else f"_{kind}"
@@ -440,6 +525,12 @@ def replace_between(text: str, body: str, kind: str = "mse") -> str:
 
 def load_records(root: Path) -> list[dict]:
   return [json.loads(p.read_text()) for p in sorted(Path(root).glob("seed*.json"))]
+
+
+def headline_auc(results: dict) -> dict:
+  """The per-kind AUC entry of the first of HEADLINE_KINDS that `results` holds."""
+  return next(results[f"value_auc_within_problem_heldout_{kind}"] for kind in HEADLINE_KINDS
+              if f"value_auc_within_problem_heldout_{kind}" in results)
 
 
 def report(args: argparse.Namespace) -> dict:
@@ -458,12 +549,13 @@ def report(args: argparse.Namespace) -> dict:
   results_path = docs / "results.json"
   results = json.loads(results_path.read_text()) if results_path.is_file() else {}
   auc = summary["auc"] or (None, None)
-  results[f"value_auc_within_problem_heldout{suffix(kind)}"] = {
+  results[f"value_auc_within_problem_heldout_{kind}"] = {
       "mean": auc[0], "std": auc[1], "split": "id_test",
       "pairs": [r["pairs"] for r in summary["ranking"]],
       "mean_no_exception": (summary["auc_clean"] or (None,))[0],
       "pairs_no_exception": [r["pairs_clean"] for r in summary["ranking"]],
-      "seeds": len(records)}
+      "seeds": len(records), "kind": kind}
+  results["value_auc_within_problem_heldout"] = headline_auc(results)
   table = results[f"table2{suffix(kind)}"] = {k: summary[k] for k in ("budget", "seeds",
                                                                     "ranking", "table")}
   table["curve"] = {m: {str(b): v for b, v in pts.items()} for m, pts in summary["curve"].items()}

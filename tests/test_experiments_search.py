@@ -138,6 +138,38 @@ def _record(seed, shift):
                    "orm_mcts": {"2": {"rewards": [0.5, 0.0], "samples": [2, 2]}}}}
 
 
+def test_matched_differences_compare_with_best_of_n_over_the_programs_each_tree_drew():
+  records = [_record(0, 0.0), _record(1, 1.0)]
+  bo2 = brute_best_of_k([0.1, 0.9, 0.5], [0.0, 1.0, 0.5], 2)[0]
+  d = table2.matched_differences(records[0], "vm_mcts", 2)
+  # problem a: its tree drew 2 programs -> best-of-2; problem b drew 1 -> pass@1 = 1/3
+  np.testing.assert_allclose(d["best_of_n"], [1.0 - bo2, 0.0 - 1 / 3])
+  np.testing.assert_allclose(d["sampling"], [1.0 - 1 / 3, 0.0 - 1 / 3])
+  rows = table2.matched_rows(records)["vm_mcts"][2]
+  assert rows["drawn"] == (1.5, 0.0)
+  assert rows["minus_best_of_n"][0] == pytest.approx(np.mean([1.0 - bo2, 0.5 - 1 / 3]))
+  assert rows["minus_best_of_n"][1] == pytest.approx(math.sqrt(0.125))
+  text = "\n".join(table2.matched_markdown(table2.matched_rows(records), 2))
+  assert "| VM-MCTS: programs drawn / problem | 1.5 |" in text
+  too_many = _record(0, 0.0)
+  too_many["mcts"]["vm_mcts"]["2"]["samples"] = [4, 1]        # more than the pool's 3
+  assert table2.matched_differences(too_many, "vm_mcts", 2) is None
+  assert 2 not in table2.matched_rows([too_many]).get("vm_mcts", {})
+
+
+def test_merge_pools_puts_each_problems_parts_side_by_side():
+  part = lambda r, ids=("a", "b"): {"problem_ids": list(ids), "rewards": [[r], [r]],
+                                   "scores": [[r], [r]], "clean": [[1], [0]], "seconds": 1.0}
+  merged = table2.merge_pools([part(0.0), part(1.0)])
+  assert merged["rewards"] == [[0.0, 1.0], [0.0, 1.0]] and merged["clean"] == [[1, 1], [0, 0]]
+  assert "likelihood" not in merged and merged["seconds"] == 2.0
+  with pytest.raises(ValueError, match="different problems"):
+    table2.merge_pools([part(0.0), part(1.0, ids=("a", "c"))])
+  assert table2.pool_part_seed(3, 0) == 3 and table2.pool_part_seed(3, 2) != 3
+  with pytest.raises(ValueError, match="multiple of 20"):
+    table2.Settings(pool_size=30)
+
+
 def test_summarize_table_paired_differences_and_curve():
   records = [_record(0, 0.0), _record(1, 1.0)]
   s = table2.summarize(records, budget=2)
@@ -220,8 +252,10 @@ def test_report_writes_docs_between_markers_and_keeps_other_keys(tmp_path):
   assert "old" not in md and md.endswith("<!-- table2:end -->\ntail\n") and "| VM-MCTS |" in md
   res = json.loads((docs / "results.json").read_text())
   assert res["rl_gain_strict_in_dist"] == {"mean": 0.1}
-  assert res["value_auc_within_problem_heldout"]["mean"] == 1.0
-  assert res["value_auc_within_problem_heldout"]["pairs"] == [4, 4]
+  assert res["value_auc_within_problem_heldout_mse"]["mean"] == 1.0
+  assert res["value_auc_within_problem_heldout_mse"]["pairs"] == [4, 4]
+  assert res["value_auc_within_problem_heldout"] == res["value_auc_within_problem_heldout_mse"]
+  assert res["value_auc_within_problem_heldout"]["kind"] == "mse"
   assert (docs / "budget_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -258,15 +292,21 @@ def test_report_writes_implicit_prm_records_to_their_own_block_and_keys(tmp_path
     rec["settings"] = dataclasses.asdict(table2.Settings(value_kind="implicit_prm"))
     (record / f"seed{seed}.json").write_text(json.dumps(rec))
   (docs / "results.md").write_text("# R\n\n<!-- table2:begin -->\nmse\n<!-- table2:end -->\n")
-  (docs / "results.json").write_text(json.dumps({"value_auc_within_problem_heldout": 0.5}))
+  mse_entry = {"mean": 0.9, "kind": "mse"}
+  (docs / "results.json").write_text(json.dumps({"value_auc_within_problem_heldout": mse_entry,
+                                                 "value_auc_within_problem_heldout_mse": mse_entry}))
   table2.main(["report", "--record", str(record), "--docs", str(docs), "--budget", "2"])
   md = (docs / "results.md").read_text()
   assert "<!-- table2:begin -->\nmse\n<!-- table2:end -->" in md          # left as it was
   block = md.split("<!-- table2_implicit_prm:begin -->")[1]
   assert "the implicit PRM (DPO, 750 steps of 32 pairs at LR 0.0001" in block
   res = json.loads((docs / "results.json").read_text())
-  assert res["value_auc_within_problem_heldout"] == 0.5
+  assert res["value_auc_within_problem_heldout_mse"] == mse_entry            # left as it was
   assert res["value_auc_within_problem_heldout_implicit_prm"]["pairs"] == [4, 4]
+  # the headline is the implicit PRM's once reported, whichever kind ranks higher
+  headline = res["value_auc_within_problem_heldout"]
+  assert headline == res["value_auc_within_problem_heldout_implicit_prm"]
+  assert headline["kind"] == "implicit_prm"
   assert "table2_implicit_prm" in res and "table2" not in res
   assert (docs / "budget_curve_implicit_prm.png").is_file()
   mixed = _record(2, 0.0)
