@@ -4,6 +4,7 @@ a GRPO step's time split, on a ~1B Qwen2-shaped model in bf16 (random weights).
   python bench/accelerator.py [--model_size 1b|tiny] [--budget_s 240] [--out PATH]
                               [--peak_flops F] [--hbm_bw B] [--parts train,decode,grpo]
                               [--sandbox auto|bwrap|rlimits]
+  python bench/accelerator.py --rows_from RESULTS.json [--update-docs]
 
 Parts, in this order (each prints its figures as it ends and rewrites the results file):
   train   one train step (forward + backward + AdamW with an fp32 master copy, as the recipe's
@@ -31,6 +32,9 @@ printed and the fractions are null. The issue's targets on an H100: MFU >= 40%, 
 left (else it is listed under "skipped" with the reason), timing loops stop early when it runs
 low, and a watchdog ends the run at the budget, after writing what was measured. A part that
 fails is recorded under "errors" and the next one runs; the exit status is then 1.
+`--rows_from` turns a results file (a device run's, copied back) into the results-table rows
+`accelerator_train_mfu_<chip>` and `accelerator_decode_b1_roofline_<chip>` (ratio: MFU, fraction
+of the roofline), which the targets table (bench/targets.py) reads.
 Imports neither transformers nor torch (a stock CUDA JAX image runs it).
 """
 from __future__ import annotations
@@ -403,6 +407,36 @@ def describe(name: str, r: dict) -> str:
           f"{r['first_step_s']:.1f} s; {r['steps_timed']} timed; sandbox {r['sandbox']}")
 
 
+def chip_slug(chip: str) -> str:
+  """A chip's name in bench row names: "H100 SXM" -> "h100_sxm"."""
+  return chip.lower().replace(" ", "_")
+
+
+def write_docs_rows(record: dict, update_docs: bool) -> list[dict]:
+  """The results-table rows of a run's record (`--rows_from`, e.g. a GPU run's file copied
+  back): the train step's model FLOP/s against the chip's peak (ratio = MFU) and the decode at
+  B = 1 against the HBM roofline (ratio = its fraction), named by chip; nothing for a CPU or an
+  unlisted chip (no peak to divide by). Writes bench/results/accelerator_rows.json and, with
+  `update_docs`, the rows of docs/benchmarks.md, with the run's command, date and device."""
+  chip = record["device"]["chip"]
+  report = common.Report("accelerator", "accelerator_rows")
+  report.command = record["command"]
+  size = f"{record['model']['params'] / 1e9:.2f}B params bf16"
+  train, decode = record.get("train_step") or {}, record.get("decode_batch_1") or {}
+  if chip and train.get("mfu") is not None:
+    report.add(f"accelerator_train_mfu_{chip_slug(chip)}", train["model_flops_per_s"] / 1e12,
+               record["device"]["peak_bf16_flops"] / 1e12,
+               f"TFLOP/s (train step, {size}, {train['batch']}x{train['seq']} tokens); peer: "
+               f"the chip's peak dense bf16, ratio = MFU")
+  if chip and decode.get("roofline_fraction") is not None:
+    report.add(f"accelerator_decode_b1_roofline_{chip_slug(chip)}", decode["tokens_per_s"],
+               decode["roofline_tokens_per_s"],
+               f"decode tokens/s at B=1 ({size}); peer: the HBM roofline")
+  report.save(update_docs, machine_name=f"{record['device']['device_kind']} ({chip}); "
+              f"host {record['machine']}", date=record["date"])
+  return report.rows
+
+
 def parse_args(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--model_size", default="1b", choices=tuple(SHAPES))
@@ -416,6 +450,11 @@ def parse_args(argv=None):
   ap.add_argument("--parts", default=",".join(PARTS), help="which parts, of " + ",".join(PARTS))
   ap.add_argument("--sandbox", default="auto", choices=("auto", "bwrap", "rlimits"),
                   help="execution pool isolation (auto: bwrap, else rlimits with a note)")
+  ap.add_argument("--rows_from", default=None,
+                  help="measure nothing: write the results-table rows of this results file "
+                       "(a run on a GPU / TPU, copied back); with --update-docs into "
+                       "docs/benchmarks.md")
+  common.add_update_docs_flag(ap)
   return ap.parse_args(argv)
 
 
@@ -432,6 +471,10 @@ def first_record(args, device: Device, config) -> dict:
 
 def main(argv=None) -> int:
   args = parse_args(argv)
+  if args.rows_from:
+    with open(args.rows_from, encoding="utf-8") as f:
+      write_docs_rows(json.load(f), update_docs=args.update_docs)
+    return 0
   parts = [p for p in args.parts.split(",") if p]
   if set(parts) - set(PARTS):
     raise SystemExit(f"--parts: unknown {sorted(set(parts) - set(PARTS))}; choose from {PARTS}")

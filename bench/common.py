@@ -156,12 +156,15 @@ class Report:
     self.rows.append(row)
     return row
 
-  def save(self, update_docs: bool = False) -> None:
+  def save(self, update_docs: bool = False, machine_name: str | None = None,
+           date: str | None = None) -> None:
     """Writes bench/results/<results_name>.json; with `update_docs` also the rows of
-    docs/benchmarks.md (the only tracked file a bench run changes, and only when asked)."""
+    docs/benchmarks.md (the only tracked file a bench run changes, and only when asked).
+    `machine_name` / `date`: those of a run made elsewhere (default: this machine, now)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    record = {"script": self.script, "command": self.command, "machine": machine(),
-              "date": time.strftime("%Y-%m-%d %H:%M"), "rows": self.rows}
+    record = {"script": self.script, "command": self.command,
+              "machine": machine_name or machine(),
+              "date": date or time.strftime("%Y-%m-%d %H:%M"), "rows": self.rows}
     (RESULTS / f"{self.results_name}.json").write_text(json.dumps(record, indent=2) + "\n")
     if not update_docs:
       return
@@ -172,4 +175,6 @@ class Report:
                      "| ratio | machine | command |\n|---|---|---|---|---|---|---|---|\n")
     rows = [f"| {record['date']} | {r['bench']} | {r['ours']} | {r['peer']} | {r['unit']} | "
             f"{r['ratio']} | {record['machine']} | `{self.command}` |\n" for r in self.rows]
-    DOC.write_text(_insert_rows(DOC.read_text(encoding="utf-8"), rows), encoding="utf-8")
+    from bench import targets  # pylint: disable=import-outside-toplevel
+    DOC.write_text(targets.update(_insert_rows(DOC.read_text(encoding="utf-8"), rows)),
+                   encoding="utf-8")
