@@ -4,8 +4,9 @@
                                         [--policy demo|100m] [--no_save] [--update-docs]
 
 Policy: the shipped demo policy (tiny qwen2, 1.05M parameters), or with `--policy 100m` a random
-~100M one of the same family and tokenizer (bench/model_sizes.py, only the batching row: its
-programs are noise, so it measures the cost of the search, not its results); problems: synthetic
+~100M one of the same family and tokenizer (bench/model_sizes.py, only the batching rows, with
+the suffix `_100m`: its programs are noise, so it measures the cost of the search, not its
+results); problems: synthetic
 train split; execution: the sandbox pool; value model: the policy backbone with a fresh value
 head (scoring cost does not depend on training), scoring in batches of 16 texts like the
 pipeline (`score_batch_size`).
@@ -15,7 +16,7 @@ pipeline (`score_batch_size`).
    generation, execution (waiting for the sandbox after generation), value scoring and tree
    bookkeeping (select, insert, backup, path rebuild, host glue). Row: ours = bookkeeping
    s/expansion, peer = total s/expansion, ratio = total / bookkeeping (>= 20: bookkeeping < 5%).
-2. `search_b<B>_vs_b1` ("collect" mode, with execution) and, on the demo policy,
+2. `search_b<B>_vs_b1` ("collect" mode, with execution) and
    `search_b<B>_vs_b1_vm` (VM-MCTS decoding: value-model scoring, nothing executed): the same B
    problems searched together (one batched generation and one value-model call per step) vs one
    tree at a time (B separate searches), alternating in `rounds` rounds (2) in one process after
@@ -72,9 +73,8 @@ def _setup(max_new_tokens: int, policy: str):
   tokenizer = load_tokenizer(shipped_policy_path())
   config, params = _policy(policy)
   sampler = Sampler(config, params, tokenizer, max_batch=256)
-  vm = None if policy != "demo" else ValueModel(  # only the demo's "vm" split row scores
-      config, init_value_params(config, params, jax.random.key(0)), tokenizer, max_length=512,
-      batch_size=SCORE_BATCH)
+  vm = ValueModel(config, init_value_params(config, params, jax.random.key(0)), tokenizer,
+                  max_length=512, batch_size=SCORE_BATCH)
   return sampler, vm, SamplingParams(max_new_tokens=max_new_tokens, temperature=0.7)
 
 
@@ -158,10 +158,11 @@ def main() -> None:
     if args.policy == "demo":
       split_row(report, problems, sampler, sp, pool, vm, "collect", args.iterations)
       split_row(report, problems, sampler, sp, pool, vm, "vm", args.iterations)
+    size = "" if args.policy == "demo" else f"_{args.policy}"
     batching_row(report, problems, sampler, sp, pool, vm, "collect", args.iterations,
-                 suffix="" if args.policy == "demo" else f"_{args.policy}")
-    if args.policy == "demo":
-      batching_row(report, problems, sampler, sp, pool, vm, "vm", args.iterations, suffix="_vm")
+                 suffix=size)
+    batching_row(report, problems, sampler, sp, pool, vm, "vm", args.iterations,
+                 suffix=f"_vm{size}")
   if not args.no_save:
     report.save(update_docs=args.update_docs)
 
