@@ -42,6 +42,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common
+from restrl_jax import io_utils
 
 GROUP = 8
 TEMPERATURE, BETA_KL, LEARNING_RATE = 0.7, 0.04, 5e-5
@@ -298,6 +299,30 @@ def bench_size(report: common.Report, size: str, args) -> None:
              f"LR {LEARNING_RATE}); peer: TRL GRPOTrainer", higher_is_better=False, **extra)
 
 
+PHASE_NAMES = {"gen_s": "generation", "ref_s": "reference pass",
+               "reward_s": "waiting on the reward", "update_s": "update", "step_s": "step"}
+PHASES_BEGIN, PHASES_END = "<!-- grpo_vs_trl_phases:begin -->", "<!-- grpo_vs_trl_phases:end -->"
+
+
+def phase_table(rows: list[dict]) -> str:
+  """The per-phase medians of the rows, ours / TRL's in seconds, a line per size."""
+  fig = lambda x: f"{x:.3g}" if x >= 0.01 else f"{x:.1g}"
+  lines = ["| size | " + " | ".join(PHASE_NAMES[k] for k in PHASES) + " |",
+           "|---|" + "---|" * len(PHASES)]
+  for r in rows:
+    lines.append(f"| {r['bench'].removeprefix('grpo_vs_trl_')} ({r['params_m']}M) | " + " | ".join(
+        f"{fig(r['ours_' + k])} / {fig(r['trl_' + k])}" for k in PHASES) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def write_phase_table(rows: list[dict]) -> None:
+  """docs/benchmarks.md's phase block from this run's rows (with --update-docs)."""
+  doc = common.DOC.read_text(encoding="utf-8")
+  common.DOC.write_text(io_utils.replace_marked_block(doc, PHASES_BEGIN, PHASES_END,
+                                                      phase_table(rows), append=True),
+                        encoding="utf-8")
+
+
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--sizes", default="tiny,100m")
@@ -320,6 +345,8 @@ def main() -> None:
     bench_size(report, size, args)
   if not args.no_save:
     report.save(update_docs=args.update_docs)
+    if args.update_docs:
+      write_phase_table(report.rows)
 
 
 if __name__ == "__main__":

@@ -78,3 +78,30 @@ def test_a_device_record_becomes_rows_the_targets_read(tmp_path, monkeypatch):
   assert "| H100 SXM 50% | not met |" in text      # decode < 60% of the roofline
   cpu = _device_record(chip=None)
   assert accelerator.write_docs_rows(cpu, update_docs=False) == []
+
+
+def test_grpo_vs_trl_phase_table_is_written_from_the_rows(tmp_path, monkeypatch):
+  from bench import grpo_vs_trl  # pylint: disable=import-outside-toplevel
+  row = {"bench": "grpo_vs_trl_100m", "params_m": 101.5,
+         **{f"ours_{k}": v for k, v in zip(grpo_vs_trl.PHASES, (5.0, 1.5, 0.0002, 5.5, 12.0))},
+         **{f"trl_{k}": v for k, v in zip(grpo_vs_trl.PHASES, (10.0, 4.4, 0.09, 13.7, 28.0))}}
+  table = grpo_vs_trl.phase_table([row])
+  assert table.splitlines()[0] == ("| size | generation | reference pass | waiting on the reward "
+                                   "| update | step |")
+  assert table.splitlines()[2] == ("| 100m (101.5M) | 5 / 10 | 1.5 / 4.4 | 0.0002 / 0.09 | "
+                                   "5.5 / 13.7 | 12 / 28 |")
+  doc = tmp_path / "benchmarks.md"
+  doc.write_text("# B\n", encoding="utf-8")
+  monkeypatch.setattr(common, "DOC", doc)
+  grpo_vs_trl.write_phase_table([row])
+  grpo_vs_trl.write_phase_table([row])
+  text = doc.read_text(encoding="utf-8")
+  assert text.count(grpo_vs_trl.PHASES_BEGIN) == 1 and table in text
+
+
+def test_the_docs_phase_block_has_a_line_per_size():
+  from bench import grpo_vs_trl  # pylint: disable=import-outside-toplevel
+  doc = (REPO / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+  block = doc.split(grpo_vs_trl.PHASES_BEGIN)[1].split(grpo_vs_trl.PHASES_END)[0]
+  sizes = [l.split(" (")[0] for l in block.strip().splitlines()[2:]]
+  assert sizes == ["| tiny", "| 100m"]
