@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from restrl_jax import io_utils
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 DOC = REPO / "docs" / "benchmarks.md"
@@ -120,21 +122,37 @@ def _bench_name(row: str) -> str | None:
   return cells[2].strip() if row.startswith("|") and len(cells) > 3 else None
 
 
-def _insert_rows(doc: str, rows: list[str]) -> str:
-  """`doc` with `rows` in its first table whose header starts with "| date | bench" (the
-  results table at the top): a row replaces the row of the same bench there, the others go to
-  the table's end; at the end of `doc` when it has none."""
-  lines = doc.splitlines(keepends=True)
+def results_table(lines: list[str]) -> tuple[int, int] | None:
+  """(first row, end) of the rows of the first table whose header starts with "| date | bench"
+  (the results table at the top of docs/benchmarks.md), None when there is none."""
   header = next((i for i, l in enumerate(lines) if l.startswith("| date | bench")), None)
   if header is None:
-    return doc + "".join(rows)
+    return None
   end = header + 2   # past the header and its |---| line
   while end < len(lines) and lines[end].startswith("|"):
     end += 1
-  table = lines[header + 2:end]
+  return header + 2, end
+
+
+def results_rows(doc: str) -> list[str]:
+  """The rows of `doc`'s results table (see `results_table`)."""
+  lines = doc.splitlines()
+  span = results_table(lines)
+  return lines[span[0]:span[1]] if span else []
+
+
+def _insert_rows(doc: str, rows: list[str]) -> str:
+  """`doc` with `rows` in its results table (`results_table`): a row replaces the row of the
+  same bench there, the others go to the table's end; at the end of `doc` when it has none."""
+  lines = doc.splitlines(keepends=True)
+  span = results_table(lines)
+  if span is None:
+    return doc + "".join(rows)
+  first, end = span
+  table = lines[first:end]
   new = {_bench_name(r): r for r in rows}
   kept = [new.pop(_bench_name(l), l) for l in table]
-  return "".join(lines[:header + 2] + kept + list(new.values()) + lines[end:])
+  return "".join(lines[:first] + kept + list(new.values()) + lines[end:])
 
 
 class Report:
@@ -144,6 +162,7 @@ class Report:
     self.script = script
     self.results_name = results_name or script  # bench/results/<results_name>.json
     self.rows: list[dict] = []
+    self.blocks: list[tuple[str, str, str]] = []   # (begin marker, end marker, body) for docs
     args = [a for a in sys.argv[1:] if a != UPDATE_DOCS]
     self.command = "python " + " ".join([f"bench/{script}.py"] + args)
 
@@ -155,6 +174,11 @@ class Report:
     print(json.dumps(row), flush=True)
     self.rows.append(row)
     return row
+
+  def add_block(self, begin: str, end: str, body: str) -> None:
+    """A generated block of docs/benchmarks.md (between its marker lines) that `save` writes
+    beside the rows with `update_docs`."""
+    self.blocks.append((begin, end, body))
 
   def save(self, update_docs: bool = False, machine_name: str | None = None,
            date: str | None = None) -> None:
@@ -176,5 +200,7 @@ class Report:
     rows = [f"| {record['date']} | {r['bench']} | {r['ours']} | {r['peer']} | {r['unit']} | "
             f"{r['ratio']} | {record['machine']} | `{self.command}` |\n" for r in self.rows]
     from bench import targets  # pylint: disable=import-outside-toplevel
-    DOC.write_text(targets.update(_insert_rows(DOC.read_text(encoding="utf-8"), rows)),
-                   encoding="utf-8")
+    doc = _insert_rows(DOC.read_text(encoding="utf-8"), rows)
+    for begin, end, body in self.blocks:
+      doc = io_utils.replace_marked_block(doc, begin, end, body, append=True)
+    DOC.write_text(targets.update(doc), encoding="utf-8")

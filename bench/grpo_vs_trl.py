@@ -42,7 +42,6 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common
-from restrl_jax import io_utils
 
 GROUP = 8
 TEMPERATURE, BETA_KL, LEARNING_RATE = 0.7, 0.04, 5e-5
@@ -315,14 +314,6 @@ def phase_table(rows: list[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def write_phase_table(rows: list[dict]) -> None:
-  """docs/benchmarks.md's phase block from this run's rows (with --update-docs)."""
-  doc = common.DOC.read_text(encoding="utf-8")
-  common.DOC.write_text(io_utils.replace_marked_block(doc, PHASES_BEGIN, PHASES_END,
-                                                      phase_table(rows), append=True),
-                        encoding="utf-8")
-
-
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--sizes", default="tiny,100m")
@@ -343,10 +334,9 @@ def main() -> None:
   report = common.Report("grpo_vs_trl")
   for size in args.sizes.split(","):
     bench_size(report, size, args)
+  report.add_block(PHASES_BEGIN, PHASES_END, phase_table(report.rows))
   if not args.no_save:
     report.save(update_docs=args.update_docs)
-    if args.update_docs:
-      write_phase_table(report.rows)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ from typing import Callable, NamedTuple
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from bench import common  # noqa: E402
 from restrl_jax import io_utils  # noqa: E402
 
-DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- targets:begin -->", "<!-- targets:end -->"
 
 
@@ -73,17 +73,8 @@ TARGETS = (
 
 def read_ratios(doc: str) -> dict[str, float]:
   """{bench: ratio} of the results table ("| date | bench | ours | peer | unit | ratio | ...")."""
-  ratios, in_table = {}, False
-  for line in doc.splitlines():
-    if line.startswith("| date | bench"):
-      in_table = True
-    elif in_table and line.startswith("|"):
-      cells = [c.strip() for c in line.split("|")]
-      if cells[2] and not set(cells[2]) <= {"-"}:
-        ratios[cells[2]] = float(cells[6])
-    elif in_table:
-      break
-  return ratios
+  cells = [[c.strip() for c in row.split("|")] for row in common.results_rows(doc)]
+  return {c[2]: float(c[6]) for c in cells}
 
 
 def status(target: Target, ratios: dict[str, float]) -> str:
@@ -117,10 +108,10 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--update-docs", dest="update_docs", action="store_true")
   args = parser.parse_args()
-  doc = DOC.read_text(encoding="utf-8")
+  doc = common.DOC.read_text(encoding="utf-8")
   print(markdown(read_ratios(doc)), end="")
   if args.update_docs:
-    io_utils.atomic_write_text(DOC, update(doc))
+    io_utils.atomic_write_text(common.DOC, update(doc))
 
 
 if __name__ == "__main__":

@@ -93,10 +93,14 @@ def test_grpo_vs_trl_phase_table_is_written_from_the_rows(tmp_path, monkeypatch)
   doc = tmp_path / "benchmarks.md"
   doc.write_text("# B\n", encoding="utf-8")
   monkeypatch.setattr(common, "DOC", doc)
-  grpo_vs_trl.write_phase_table([row])
-  grpo_vs_trl.write_phase_table([row])
+  monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
+  for _ in range(2):   # a second run replaces the block
+    report = common.Report("grpo_vs_trl")
+    report.add_block(grpo_vs_trl.PHASES_BEGIN, grpo_vs_trl.PHASES_END, table)
+    report.save(update_docs=True)
   text = doc.read_text(encoding="utf-8")
   assert text.count(grpo_vs_trl.PHASES_BEGIN) == 1 and table in text
+  assert targets.BEGIN in text          # the targets table is rewritten by the same save
 
 
 def test_the_docs_phase_block_has_a_line_per_size():
