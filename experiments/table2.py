@@ -296,11 +296,21 @@ def record_seeds(args: argparse.Namespace, run_one) -> None:
 
 # -- report --------------------------------------------------------------------------------------
 
+def pass_at_1(pool: dict) -> np.ndarray:
+  """Per problem, the strictly correct share of its pool: sampling's accuracy.  # [P]"""
+  return np.array([np.mean(np.asarray(r) > STRICT) for r in pool["rewards"]])
+
+
+def mcts_budgets(records: Sequence[dict]) -> list[int]:
+  """The budgets at which some record holds an MCTS cell."""
+  return sorted({int(b) for r in records for m in MCTS_METHODS for b in r["mcts"].get(m, {})})
+
+
 def per_problem(record: dict, budget: int) -> dict[str, np.ndarray]:
   """Per-problem strict accuracy of every method at `budget` (sampling: pass@1 of the pool;
   best-of-N and the oracle: exact expectations over the pool).  # {method: [P]}"""
   pool = record["pool"]
-  out = {"sampling": np.array([np.mean(np.asarray(r) > STRICT) for r in pool["rewards"]])}
+  out = {"sampling": pass_at_1(pool)}
   if budget <= len(pool["rewards"][0]):
     out["best_of_n"] = np.array([budget_curve.best_of_k(s, r, budget)[0]
                                  for s, r in zip(pool["scores"], pool["rewards"])])
@@ -326,17 +336,15 @@ def matched_differences(record: dict, method: str, budget: int) -> dict[str, np.
   mcts = (np.asarray(cell["rewards"]) > STRICT).astype(np.float64)
   best = np.array([budget_curve.best_of_k(s, r, max(int(k), 1))[0]
                    for s, r, k in zip(pool["scores"], pool["rewards"], cell["samples"])])
-  sampling = np.array([np.mean(np.asarray(r) > STRICT) for r in pool["rewards"]])
-  return {"best_of_n": mcts - best, "sampling": mcts - sampling}
+  return {"best_of_n": mcts - best, "sampling": mcts - pass_at_1(pool)}
 
 
 def matched_rows(records: Sequence[dict]) -> dict:
   """{method: {budget: {"drawn", "minus_best_of_n", "minus_sampling"}}}, each a mean ± std over
   seeds of the per-seed means over problems (drawn: programs per problem)."""
   out: dict = {}
-  budgets = sorted({int(b) for r in records for m in MCTS_METHODS for b in r["mcts"].get(m, {})})
   for method in MCTS_METHODS:
-    for b in budgets:
+    for b in mcts_budgets(records):
       diffs = [matched_differences(r, method, b) for r in records]
       if any(d is None for d in diffs):
         continue
@@ -389,8 +397,8 @@ def summarize(records: Sequence[dict], budget: int) -> dict:
         row[f"minus_{other}_problem_se"] = [float((p[method] - p[other]).std(ddof=1)
                                                   / np.sqrt(len(p[method]))) for p in per_seed]
     table[method] = row
-  budgets = sorted({int(b) for r in records for m in MCTS_METHODS for b in r["mcts"].get(m, {})}
-                   | {1, 2, 5, 10, 20} | {len(records[0]["pool"]["rewards"][0])})
+  budgets = sorted(set(mcts_budgets(records)) | {1, 2, 5, 10, 20}
+                   | {len(records[0]["pool"]["rewards"][0])})
   curve = {}
   for b in budgets:
     points = [per_problem(rec, b) for rec in records]
@@ -464,8 +472,7 @@ def matched_markdown(matched: dict, seeds: int) -> list[str]:
   budgets = sorted({b for rows in matched.values() for b in rows})
   if not budgets:
     return []
-  cell = (lambda ms, sign=True: fmt(ms, sign)) if seeds > 1 else (
-      lambda ms, sign=True: f"{ms[0]:+.3f}" if sign else f"{ms[0]:.3f}")
+  diff = (lambda ms: fmt(ms, sign=True)) if seeds > 1 else (lambda ms: f"{ms[0]:+.3f}")
   lines = ["", "| MCTS budget (programs per problem) | " + " | ".join(map(str, budgets)) + " |",
            "|---|" + "---|" * len(budgets)]
   for method, rows in matched.items():
@@ -474,7 +481,7 @@ def matched_markdown(matched: dict, seeds: int) -> list[str]:
                        ("minus_sampling", "minus sampling (paired)")):
       lines.append(f"| {NAMES[method]}: {label} | " + " | ".join(
           "" if b not in rows else f"{rows[b]['drawn'][0]:.1f}" if key == "drawn"
-          else cell(rows[b][key]) for b in budgets) + " |")
+          else diff(rows[b][key]) for b in budgets) + " |")
   return lines
 
 
