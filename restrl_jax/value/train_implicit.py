@@ -138,12 +138,11 @@ def train_implicit_prm(cfg: ImplicitPRMConfig, groups: Sequence[ProgramGroup],
   likelihood_auc = within_problem_auc(_split(run.held_ref, run.held),
                                       [g.rewards for g in run.held])[0]
   io_utils.recover_dir(out_dir / BEST_DIR)
-  plan = loop.LoopPlan(cfg.steps, out_dir / CHECKPOINT_DIR, out_dir,
-                       checkpoint_at=loop.every(cfg.eval_every, cfg.steps),
+  every_eval = loop.every(cfg.eval_every, cfg.steps)
+  plan = loop.LoopPlan(cfg.steps, out_dir / CHECKPOINT_DIR, out_dir, checkpoint_at=every_eval,
                        log_at=loop.every(max(1, cfg.eval_every // 5), cfg.steps),
                        # not at step 0: the policy itself gives every program reward 0
-                       eval_at=lambda done: done > 0 and loop.every(cfg.eval_every,
-                                                                   cfg.steps)(done))
+                       eval_at=lambda done: done > 0 and every_eval(done))
   start = loop.resume(plan, run.state)
   meta = start.meta or {"best_auc": None, "best_step": None}
 
